@@ -1,0 +1,349 @@
+//! Model configs (`configs/<name>.toml`): everything the runtime needs to feed an ONNX model
+//! and read its answer. A user with their own trained export writes one of these.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{read_toml, ConfigError, Problems};
+
+/// What a model predicts.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// One class per pixel (DeepLabV3+ and friends).
+    Semantic,
+    /// Boxes, classes, scores and a mask per object (Mask R-CNN).
+    Instance,
+}
+
+/// A model config file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Free text shown in logs and reports.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// What the model predicts.
+    pub task: Task,
+    /// Path to the ONNX file, relative to this config file.
+    pub onnx: PathBuf,
+    /// How frames become the model's input tensor.
+    pub input: InputConfig,
+    /// Which output to read and what it holds.
+    pub output: OutputConfig,
+    /// Class names and display colours.
+    pub classes: ClassesConfig,
+}
+
+/// Memory layout of the input tensor.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+pub enum Layout {
+    /// `[batch, channels, height, width]`.
+    NCHW,
+    /// `[batch, height, width, channels]`.
+    NHWC,
+    /// `[channels, height, width]`, no batch axis (torchvision's detection exports).
+    CHW,
+}
+
+impl Layout {
+    pub fn rank(self) -> usize {
+        match self {
+            Layout::NCHW | Layout::NHWC => 4,
+            Layout::CHW => 3,
+        }
+    }
+
+    /// Index of the (channel, height, width) axes.
+    pub fn axes(self) -> (usize, usize, usize) {
+        match self {
+            Layout::NCHW => (1, 2, 3),
+            Layout::NHWC => (3, 1, 2),
+            Layout::CHW => (0, 1, 2),
+        }
+    }
+}
+
+/// Channel order the model was trained with.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+pub enum ColorOrder {
+    RGB,
+    BGR,
+}
+
+/// Element type of the input tensor.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InputType {
+    Float32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// Name of the model's image input.
+    pub name: String,
+    /// Tensor layout.
+    pub layout: Layout,
+    /// Channel order.
+    #[serde(default = "default_color")]
+    pub color: ColorOrder,
+    /// Element type.
+    #[serde(default = "default_dtype")]
+    pub dtype: InputType,
+    /// Pixel values (0..255) are divided by this first: 255 for models trained on 0..1, 1 for 0..255.
+    #[serde(default = "default_scale")]
+    pub scale: f32,
+    /// Per-channel mean subtracted after scaling, in the model's channel order.
+    #[serde(default = "zeros")]
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation divided by after the mean, in the model's channel order.
+    #[serde(default = "ones")]
+    pub std: [f32; 3],
+    /// How frame sizes are mapped to sizes the model accepts.
+    pub size: SizePolicy,
+}
+
+/// How a frame is brought to a size the model accepts.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(tag = "policy", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SizePolicy {
+    /// Keep the frame's resolution; pad right and bottom up to a multiple of `multiple_of`
+    /// (padding is zero after normalization, i.e. the mean colour). Outputs are cropped back.
+    Pad {
+        /// Height and width must be divisible by this (16 for the smp DeepLabV3+ exports).
+        #[serde(default = "one")]
+        multiple_of: u32,
+    },
+    /// Resize the whole frame to `width` x `height` (bilinear); outputs are resized back.
+    Stretch { width: u32, height: u32 },
+}
+
+impl SizePolicy {
+    /// The model input size (width, height) for a frame of the given size.
+    pub fn model_size(self, width: u32, height: u32) -> (u32, u32) {
+        match self {
+            SizePolicy::Pad { multiple_of: m } => (width.div_ceil(m) * m, height.div_ceil(m) * m),
+            SizePolicy::Stretch { width, height } => (width, height),
+        }
+    }
+}
+
+/// Which output to read, and what it holds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OutputConfig {
+    /// `[N, classes, h, w]` float scores; `h, w` may be smaller than the input (up-sampled
+    /// bilinearly before the argmax).
+    Logits { name: String },
+    /// Like `logits`, after a softmax.
+    Probabilities { name: String },
+    /// `[N, h, w]` or `[N, 1, h, w]` class indices (int64 or int32), already argmaxed.
+    Labels { name: String },
+    /// Mask R-CNN style detections.
+    Detections {
+        boxes: String,
+        labels: String,
+        scores: String,
+        masks: String,
+        /// `pasted`: masks `[N,1,H,W]` at input size; `raw`: `[N,1|C,28,28]` to paste into boxes.
+        masks_format: MasksFormat,
+        #[serde(default = "default_score_threshold")]
+        score_threshold: f32,
+        #[serde(default = "default_max_detections")]
+        max_detections: u32,
+    },
+}
+
+impl OutputConfig {
+    /// Names of every output the config reads.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            OutputConfig::Logits { name }
+            | OutputConfig::Probabilities { name }
+            | OutputConfig::Labels { name } => vec![name],
+            OutputConfig::Detections {
+                boxes,
+                labels,
+                scores,
+                masks,
+                ..
+            } => {
+                vec![boxes, labels, scores, masks]
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MasksFormat {
+    Pasted,
+    Raw,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassesConfig {
+    /// Class names, by class index.
+    pub names: Vec<String>,
+    /// RGB colour per class; when absent, distinct colours are generated.
+    #[serde(default)]
+    pub palette: Option<Vec<[u8; 3]>>,
+}
+
+fn default_color() -> ColorOrder {
+    ColorOrder::RGB
+}
+fn default_dtype() -> InputType {
+    InputType::Float32
+}
+fn default_scale() -> f32 {
+    255.0
+}
+fn zeros() -> [f32; 3] {
+    [0.0; 3]
+}
+fn ones() -> [f32; 3] {
+    [1.0; 3]
+}
+fn one() -> u32 {
+    1
+}
+fn default_score_threshold() -> f32 {
+    0.5
+}
+fn default_max_detections() -> u32 {
+    100
+}
+
+/// A model config that was read and checked, with paths resolved.
+#[derive(Clone, Debug)]
+pub struct Model {
+    /// The config's file stem, e.g. `deeplabv3plus_mobilenet_v2`.
+    pub name: String,
+    pub config_path: PathBuf,
+    /// The ONNX file, resolved against the config's directory.
+    pub onnx_path: PathBuf,
+    pub config: ModelConfig,
+    /// One colour per class.
+    pub palette: Vec<[u8; 3]>,
+}
+
+impl Model {
+    /// Reads a model config and checks it on its own (the ONNX file must exist; whether it
+    /// agrees with the config is checked when a session is created).
+    pub fn load(path: &Path) -> Result<Model, ConfigError> {
+        let config: ModelConfig = read_toml(path)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let onnx_path = super::normalize(&dir.join(&config.onnx));
+        let mut p = Problems::default();
+        config.check(&mut p);
+        if !onnx_path.is_file() {
+            p.push(
+                "onnx",
+                format!(
+                    "model file {} does not exist (export it with scripts/setup, or point \
+                     `onnx` at your own export)",
+                    onnx_path.display()
+                ),
+            );
+        }
+        p.into_result(path)?;
+        let palette = match &config.classes.palette {
+            Some(p) => p.clone(),
+            None => generated_palette(config.classes.names.len()),
+        };
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Model {
+            name,
+            config_path: path.to_owned(),
+            onnx_path,
+            config,
+            palette,
+        })
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.config.classes.names.len()
+    }
+}
+
+impl ModelConfig {
+    fn check(&self, p: &mut Problems) {
+        let input = &self.input;
+        p.range("input.scale", input.scale, f32::MIN_POSITIVE, 65536.0);
+        for (i, s) in input.std.iter().enumerate() {
+            if !(s.abs() > 1e-12) {
+                p.push(format!("input.std[{i}]"), format!("{s} must be non-zero"));
+            }
+        }
+        match input.size {
+            SizePolicy::Pad { multiple_of } => {
+                p.range("input.size.multiple_of", multiple_of, 1, 1024)
+            }
+            SizePolicy::Stretch { width, height } => {
+                p.range("input.size.width", width, 1, 16384);
+                p.range("input.size.height", height, 1, 16384);
+            }
+        }
+        let n = self.classes.names.len();
+        p.range("classes.names (count)", n, 1, 256);
+        if let Some(palette) = &self.classes.palette {
+            if palette.len() != n {
+                p.push(
+                    "classes.palette",
+                    format!(
+                        "has {} colours for {n} classes (expected one per class)",
+                        palette.len()
+                    ),
+                );
+            }
+        }
+        match (&self.task, &self.output) {
+            (Task::Semantic, OutputConfig::Detections { .. }) => p.push(
+                "output.kind",
+                "`detections` is for task = \"instance\" (expected logits, probabilities or labels)",
+            ),
+            (Task::Instance, OutputConfig::Detections { score_threshold, max_detections, .. }) => {
+                p.range("output.score_threshold", *score_threshold, 0.0, 1.0);
+                p.range("output.max_detections", *max_detections, 1, 10000);
+            }
+            (Task::Instance, _) => {
+                p.push("output.kind", "task = \"instance\" needs kind = \"detections\"")
+            }
+            (Task::Semantic, _) => {}
+        }
+    }
+}
+
+/// Distinct, reproducible colours for models whose config has no palette.
+pub fn generated_palette(n: usize) -> Vec<[u8; 3]> {
+    (0..n)
+        .map(|i| {
+            // Golden-angle hue steps keep neighbouring class indices far apart in colour.
+            let h = (i as f32 * 137.508) % 360.0;
+            let (s, v) = (0.65, 0.95);
+            let c = v * s;
+            let x = c * (1.0 - ((h / 60.0) % 2.0 - 1.0).abs());
+            let (r, g, b) = match (h / 60.0) as u32 {
+                0 => (c, x, 0.0),
+                1 => (x, c, 0.0),
+                2 => (0.0, c, x),
+                3 => (0.0, x, c),
+                4 => (x, 0.0, c),
+                _ => (c, 0.0, x),
+            };
+            let m = v - c;
+            [
+                ((r + m) * 255.0) as u8,
+                ((g + m) * 255.0) as u8,
+                ((b + m) * 255.0) as u8,
+            ]
+        })
+        .collect()
+}

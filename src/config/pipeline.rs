@@ -1,0 +1,728 @@
+//! Pipeline files (`pipelines/*.toml`): one source, transforms in order, one or more sinks.
+//!
+//! ```toml
+//! [source]
+//! type = "file"
+//! path = "assets/sample.mp4"
+//!
+//! [[transforms]]
+//! type = "infer"
+//! model = "deeplabv3plus_mobilenet_v2"
+//!
+//! [[transforms]]
+//! type = "composite"
+//! alpha = 0.5
+//!
+//! [[sinks]]
+//! type = "mp4"
+//! path = "out/demo.mp4"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{read_toml, ConfigError, Model, Problems, Task};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Where frames come from.
+    pub source: SourceConfig,
+    /// Stages applied to every frame, in order.
+    #[serde(default)]
+    pub transforms: Vec<TransformConfig>,
+    /// Where results go; every sink receives every frame.
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// Where frames come from.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A video file, a still image, or a numbered image sequence (`frames/%05d.png`).
+    File {
+        path: PathBuf,
+        /// First index of an image sequence.
+        #[serde(default)]
+        start_index: u32,
+    },
+    /// Any URI GStreamer can open (`file://`, `http://`, `rtsp://`, ...).
+    Uri { uri: String },
+    /// An RTSP stream.
+    Rtsp {
+        url: String,
+        /// Jitter-buffer latency in milliseconds.
+        #[serde(default = "default_rtsp_latency")]
+        latency_ms: u32,
+        /// Seconds to wait for the server before giving up.
+        #[serde(default = "default_rtsp_timeout")]
+        timeout_s: f64,
+    },
+    /// A V4L2 camera.
+    Camera {
+        #[serde(default = "default_camera")]
+        device: PathBuf,
+    },
+    /// GStreamer's `videotestsrc`, for tests and demos.
+    Test {
+        /// A `videotestsrc` pattern name (`smpte`, `ball`, `snow`, ...).
+        #[serde(default = "default_pattern")]
+        pattern: String,
+        #[serde(default = "default_test_width")]
+        width: u32,
+        #[serde(default = "default_test_height")]
+        height: u32,
+        #[serde(default = "default_fps")]
+        fps: u32,
+        /// Number of frames before end of stream; endless when absent.
+        #[serde(default)]
+        frames: Option<u64>,
+        /// Pace frames in real time, like a camera.
+        #[serde(default)]
+        live: bool,
+    },
+}
+
+impl SourceConfig {
+    /// Parses a command-line `--input`: an RTSP URL, a camera device, `test:PATTERN`, a URI,
+    /// or a file path.
+    pub fn from_input(input: &str) -> SourceConfig {
+        if input.starts_with("rtsp://") || input.starts_with("rtsps://") {
+            SourceConfig::Rtsp {
+                url: input.to_owned(),
+                latency_ms: default_rtsp_latency(),
+                timeout_s: default_rtsp_timeout(),
+            }
+        } else if input.starts_with("/dev/video") {
+            SourceConfig::Camera {
+                device: input.into(),
+            }
+        } else if let Some(pattern) = input.strip_prefix("test:") {
+            SourceConfig::Test {
+                pattern: if pattern.is_empty() {
+                    default_pattern()
+                } else {
+                    pattern.to_owned()
+                },
+                width: default_test_width(),
+                height: default_test_height(),
+                fps: default_fps(),
+                frames: None,
+                live: false,
+            }
+        } else if input.contains("://") {
+            SourceConfig::Uri {
+                uri: input.to_owned(),
+            }
+        } else {
+            SourceConfig::File {
+                path: input.into(),
+                start_index: 0,
+            }
+        }
+    }
+
+    /// Live sources produce frames on their own clock and cannot wait for a slow pipeline.
+    pub fn is_live(&self) -> bool {
+        match self {
+            SourceConfig::Rtsp { .. } | SourceConfig::Camera { .. } => true,
+            SourceConfig::Uri { uri } => uri.starts_with("rtsp") || uri.starts_with("udp"),
+            SourceConfig::Test { live, .. } => *live,
+            SourceConfig::File { .. } => false,
+        }
+    }
+
+    /// A short human name of the input, used in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            SourceConfig::File { path, .. } => path.display().to_string(),
+            SourceConfig::Uri { uri } => uri.clone(),
+            SourceConfig::Rtsp { url, .. } => url.clone(),
+            SourceConfig::Camera { device } => device.display().to_string(),
+            SourceConfig::Test { pattern, .. } => format!("test:{pattern}"),
+        }
+    }
+}
+
+/// A stage between the source and the sinks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TransformConfig {
+    /// Runs a model on every frame and attaches its label map.
+    Infer {
+        /// A model config name (looked up in `configs/`) or a path to one.
+        model: String,
+        /// Execution providers in order of preference; CPU when empty. Every listed
+        /// provider must be available: a missing one is an error, never a silent CPU run.
+        #[serde(default)]
+        providers: Vec<ProviderConfig>,
+        /// ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose.
+        #[serde(default)]
+        threads: usize,
+        /// The stage's input queue.
+        #[serde(default)]
+        queue: QueueConfig,
+    },
+    /// Blends class colours over the frame.
+    Composite {
+        /// Opacity of the class colours, 0 (invisible) to 1 (opaque).
+        #[serde(default = "default_alpha")]
+        alpha: f32,
+        #[serde(default)]
+        queue: QueueConfig,
+    },
+}
+
+impl TransformConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TransformConfig::Infer { .. } => "infer",
+            TransformConfig::Composite { .. } => "composite",
+        }
+    }
+
+    pub fn queue(&self) -> &QueueConfig {
+        match self {
+            TransformConfig::Infer { queue, .. } | TransformConfig::Composite { queue, .. } => {
+                queue
+            }
+        }
+    }
+}
+
+/// An ONNX Runtime execution provider.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProviderConfig {
+    Cpu,
+    Cuda {
+        #[serde(default)]
+        device_id: i32,
+        /// cuDNN convolution algorithm search: `exhaustive`, `heuristic` or `default`.
+        #[serde(default = "default_conv_search")]
+        conv_algo_search: String,
+        /// Limit of the CUDA memory arena in MiB; unlimited when absent.
+        #[serde(default)]
+        memory_limit_mb: Option<usize>,
+    },
+    Tensorrt {
+        #[serde(default)]
+        device_id: i32,
+        /// Build FP16 engines.
+        #[serde(default)]
+        fp16: bool,
+        /// Directory where built engines are cached between runs.
+        #[serde(default)]
+        engine_cache_dir: Option<PathBuf>,
+        /// Builder workspace in MiB.
+        #[serde(default)]
+        workspace_mb: Option<usize>,
+    },
+}
+
+/// A stage's input queue.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Frames the queue holds.
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+    /// What a full queue does; by default `block` for files and `drop_oldest` for live sources.
+    #[serde(default)]
+    pub when_full: Option<FullPolicy>,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            capacity: default_capacity(),
+            when_full: None,
+        }
+    }
+}
+
+/// What a full queue does with a new frame.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FullPolicy {
+    /// Wait for room: lossless, applies back-pressure to the source.
+    Block,
+    /// Discard the oldest queued frame (counted): bounded latency for live sources.
+    DropOldest,
+}
+
+/// Where results go.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// H.264 in an MP4 file, showing the overlay (or the plain frame without composite).
+    Mp4 {
+        path: PathBuf,
+        /// Target bitrate in kbit/s.
+        #[serde(default = "default_bitrate")]
+        bitrate_kbps: u32,
+        #[serde(default)]
+        queue: QueueConfig,
+    },
+    /// One PNG per frame, named by sequence number.
+    Png {
+        dir: PathBuf,
+        /// `labels` (8-bit, pixel = class index), `overlay` or `frame` (RGB).
+        #[serde(default)]
+        what: PngContent,
+        #[serde(default)]
+        queue: QueueConfig,
+    },
+    /// Discards frames; for measuring.
+    Null {
+        #[serde(default)]
+        queue: QueueConfig,
+    },
+    /// A window on the local display.
+    Display {
+        #[serde(default)]
+        queue: QueueConfig,
+    },
+}
+
+impl SinkConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SinkConfig::Mp4 { .. } => "mp4",
+            SinkConfig::Png { .. } => "png",
+            SinkConfig::Null { .. } => "null",
+            SinkConfig::Display { .. } => "display",
+        }
+    }
+
+    pub fn queue(&self) -> &QueueConfig {
+        match self {
+            SinkConfig::Mp4 { queue, .. }
+            | SinkConfig::Png { queue, .. }
+            | SinkConfig::Null { queue }
+            | SinkConfig::Display { queue } => queue,
+        }
+    }
+
+    /// The file or directory the sink writes, if any.
+    pub fn output_path(&self) -> Option<&Path> {
+        match self {
+            SinkConfig::Mp4 { path, .. } => Some(path),
+            SinkConfig::Png { dir, .. } => Some(dir),
+            _ => None,
+        }
+    }
+
+    fn set_output_path(&mut self, new: PathBuf) -> bool {
+        match self {
+            SinkConfig::Mp4 { path, .. } => *path = new,
+            SinkConfig::Png { dir, .. } => *dir = new,
+            _ => return false,
+        }
+        true
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PngContent {
+    #[default]
+    Labels,
+    Overlay,
+    Frame,
+}
+
+fn default_rtsp_latency() -> u32 {
+    200
+}
+fn default_rtsp_timeout() -> f64 {
+    10.0
+}
+fn default_camera() -> PathBuf {
+    "/dev/video0".into()
+}
+fn default_pattern() -> String {
+    "smpte".into()
+}
+fn default_test_width() -> u32 {
+    640
+}
+fn default_test_height() -> u32 {
+    360
+}
+fn default_fps() -> u32 {
+    30
+}
+fn default_alpha() -> f32 {
+    0.5
+}
+fn default_conv_search() -> String {
+    "exhaustive".into()
+}
+fn default_capacity() -> usize {
+    4
+}
+fn default_bitrate() -> u32 {
+    4000
+}
+
+/// Command-line overrides applied on top of a pipeline file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub input: Option<String>,
+    pub output: Option<PathBuf>,
+}
+
+/// A pipeline file that parsed and passed validation, with its models loaded.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    pub path: PathBuf,
+    pub config: PipelineConfig,
+    /// The model of each `infer` transform, by transform index.
+    pub models: Vec<Option<Model>>,
+}
+
+impl Pipeline {
+    /// Reads a pipeline file, applies overrides and checks everything that can be checked
+    /// without starting anything. All problems are reported together.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Pipeline, ConfigError> {
+        let (pipeline, problems) = Self::load_with_problems(path, overrides)?;
+        Problems(problems).into_result(path)?;
+        Ok(pipeline)
+    }
+
+    /// Like `load`, but returns the problems beside whatever could be loaded; fails only
+    /// when the file cannot be read or parsed.
+    pub fn load_with_problems(
+        path: &Path,
+        overrides: &Overrides,
+    ) -> Result<(Pipeline, Vec<String>), ConfigError> {
+        let mut config: PipelineConfig = read_toml(path)?;
+        let mut p = Problems::default();
+        if let Some(input) = &overrides.input {
+            config.source = SourceConfig::from_input(input);
+        }
+        if let Some(output) = &overrides.output {
+            match config.sinks.iter_mut().find(|s| s.output_path().is_some()) {
+                Some(sink) => {
+                    sink.set_output_path(output.clone());
+                }
+                None => p.push(
+                    "--output",
+                    "the pipeline has no mp4 or png sink to redirect",
+                ),
+            }
+        }
+        let models = config.check(path, &mut p);
+        Ok((
+            Pipeline {
+                path: path.to_owned(),
+                config,
+                models,
+            },
+            p.0,
+        ))
+    }
+}
+
+impl PipelineConfig {
+    fn check(&self, path: &Path, p: &mut Problems) -> Vec<Option<Model>> {
+        match &self.source {
+            SourceConfig::File { path, .. } => {
+                let s = path.to_string_lossy();
+                // An image sequence pattern names files that exist only with the index filled in.
+                if !s.contains('%') && !path.exists() {
+                    p.push(
+                        "source.path",
+                        format!("input {} does not exist", path.display()),
+                    );
+                }
+            }
+            SourceConfig::Uri { uri } => {
+                if !uri.contains("://") {
+                    p.push(
+                        "source.uri",
+                        format!("{uri:?} is not a URI (expected scheme://...)"),
+                    );
+                }
+            }
+            SourceConfig::Rtsp {
+                url,
+                timeout_s,
+                latency_ms,
+            } => {
+                if !url.starts_with("rtsp://") && !url.starts_with("rtsps://") {
+                    p.push(
+                        "source.url",
+                        format!("{url:?} is not an RTSP URL (expected rtsp://...)"),
+                    );
+                }
+                p.range("source.timeout_s", *timeout_s, 0.1, 3600.0);
+                p.range("source.latency_ms", *latency_ms, 0, 60000);
+            }
+            SourceConfig::Camera { .. } => {}
+            SourceConfig::Test {
+                width,
+                height,
+                fps,
+                frames,
+                ..
+            } => {
+                p.range("source.width", *width, 16, 8192);
+                p.range("source.height", *height, 16, 8192);
+                p.range("source.fps", *fps, 1, 1000);
+                if *frames == Some(0) {
+                    p.push("source.frames", "0 is out of range (expected at least 1)");
+                }
+            }
+        }
+
+        let mut models = Vec::new();
+        let mut has_labels = false;
+        for (i, t) in self.transforms.iter().enumerate() {
+            let field = format!("transforms[{i}]");
+            check_queue(p, &field, t.queue());
+            match t {
+                TransformConfig::Infer {
+                    model,
+                    providers,
+                    threads,
+                    ..
+                } => {
+                    p.range(format!("{field}.threads"), *threads, 0, 1024);
+                    for (j, provider) in providers.iter().enumerate() {
+                        if let ProviderConfig::Cuda {
+                            conv_algo_search, ..
+                        } = provider
+                        {
+                            if !["exhaustive", "heuristic", "default"]
+                                .contains(&conv_algo_search.as_str())
+                            {
+                                p.push(
+                                    format!("{field}.providers[{j}].conv_algo_search"),
+                                    format!(
+                                        "{conv_algo_search:?} is not one of exhaustive, \
+                                         heuristic, default"
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                    // Later stages may rely on labels even when this model failed to load.
+                    has_labels = true;
+                    match resolve_model(path, model) {
+                        Ok(m) => {
+                            if m.config.task != Task::Semantic {
+                                p.push(
+                                    format!("{field}.model"),
+                                    format!(
+                                        "{} is an instance-segmentation model; infer runs \
+                                         semantic models (task = \"semantic\")",
+                                        m.name
+                                    ),
+                                );
+                            }
+                            models.push(Some(m));
+                        }
+                        Err(problems) => {
+                            for problem in problems {
+                                p.push(format!("{field}.model"), problem);
+                            }
+                            models.push(None);
+                        }
+                    }
+                }
+                TransformConfig::Composite { alpha, .. } => {
+                    p.range(format!("{field}.alpha"), *alpha, 0.0, 1.0);
+                    if !has_labels {
+                        p.push(&field, "composite needs an infer transform before it");
+                    }
+                    models.push(None);
+                }
+            }
+        }
+
+        if self.sinks.is_empty() {
+            p.push(
+                "sinks",
+                "at least one sink is required (mp4, png, null or display)",
+            );
+        }
+        let mut outputs: Vec<&Path> = Vec::new();
+        for (i, s) in self.sinks.iter().enumerate() {
+            let field = format!("sinks[{i}]");
+            check_queue(p, &field, s.queue());
+            match s {
+                SinkConfig::Mp4 { bitrate_kbps, .. } => {
+                    p.range(format!("{field}.bitrate_kbps"), *bitrate_kbps, 64, 200_000)
+                }
+                SinkConfig::Png {
+                    what: PngContent::Labels,
+                    ..
+                } if !has_labels => p.push(&field, "png label maps need an infer transform"),
+                SinkConfig::Display { .. } => {
+                    if std::env::var_os("DISPLAY").is_none()
+                        && std::env::var_os("WAYLAND_DISPLAY").is_none()
+                    {
+                        p.push(
+                            &field,
+                            "no display available (DISPLAY and WAYLAND_DISPLAY are unset); \
+                             use an mp4, png or null sink",
+                        );
+                    }
+                }
+                _ => {}
+            }
+            if let Some(out) = s.output_path() {
+                if outputs.contains(&out) {
+                    p.push(
+                        &field,
+                        format!("{} is written by another sink too", out.display()),
+                    );
+                }
+                outputs.push(out);
+            }
+        }
+        models
+    }
+}
+
+fn check_queue(p: &mut Problems, field: &str, queue: &QueueConfig) {
+    p.range(format!("{field}.queue.capacity"), queue.capacity, 1, 4096);
+}
+
+/// Finds a model config by name or path and loads it. Names are looked up in `configs/` next
+/// to the pipeline directory, then in `./configs`, then in `$SEGSTREAM_CONFIGS`. On failure,
+/// returns every problem found.
+pub fn resolve_model(pipeline: &Path, model: &str) -> Result<Model, Vec<String>> {
+    let as_path = Path::new(model);
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if model.ends_with(".toml") || model.contains('/') {
+        candidates.push(as_path.to_owned());
+        if let Some(dir) = pipeline.parent() {
+            candidates.push(dir.join(as_path));
+        }
+    } else {
+        let file = format!("{model}.toml");
+        if let Some(dir) = pipeline.parent() {
+            candidates.push(dir.join("..").join("configs").join(&file));
+        }
+        candidates.push(Path::new("configs").join(&file));
+        if let Some(dir) = std::env::var_os("SEGSTREAM_CONFIGS") {
+            candidates.push(Path::new(&dir).join(&file));
+        }
+    }
+    let candidates: Vec<PathBuf> = candidates.iter().map(|c| super::normalize(c)).collect();
+    match candidates.iter().find(|c| c.is_file()) {
+        Some(found) => Model::load(found).map_err(|e| e.problems()),
+        None => Err(vec![format!(
+            "model {model:?} not found (looked for {})",
+            candidates
+                .iter()
+                .map(|c| c.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<PipelineConfig, String> {
+        toml::from_str(text).map_err(|e| e.message().to_owned())
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let c = parse("[source]\ntype = \"test\"\n[[sinks]]\ntype = \"null\"\n").unwrap();
+        assert_eq!(
+            c.source,
+            SourceConfig::Test {
+                pattern: "smpte".into(),
+                width: 640,
+                height: 360,
+                fps: 30,
+                frames: None,
+                live: false
+            }
+        );
+        assert_eq!(
+            *c.sinks[0].queue(),
+            QueueConfig {
+                capacity: 4,
+                when_full: None
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_everywhere() {
+        for text in [
+            "[source]\ntype = \"test\"\nwidht = 3\n[[sinks]]\ntype = \"null\"\n",
+            "[source]\ntype = \"test\"\n[[sinks]]\ntype = \"null\"\nqueue = { capacty = 3 }\n",
+            "[source]\ntype = \"test\"\n[[transforms]]\ntype = \"composite\"\nalhpa = 1\n[[sinks]]\ntype = \"null\"\n",
+            "[source]\ntype = \"test\"\n[[sinks]]\ntype = \"null\"\n[extra]\n",
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains("unknown field"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn input_overrides_pick_the_source_kind() {
+        assert!(matches!(
+            SourceConfig::from_input("rtsp://h/s"),
+            SourceConfig::Rtsp { .. }
+        ));
+        assert!(matches!(
+            SourceConfig::from_input("/dev/video2"),
+            SourceConfig::Camera { .. }
+        ));
+        assert!(matches!(
+            SourceConfig::from_input("test:ball"),
+            SourceConfig::Test { .. }
+        ));
+        assert!(matches!(
+            SourceConfig::from_input("http://h/a.mp4"),
+            SourceConfig::Uri { .. }
+        ));
+        assert!(matches!(
+            SourceConfig::from_input("a.mp4"),
+            SourceConfig::File { .. }
+        ));
+        assert!(SourceConfig::from_input("rtsp://h/s").is_live());
+        assert!(!SourceConfig::from_input("a.mp4").is_live());
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let dir = std::env::temp_dir().join(format!("segstream-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.toml");
+        std::fs::write(
+            &path,
+            "[source]\ntype = \"test\"\nwidth = 3\nfps = 0\n\
+             [[transforms]]\ntype = \"composite\"\nalpha = 2\n\
+             [[sinks]]\ntype = \"mp4\"\npath = \"a.mp4\"\n[[sinks]]\ntype = \"mp4\"\npath = \"a.mp4\"\n",
+        )
+        .unwrap();
+        let err = Pipeline::load(&path, &Overrides::default()).unwrap_err();
+        let problems = err.problems();
+        for expect in [
+            "source.width",
+            "source.fps",
+            "transforms[0].alpha",
+            "needs an infer",
+            "written by another sink",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(expect)),
+                "{expect} missing from {problems:?}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

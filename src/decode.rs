@@ -1,0 +1,444 @@
+//! decode: frames from anything GStreamer can open, as RGB with their timestamps.
+//!
+//! `let source = Decode::new(SourceConfig::from_input("assets/sample.mp4"), None);`
+//!
+//! Files, still images, numbered image sequences, URIs (HTTP, RTSP), V4L2 cameras and
+//! `videotestsrc`, all ending in `videoconvert ! video/x-raw,format=RGB ! appsink`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+
+use crate::config::SourceConfig;
+use crate::frame::{Frame, RgbImage};
+use crate::runtime::{BoxError, Output, Source};
+
+/// How long one wait for a frame lasts before the loop looks at the bus and stop flag again.
+const PULL_TIMEOUT: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("cannot read {input}: {message}")]
+    Stream { input: String, message: String },
+    #[error("{input}: no video stream found (expected a video, an image or an image sequence)")]
+    NoVideo { input: String },
+    #[error("{input}: ended without producing a frame (expected a video, an image or an image sequence)")]
+    NoFrames { input: String },
+    #[error("{input}: {message}")]
+    Config { input: String, message: String },
+    #[error("{input} ended at {ended:.2} s of its {duration:.2} s (truncated or corrupt; the frames before were processed)")]
+    Truncated {
+        input: String,
+        ended: f64,
+        duration: f64,
+    },
+    #[error("cannot start GStreamer: {0}")]
+    Init(#[from] gst::glib::Error),
+    #[error("GStreamer element {0} is missing (install the GStreamer plugin packages; see scripts/setup)")]
+    MissingElement(String),
+}
+
+/// The decode stage.
+pub struct Decode {
+    config: SourceConfig,
+    /// Stop after this many frames.
+    max_frames: Option<u64>,
+    stream: u32,
+}
+
+impl Decode {
+    pub fn new(config: SourceConfig, max_frames: Option<u64>) -> Self {
+        Decode {
+            config,
+            max_frames,
+            stream: 0,
+        }
+    }
+
+    fn input(&self) -> String {
+        self.config.describe()
+    }
+
+    fn error(&self, message: impl Into<String>) -> DecodeError {
+        DecodeError::Config {
+            input: self.input(),
+            message: message.into(),
+        }
+    }
+}
+
+fn make(factory: &str) -> Result<gst::Element, DecodeError> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| DecodeError::MissingElement(factory.to_owned()))
+}
+
+/// One line out of a GStreamer error: its message, the element, and the last line of the
+/// debug text (where the specific cause usually is).
+pub(crate) fn describe_gst_error(err: &gst::message::Error) -> String {
+    let mut text = err.error().to_string().trim_end_matches('.').to_owned();
+    if let Some(debug) = err.debug() {
+        if let Some(last) = debug
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .last()
+        {
+            if !last.contains("GstPipeline") && !text.contains(last) {
+                text.push_str(&format!(" ({})", last.trim_end_matches('.')));
+            }
+        }
+    }
+    text
+}
+
+impl Decode {
+    /// Builds `<source> ! videoconvert ! RGB ! appsink`; also returns whether a video pad
+    /// ever got linked (decodebin links dynamically).
+    fn build(&self) -> Result<(gst::Pipeline, gst_app::AppSink, Arc<AtomicBool>), DecodeError> {
+        gst::init()?;
+        let pipeline = gst::Pipeline::new();
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let convert = make("videoconvert")?;
+        convert.set_property("n-threads", threads as u32);
+        let appsink = gst_app::AppSink::builder()
+            .caps(
+                &gst_video::VideoCapsBuilder::new()
+                    .format(gst_video::VideoFormat::Rgb)
+                    .build(),
+            )
+            .sync(false)
+            .max_buffers(2)
+            .drop(self.config.is_live())
+            .build();
+        pipeline
+            .add_many([&convert, appsink.upcast_ref()])
+            .and_then(|_| convert.link(&appsink))
+            .map_err(|e| self.error(e.to_string()))?;
+        let linked = Arc::new(AtomicBool::new(false));
+
+        // Elements whose output pads appear once the stream type is known.
+        let dynamic: gst::Element = match &self.config {
+            SourceConfig::File { path, start_index } => {
+                let s = path.to_string_lossy();
+                if s.contains('%') {
+                    let src = make("multifilesrc")?;
+                    src.set_property("location", s.as_ref());
+                    src.set_property("index", *start_index as i32);
+                    let lower = s.to_ascii_lowercase();
+                    let caps = if lower.ends_with(".png") {
+                        "image/png"
+                    } else if lower.ends_with(".jpg") || lower.ends_with(".jpeg") {
+                        "image/jpeg"
+                    } else {
+                        return Err(self.error(
+                            "image sequences must be .png, .jpg or .jpeg (e.g. frames/%05d.png)",
+                        ));
+                    };
+                    src.set_property("caps", gst::Caps::builder(caps).build());
+                    let decodebin = make("decodebin")?;
+                    pipeline
+                        .add_many([&src, &decodebin])
+                        .map_err(|e| self.error(e.to_string()))?;
+                    src.link(&decodebin)
+                        .map_err(|e| self.error(e.to_string()))?;
+                    decodebin
+                } else {
+                    let abs = std::fs::canonicalize(path).map_err(|e| {
+                        self.error(format!("cannot open: {e} (expected an existing file)"))
+                    })?;
+                    let uri = gst::glib::filename_to_uri(&abs, None)
+                        .map_err(|e| self.error(e.to_string()))?;
+                    let bin = make("uridecodebin")?;
+                    bin.set_property("uri", uri.as_str());
+                    pipeline.add(&bin).map_err(|e| self.error(e.to_string()))?;
+                    bin
+                }
+            }
+            SourceConfig::Uri { uri } => {
+                let bin = make("uridecodebin")?;
+                bin.set_property("uri", uri.as_str());
+                pipeline.add(&bin).map_err(|e| self.error(e.to_string()))?;
+                bin
+            }
+            SourceConfig::Rtsp {
+                url,
+                latency_ms,
+                timeout_s,
+            } => {
+                let bin = make("uridecodebin")?;
+                bin.set_property("uri", url.as_str());
+                let (latency, timeout_us) = (*latency_ms, (*timeout_s * 1e6) as u64);
+                bin.connect("source-setup", false, move |args| {
+                    if let Some(src) = args[1].get::<gst::Element>().ok() {
+                        if src.find_property("latency").is_some() {
+                            src.set_property("latency", latency);
+                        }
+                        if src.find_property("tcp-timeout").is_some() {
+                            src.set_property("tcp-timeout", timeout_us);
+                        }
+                        if src.find_property("timeout").is_some() {
+                            src.set_property("timeout", timeout_us);
+                        }
+                    }
+                    None
+                });
+                pipeline.add(&bin).map_err(|e| self.error(e.to_string()))?;
+                bin
+            }
+            SourceConfig::Camera { device } => {
+                if !device.exists() {
+                    return Err(
+                        self.error("camera device does not exist (expected e.g. /dev/video0)")
+                    );
+                }
+                let src = make("v4l2src")?;
+                src.set_property("device", device.to_string_lossy().as_ref());
+                let decodebin = make("decodebin")?;
+                pipeline
+                    .add_many([&src, &decodebin])
+                    .map_err(|e| self.error(e.to_string()))?;
+                src.link(&decodebin)
+                    .map_err(|e| self.error(e.to_string()))?;
+                decodebin
+            }
+            SourceConfig::Test {
+                pattern,
+                width,
+                height,
+                fps,
+                frames,
+                live,
+            } => {
+                let src = make("videotestsrc")?;
+                set_enum_by_nick(&src, "pattern", pattern).map_err(|m| self.error(m))?;
+                src.set_property("is-live", *live);
+                if let Some(n) = frames {
+                    src.set_property("num-buffers", i32::try_from(*n).unwrap_or(i32::MAX));
+                }
+                let caps = gst_video::VideoCapsBuilder::new()
+                    .width(*width as i32)
+                    .height(*height as i32)
+                    .framerate(gst::Fraction::new(*fps as i32, 1))
+                    .build();
+                let filter = make("capsfilter")?;
+                filter.set_property("caps", &caps);
+                pipeline
+                    .add_many([&src, &filter])
+                    .map_err(|e| self.error(e.to_string()))?;
+                gst::Element::link_many([&src, &filter, &convert])
+                    .map_err(|e| self.error(e.to_string()))?;
+                linked.store(true, Ordering::Relaxed);
+                return Ok((pipeline, appsink, linked));
+            }
+        };
+
+        let sink_pad = convert
+            .static_pad("sink")
+            .expect("videoconvert has a sink pad");
+        let linked_flag = linked.clone();
+        dynamic.connect_pad_added(move |_, pad| {
+            let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+            let is_video = caps
+                .structure(0)
+                .map(|s| s.name().starts_with("video/"))
+                .unwrap_or(false);
+            if is_video && !sink_pad.is_linked() && pad.link(&sink_pad).is_ok() {
+                linked_flag.store(true, Ordering::Relaxed);
+            }
+        });
+        Ok((pipeline, appsink, linked))
+    }
+}
+
+impl Decode {
+    /// A video file whose frames stop well before its declared duration is truncated.
+    fn check_complete(
+        &self,
+        pipeline: &gst::Pipeline,
+        last_end: Option<gst::ClockTime>,
+    ) -> Result<(), DecodeError> {
+        let is_video_file = match &self.config {
+            SourceConfig::File { path, .. } => !path.to_string_lossy().contains('%'),
+            SourceConfig::Uri { uri } => uri.starts_with("file://"),
+            _ => false,
+        };
+        let (Some(end), Some(duration)) = (last_end, pipeline.query_duration::<gst::ClockTime>())
+        else {
+            return Ok(());
+        };
+        // Containers round durations; allow a quarter second of slack.
+        if is_video_file && end + gst::ClockTime::from_mseconds(250) < duration {
+            return Err(DecodeError::Truncated {
+                input: self.input(),
+                ended: end.seconds_f64(),
+                duration: duration.seconds_f64(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Sets an enum property from its nick, with an error listing the valid nicks.
+fn set_enum_by_nick(element: &gst::Element, property: &str, nick: &str) -> Result<(), String> {
+    let pspec = element
+        .find_property(property)
+        .ok_or_else(|| format!("no property {property}"))?;
+    let class = gst::glib::EnumClass::with_type(pspec.value_type())
+        .ok_or_else(|| format!("{property} is not an enum"))?;
+    match class.to_value_by_nick(nick) {
+        Some(value) => {
+            element.set_property_from_value(property, &value);
+            Ok(())
+        }
+        None => {
+            let nicks: Vec<&str> = class.values().iter().map(|v| v.nick()).collect();
+            Err(format!(
+                "unknown {property} {nick:?} (expected one of {})",
+                nicks.join(", ")
+            ))
+        }
+    }
+}
+
+/// Copies a sample's RGB pixels into a tightly packed image (GStreamer pads rows to 4 bytes).
+fn to_image(sample: &gst::Sample) -> Result<(RgbImage, Option<(i32, i32)>), String> {
+    let caps = sample.caps().ok_or("sample without caps")?;
+    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
+    let buffer = sample.buffer().ok_or("sample without buffer")?;
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+        .map_err(|_| "cannot map video buffer".to_string())?;
+    let (w, h) = (info.width() as usize, info.height() as usize);
+    let stride = frame.plane_stride()[0] as usize;
+    let plane = frame.plane_data(0).map_err(|e| e.to_string())?;
+    let mut data = Vec::with_capacity(w * h * 3);
+    for row in 0..h {
+        data.extend_from_slice(&plane[row * stride..row * stride + w * 3]);
+    }
+    let fps = info.fps();
+    let rate = (fps.numer() > 0).then(|| (fps.numer(), fps.denom()));
+    Ok((RgbImage::new(w as u32, h as u32, data), rate))
+}
+
+impl Source for Decode {
+    fn run(&mut self, out: &mut Output) -> Result<(), BoxError> {
+        let input = self.input();
+        let (pipeline, appsink, linked) = self.build()?;
+        let bus = pipeline.bus().expect("pipeline has a bus");
+        // Stops the pipeline however this function returns.
+        struct Guard(gst::Pipeline);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                let _ = self.0.set_state(gst::State::Null);
+            }
+        }
+        let _guard = Guard(pipeline.clone());
+
+        let stream_error = |msg: &gst::message::Error| -> BoxError {
+            if !linked.load(Ordering::Relaxed) && msg.error().to_string().contains("not-linked")
+                || !linked.load(Ordering::Relaxed)
+                    && msg
+                        .debug()
+                        .map(|d| d.contains("not-linked"))
+                        .unwrap_or(false)
+            {
+                return Box::new(DecodeError::NoVideo {
+                    input: input.clone(),
+                });
+            }
+            tracing::debug!(stage = "decode", debug = ?msg.debug(), "GStreamer error.");
+            Box::new(DecodeError::Stream {
+                input: input.clone(),
+                message: describe_gst_error(msg),
+            })
+        };
+
+        if pipeline.set_state(gst::State::Playing).is_err() {
+            // The reason is on the bus.
+            if let Some(msg) =
+                bus.timed_pop_filtered(gst::ClockTime::from_seconds(1), &[gst::MessageType::Error])
+            {
+                if let gst::MessageView::Error(e) = msg.view() {
+                    return Err(stream_error(e));
+                }
+            }
+            return Err(Box::new(DecodeError::Stream {
+                input: input.clone(),
+                message: "the pipeline refused to start".into(),
+            }));
+        }
+
+        let mut seq = 0u64;
+        // End time of the last frame, to notice files that stop before their declared end.
+        let mut last_end: Option<gst::ClockTime> = None;
+        loop {
+            if out.stop_requested() || self.max_frames.is_some_and(|m| seq >= m) {
+                break;
+            }
+            while let Some(msg) =
+                bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Warning])
+            {
+                match msg.view() {
+                    gst::MessageView::Error(e) => return Err(stream_error(e)),
+                    gst::MessageView::Warning(w) => {
+                        tracing::warn!(stage = "decode", input = %input, "{}", w.error())
+                    }
+                    _ => {}
+                }
+            }
+            match appsink.try_pull_sample(gst::ClockTime::from_mseconds(
+                PULL_TIMEOUT.as_millis() as u64
+            )) {
+                Some(sample) => {
+                    let (image, rate) = to_image(&sample).map_err(|message| {
+                        Box::new(DecodeError::Stream {
+                            input: input.clone(),
+                            message,
+                        }) as BoxError
+                    })?;
+                    let mut frame = Frame::new(self.stream, seq, image);
+                    frame.pts = sample
+                        .buffer()
+                        .and_then(|b| b.pts())
+                        .map(|t| Duration::from_nanos(t.nseconds()));
+                    frame.rate = rate;
+                    if let Some(b) = sample.buffer() {
+                        if let Some(pts) = b.pts() {
+                            last_end = Some(pts + b.duration().unwrap_or(gst::ClockTime::ZERO));
+                        }
+                    }
+                    out.send(frame)?;
+                    seq += 1;
+                }
+                None if appsink.is_eos() => {
+                    // An error may have been posted right before end of stream.
+                    if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+                        if let gst::MessageView::Error(e) = msg.view() {
+                            return Err(stream_error(e));
+                        }
+                    }
+                    self.check_complete(&pipeline, last_end)?;
+                    break;
+                }
+                None => {}
+            }
+        }
+        if seq == 0 && !out.stop_requested() {
+            return Err(Box::new(if linked.load(Ordering::Relaxed) {
+                DecodeError::NoFrames { input }
+            } else {
+                DecodeError::NoVideo { input }
+            }));
+        }
+        tracing::debug!(stage = "decode", frames = seq, "Source finished.");
+        Ok(())
+    }
+}

@@ -1,0 +1,317 @@
+//! ONNX Runtime: loading the shared library, creating sessions with the execution providers
+//! the user asked for (each one must register, or it is an error), and checking that a model
+//! agrees with its config.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+use ort::ep::{self, ExecutionProviderDispatch};
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::{Outlet, TensorElementType, ValueType};
+
+use super::InferError;
+use crate::config::{Layout, Model, OutputConfig, ProviderConfig, SizePolicy};
+
+/// Where the ONNX Runtime shared library is looked for, in order.
+pub fn library_candidates() -> Vec<PathBuf> {
+    let mut c = Vec::new();
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        c.push(PathBuf::from(p));
+        return c;
+    }
+    if let Some(home) = std::env::var_os("SEGSTREAM_HOME") {
+        c.push(PathBuf::from(home).join("onnxruntime/libonnxruntime.so"));
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    if let Some(cache) = cache {
+        c.push(cache.join("segstream/onnxruntime/libonnxruntime.so"));
+    }
+    c
+}
+
+/// The process-wide ONNX Runtime environment, loaded on first use.
+pub fn environment() -> Result<&'static Environment, InferError> {
+    static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let candidates = library_candidates();
+        let Some(lib) = candidates.iter().find(|p| p.is_file()) else {
+            return Err(format!(
+                "ONNX Runtime library not found (looked for {}; run scripts/setup or set \
+                 ORT_DYLIB_PATH)",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        };
+        ort::init_from(lib)
+            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", lib.display()))?
+            .with_name("segstream")
+            .build()
+            .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+    })
+    .as_ref()
+    .map_err(|e| InferError::Runtime(e.clone()))
+}
+
+fn provider(config: &ProviderConfig) -> Option<ExecutionProviderDispatch> {
+    match config {
+        // CPU is always there; registering it explicitly would only change its allocator.
+        ProviderConfig::Cpu => None,
+        ProviderConfig::Cuda {
+            device_id,
+            conv_algo_search,
+            memory_limit_mb,
+        } => {
+            let search = match conv_algo_search.as_str() {
+                "heuristic" => ep::cuda::ConvAlgorithmSearch::Heuristic,
+                "default" => ep::cuda::ConvAlgorithmSearch::Default,
+                _ => ep::cuda::ConvAlgorithmSearch::Exhaustive,
+            };
+            let mut cuda = ep::CUDA::default()
+                .with_device_id(*device_id)
+                .with_conv_algorithm_search(search);
+            if let Some(mb) = memory_limit_mb {
+                cuda = cuda.with_memory_limit(mb << 20);
+            }
+            Some(cuda.build().error_on_failure())
+        }
+        ProviderConfig::Tensorrt {
+            device_id,
+            fp16,
+            engine_cache_dir,
+            workspace_mb,
+        } => {
+            let mut trt = ep::TensorRT::default()
+                .with_device_id(*device_id)
+                .with_fp16(*fp16);
+            if let Some(dir) = engine_cache_dir {
+                trt = trt
+                    .with_engine_cache(true)
+                    .with_engine_cache_path(dir.display());
+            }
+            if let Some(mb) = workspace_mb {
+                trt = trt.with_max_workspace_size(mb << 20);
+            }
+            Some(trt.build().error_on_failure())
+        }
+    }
+}
+
+pub fn provider_name(config: &ProviderConfig) -> &'static str {
+    match config {
+        ProviderConfig::Cpu => "CPU",
+        ProviderConfig::Cuda { .. } => "CUDA",
+        ProviderConfig::Tensorrt { .. } => "TensorRT",
+    }
+}
+
+/// Creates a session for `model`; every provider in `providers` must be usable.
+pub fn open_session(
+    model: &Model,
+    providers: &[ProviderConfig],
+    threads: usize,
+) -> Result<Session, InferError> {
+    let env = environment()?;
+    let ort_err = |e: ort::Error<ort::session::builder::SessionBuilder>| InferError::Session {
+        model: model.name.clone(),
+        reason: ort::Error::<()>::from(e).to_string(),
+    };
+    let mut builder = Session::builder(env)
+        .map_err(|e| InferError::Session {
+            model: model.name.clone(),
+            reason: e.to_string(),
+        })?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(ort_err)?;
+    if threads > 0 {
+        builder = builder.with_intra_threads(threads).map_err(ort_err)?;
+    }
+    for config in providers {
+        if let Some(ep) = provider(config) {
+            builder = builder
+                .with_execution_providers([ep])
+                .map_err(|e| InferError::Provider {
+                    provider: provider_name(config),
+                    reason: ort::Error::<()>::from(e).to_string(),
+                })?;
+        }
+    }
+    builder
+        .commit_from_file(&model.onnx_path)
+        .map_err(|e| InferError::Session {
+            model: format!("{} ({})", model.name, model.onnx_path.display()),
+            reason: e.to_string(),
+        })
+}
+
+fn describe(outlet: &Outlet) -> String {
+    match outlet.dtype() {
+        ValueType::Tensor {
+            ty,
+            shape,
+            dimension_symbols,
+        } => {
+            let dims: Vec<String> = shape
+                .iter()
+                .zip(dimension_symbols.iter())
+                .map(|(d, s)| {
+                    if *d >= 0 {
+                        d.to_string()
+                    } else if s.is_empty() {
+                        "?".into()
+                    } else {
+                        s.clone()
+                    }
+                })
+                .collect();
+            format!("{} [{}] {}", outlet.name(), dims.join(","), ty)
+        }
+        other => format!("{} {other}", outlet.name()),
+    }
+}
+
+fn tensor(outlet: &Outlet) -> Option<(TensorElementType, Vec<i64>)> {
+    match outlet.dtype() {
+        ValueType::Tensor { ty, shape, .. } => Some((*ty, shape.iter().copied().collect())),
+        _ => None,
+    }
+}
+
+/// Everything on which the model and its config disagree, as one message each.
+pub fn check_model(session: &Session, model: &Model) -> Vec<String> {
+    let mut problems = Vec::new();
+    let cfg = &model.config;
+    let list = |outlets: &[Outlet]| outlets.iter().map(describe).collect::<Vec<_>>().join(", ");
+
+    match session.inputs().iter().find(|i| i.name() == cfg.input.name) {
+        None => problems.push(format!(
+            "input {:?} not found; the model's inputs are: {}",
+            cfg.input.name,
+            list(session.inputs())
+        )),
+        Some(input) => match tensor(input) {
+            None => problems.push(format!("input {} is not a tensor", describe(input))),
+            Some((ty, shape)) => {
+                let layout = cfg.input.layout;
+                if shape.len() != layout.rank() {
+                    problems.push(format!(
+                        "input {} has rank {}, but layout {:?} expects rank {}",
+                        describe(input),
+                        shape.len(),
+                        layout,
+                        layout.rank()
+                    ));
+                } else {
+                    let (c, h, w) = layout.axes();
+                    if shape[c] >= 0 && shape[c] != 3 {
+                        problems.push(format!(
+                            "input {} has {} channels on the {layout:?} channel axis (expected 3)",
+                            describe(input),
+                            shape[c]
+                        ));
+                    }
+                    if layout != Layout::CHW && shape[0] > 1 {
+                        problems.push(format!(
+                            "input {} has a fixed batch of {}",
+                            describe(input),
+                            shape[0]
+                        ));
+                    }
+                    let fixed = (shape[h] >= 0 && shape[w] >= 0).then(|| (shape[w], shape[h]));
+                    match (cfg.input.size, fixed) {
+                        (SizePolicy::Pad { .. }, Some((fw, fh))) => problems.push(format!(
+                            "input {} has a fixed size {fw}x{fh}; use size = {{ policy = \
+                             \"stretch\", width = {fw}, height = {fh} }}",
+                            describe(input)
+                        )),
+                        (SizePolicy::Stretch { width, height }, Some((fw, fh)))
+                            if (fw, fh) != (width as i64, height as i64) =>
+                        {
+                            problems.push(format!(
+                                "input {} is {fw}x{fh}, but the config stretches to {width}x{height}",
+                                describe(input)
+                            ))
+                        }
+                        _ => {}
+                    }
+                }
+                if ty != TensorElementType::Float32 {
+                    problems.push(format!(
+                        "input {} is {ty}, expected float32",
+                        describe(input)
+                    ));
+                }
+            }
+        },
+    }
+    for extra in session
+        .inputs()
+        .iter()
+        .filter(|i| i.name() != cfg.input.name)
+    {
+        problems.push(format!(
+            "the model has another input {} that segstream cannot feed",
+            describe(extra)
+        ));
+    }
+
+    for name in cfg.output.names() {
+        let Some(output) = session.outputs().iter().find(|o| o.name() == name) else {
+            problems.push(format!(
+                "output {name:?} not found; the model's outputs are: {}",
+                list(session.outputs())
+            ));
+            continue;
+        };
+        let Some((ty, shape)) = tensor(output) else {
+            problems.push(format!("output {} is not a tensor", describe(output)));
+            continue;
+        };
+        match &cfg.output {
+            OutputConfig::Logits { .. } | OutputConfig::Probabilities { .. } => {
+                if shape.len() != 4 {
+                    problems.push(format!(
+                        "output {} has rank {} (expected 4: [N, classes, h, w])",
+                        describe(output),
+                        shape.len()
+                    ));
+                } else if shape[1] >= 0 && shape[1] as usize != model.num_classes() {
+                    problems.push(format!(
+                        "output {} has {} classes, but the config names {}",
+                        describe(output),
+                        shape[1],
+                        model.num_classes()
+                    ));
+                }
+                if ty != TensorElementType::Float32 {
+                    problems.push(format!(
+                        "output {} is {ty}, expected float32",
+                        describe(output)
+                    ));
+                }
+            }
+            OutputConfig::Labels { .. } => {
+                if !(shape.len() == 3 || shape.len() == 4 && (shape[1] == 1 || shape[1] < 0)) {
+                    problems.push(format!(
+                        "output {} should be [N, h, w] or [N, 1, h, w] class indices",
+                        describe(output)
+                    ));
+                }
+                if !matches!(ty, TensorElementType::Int64 | TensorElementType::Int32) {
+                    problems.push(format!(
+                        "output {} is {ty}, expected int64 or int32",
+                        describe(output)
+                    ));
+                }
+            }
+            OutputConfig::Detections { .. } => {}
+        }
+    }
+    problems
+}

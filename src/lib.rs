@@ -1,0 +1,13 @@
+//! segstream: real-time video segmentation.
+//!
+//! decode (GStreamer) → infer (ONNX Runtime) → composite (OpenCV) → sinks, each stage on
+//! its own thread, joined by bounded queues.
+
+pub mod composite;
+pub mod config;
+pub mod decode;
+pub mod frame;
+pub mod infer;
+pub mod runtime;
+pub mod sink;
+pub mod topology;

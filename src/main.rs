@@ -1,0 +1,185 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use segstream::config::{Overrides, Pipeline, TransformConfig};
+use segstream::runtime::Control;
+use segstream::topology::{self, RunOptions};
+
+/// Real-time video segmentation: GStreamer in, ONNX Runtime models, video and label maps out.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log level: error, warn, info, debug or trace (RUST_LOG overrides).
+    #[arg(long, global = true, default_value = "warn")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline file until its input ends (or Ctrl-C).
+    Run {
+        /// The pipeline file, e.g. pipelines/file_to_mp4.toml.
+        pipeline: PathBuf,
+        /// Replace the pipeline's source: a file, a URI, rtsp://..., /dev/videoN or test:PATTERN.
+        #[arg(long)]
+        input: Option<String>,
+        /// Replace the path of the first mp4 or png sink.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Stop after this many frames.
+        #[arg(long)]
+        frames: Option<u64>,
+        /// ONNX Runtime threads for every infer stage (0 lets ONNX Runtime choose).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Check a pipeline file, its model configs and ONNX files without running anything.
+    Validate {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// As for `run`.
+        #[arg(long)]
+        input: Option<String>,
+        /// As for `run`.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// One line: the error and every cause not already spelled out in it.
+fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    text.replace('\n', " ")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    match cli.command {
+        Command::Run {
+            pipeline,
+            input,
+            output,
+            frames,
+            threads,
+        } => {
+            let overrides = Overrides { input, output };
+            let pipeline = match Pipeline::load(&pipeline, &overrides) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {}", one_line(&e));
+                    return ExitCode::FAILURE;
+                }
+            };
+            let control = Arc::new(Control::default());
+            let handler_control = control.clone();
+            let installed = ctrlc::set_handler(move || {
+                if handler_control.stop_requested() {
+                    eprintln!("segstream: second signal, exiting without finalizing outputs");
+                    std::process::exit(130);
+                }
+                eprintln!("segstream: stopping; finishing frames in flight (signal again to quit at once)");
+                handler_control.request_stop();
+            });
+            if let Err(e) = installed {
+                tracing::warn!("Cannot install the signal handler: {e}.");
+            }
+            let options = RunOptions { frames, threads };
+            match topology::run(&pipeline, &options, control) {
+                Ok(report) => {
+                    eprintln!("{report}");
+                    for sink in &pipeline.config.sinks {
+                        if let Some(path) = sink.output_path() {
+                            println!("output: {}", path.display());
+                        }
+                    }
+                    if report.interrupted {
+                        ExitCode::from(130)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {}", one_line(&e));
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Validate {
+            pipeline: path,
+            input,
+            output,
+        } => {
+            let overrides = Overrides { input, output };
+            let (pipeline, mut problems) = match Pipeline::load_with_problems(&path, &overrides) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {}", one_line(&e));
+                    return ExitCode::FAILURE;
+                }
+            };
+            problems = problems
+                .into_iter()
+                .map(|p| format!("{}: {p}", path.display()))
+                .collect();
+            // Open every model that loaded and compare it with its config.
+            for (i, (t, model)) in pipeline
+                .config
+                .transforms
+                .iter()
+                .zip(&pipeline.models)
+                .enumerate()
+            {
+                let (TransformConfig::Infer { .. }, Some(model)) = (t, model) else {
+                    continue;
+                };
+                match segstream::infer::open_session(model, &[], 1) {
+                    Ok(session) => {
+                        for p in segstream::infer::check_model(&session, model) {
+                            problems.push(format!(
+                                "{}: transforms[{i}].model: {} ({}): {p}",
+                                path.display(),
+                                model.config_path.display(),
+                                model.onnx_path.display()
+                            ));
+                        }
+                    }
+                    Err(e) => problems.push(format!(
+                        "{}: transforms[{i}].model: {}",
+                        path.display(),
+                        one_line(&e)
+                    )),
+                }
+            }
+            if problems.is_empty() {
+                println!("ok: {} is valid", path.display());
+                ExitCode::SUCCESS
+            } else {
+                for p in &problems {
+                    eprintln!("error: {p}");
+                }
+                eprintln!("{} problem(s) found", problems.len());
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Per-stage counters and latency histograms, shared by `run` and `bench`.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Latencies are recorded in microseconds, from 1 µs to 1 hour, 3 significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Counters of one stage. Drops and queue depth describe the stage's input queue.
+pub struct StageMetrics {
+    pub name: String,
+    pub frames_in: AtomicU64,
+    pub frames_out: AtomicU64,
+    pub dropped: AtomicU64,
+    pub queue_peak: AtomicUsize,
+    busy: Mutex<Histogram<u64>>,
+    busy_total_us: AtomicU64,
+}
+
+impl StageMetrics {
+    pub fn new(name: impl Into<String>) -> Self {
+        StageMetrics {
+            name: name.into(),
+            frames_in: AtomicU64::new(0),
+            frames_out: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            queue_peak: AtomicUsize::new(0),
+            busy: Mutex::new(histogram()),
+            busy_total_us: AtomicU64::new(0),
+        }
+    }
+
+    /// Records the time one frame kept the stage busy.
+    pub fn record_busy(&self, d: Duration) {
+        let us = (d.as_micros() as u64).max(1);
+        self.busy_total_us.fetch_add(us, Ordering::Relaxed);
+        if let Ok(mut h) = self.busy.lock() {
+            h.saturating_record(us);
+        }
+    }
+
+    pub fn snapshot(&self) -> StageSummary {
+        let h = self
+            .busy
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|_| histogram());
+        StageSummary {
+            name: self.name.clone(),
+            frames_in: self.frames_in.load(Ordering::Relaxed),
+            frames_out: self.frames_out.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            queue_peak: self.queue_peak.load(Ordering::Relaxed),
+            busy_total: Duration::from_micros(self.busy_total_us.load(Ordering::Relaxed)),
+            busy_p50: Duration::from_micros(h.value_at_quantile(0.5)),
+            busy_p95: Duration::from_micros(h.value_at_quantile(0.95)),
+        }
+    }
+}
+
+/// A latency histogram for capture-to-output times, filled by the sinks.
+pub struct LatencyMetrics(Mutex<Histogram<u64>>);
+
+impl Default for LatencyMetrics {
+    fn default() -> Self {
+        LatencyMetrics(Mutex::new(histogram()))
+    }
+}
+
+impl LatencyMetrics {
+    pub fn record(&self, d: Duration) {
+        if let Ok(mut h) = self.0.lock() {
+            h.saturating_record((d.as_micros() as u64).max(1));
+        }
+    }
+
+    /// (p50, p95, p99), or None when nothing was recorded.
+    pub fn percentiles(&self) -> Option<[Duration; 3]> {
+        let h = self.0.lock().ok()?;
+        if h.is_empty() {
+            return None;
+        }
+        Some([0.5, 0.95, 0.99].map(|q| Duration::from_micros(h.value_at_quantile(q))))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StageSummary {
+    pub name: String,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub dropped: u64,
+    pub queue_peak: usize,
+    pub busy_total: Duration,
+    pub busy_p50: Duration,
+    pub busy_p95: Duration,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub stages: Vec<StageSummary>,
+    pub wall: Duration,
+    /// Frames that reached every sink.
+    pub frames_out: u64,
+    /// Capture-to-output latency (p50, p95, p99).
+    pub latency: Option<[Duration; 3]>,
+    /// The run ended because of a signal or a frame limit, not end of stream.
+    pub interrupted: bool,
+}
+
+impl RunReport {
+    pub fn fps(&self) -> f64 {
+        self.frames_out as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<14} {:>8} {:>8} {:>8} {:>10} {:>10} {:>7} {:>6}",
+            "stage", "in", "out", "dropped", "busy p50", "busy p95", "busy %", "queue"
+        )?;
+        let wall = self.wall.as_secs_f64().max(1e-9);
+        for s in &self.stages {
+            writeln!(
+                f,
+                "{:<14} {:>8} {:>8} {:>8} {:>8.2}ms {:>8.2}ms {:>6.1}% {:>6}",
+                s.name,
+                s.frames_in,
+                s.frames_out,
+                s.dropped,
+                ms(s.busy_p50),
+                ms(s.busy_p95),
+                100.0 * s.busy_total.as_secs_f64() / wall,
+                s.queue_peak
+            )?;
+        }
+        write!(
+            f,
+            "{} frames in {:.2} s: {:.1} fps",
+            self.frames_out,
+            wall,
+            self.fps()
+        )?;
+        if let Some([p50, p95, p99]) = self.latency {
+            write!(
+                f,
+                "; capture-to-output latency p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+                ms(p50),
+                ms(p95),
+                ms(p99)
+            )?;
+        }
+        if self.interrupted {
+            write!(f, " (stopped early)")?;
+        }
+        Ok(())
+    }
+}

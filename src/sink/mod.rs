@@ -1,0 +1,19 @@
+//! Sinks: where finished frames go. Every sink sees every frame.
+
+mod png;
+mod video;
+
+pub use self::png::PngSink;
+pub use self::video::{VideoSink, VideoSinkKind};
+
+use crate::frame::Frame;
+use crate::runtime::{BoxError, Output, Stage};
+
+/// Discards frames; for measuring the rest of the pipeline.
+pub struct NullSink;
+
+impl Stage for NullSink {
+    fn process(&mut self, _frame: Frame, _out: &mut Output) -> Result<(), BoxError> {
+        Ok(())
+    }
+}

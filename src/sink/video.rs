@@ -1,0 +1,252 @@
+//! mp4 and display: frames pushed into a GStreamer pipeline through `appsrc`.
+//!
+//! `[[sinks]] type = "mp4", path = "out/demo.mp4"` encodes H.264 (x264) into MP4. The file
+//! is finalized on end of stream, on Ctrl-C, and after a fatal error upstream, so every
+//! frame processed so far is kept.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+
+use crate::decode::describe_gst_error;
+use crate::frame::{Frame, RgbImage};
+use crate::runtime::{BoxError, Output, Stage};
+
+/// How long finalizing may take before it is reported as stuck.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    #[error("cannot write {target}: {message}")]
+    Gst { target: String, message: String },
+    #[error("{target}: frame {seq} is {got}, but the stream started at {expected} (the sink needs a fixed size)")]
+    SizeChanged {
+        target: String,
+        seq: u64,
+        got: String,
+        expected: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub enum VideoSinkKind {
+    Mp4 { path: PathBuf, bitrate_kbps: u32 },
+    Display,
+}
+
+struct Running {
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+    width: u32,
+    height: u32,
+    frame_duration: Duration,
+    first_pts: Option<Duration>,
+    last_pts: Option<Duration>,
+}
+
+/// Lends a frame's pixels to GStreamer without copying them.
+struct Pixels(Arc<RgbImage>);
+
+impl AsRef<[u8]> for Pixels {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.data
+    }
+}
+
+pub struct VideoSink {
+    kind: VideoSinkKind,
+    running: Option<Running>,
+}
+
+impl VideoSink {
+    pub fn new(kind: VideoSinkKind) -> Self {
+        VideoSink {
+            kind,
+            running: None,
+        }
+    }
+
+    fn target(&self) -> String {
+        match &self.kind {
+            VideoSinkKind::Mp4 { path, .. } => path.display().to_string(),
+            VideoSinkKind::Display => "display".into(),
+        }
+    }
+
+    fn err(&self, message: impl Into<String>) -> VideoError {
+        VideoError::Gst {
+            target: self.target(),
+            message: message.into(),
+        }
+    }
+
+    fn element(&self, factory: &str) -> Result<gst::Element, VideoError> {
+        gst::ElementFactory::make(factory).build().map_err(|_| {
+            self.err(format!(
+                "GStreamer element {factory} is missing (see scripts/setup)"
+            ))
+        })
+    }
+
+    fn open(&self, frame: &Frame) -> Result<Running, VideoError> {
+        gst::init().map_err(|e| self.err(e.to_string()))?;
+        let (width, height) = (frame.image.width, frame.image.height);
+        let (num, den) = frame.rate.unwrap_or((30, 1));
+        let caps = gst_video::VideoCapsBuilder::new()
+            .format(gst_video::VideoFormat::Rgb)
+            .width(width as i32)
+            .height(height as i32)
+            .framerate(gst::Fraction::new(num, den))
+            .build();
+        let appsrc = gst_app::AppSrc::builder()
+            .caps(&caps)
+            .format(gst::Format::Time)
+            .block(true)
+            .max_bytes(4 * width as u64 * height as u64 * 3)
+            .build();
+        let convert = self.element("videoconvert")?;
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        convert.set_property("n-threads", threads as u32);
+        let mut chain: Vec<gst::Element> = vec![appsrc.clone().upcast(), convert];
+        match &self.kind {
+            VideoSinkKind::Mp4 { path, bitrate_kbps } => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| self.err(e.to_string()))?;
+                }
+                let enc = self.element("x264enc")?;
+                enc.set_property("bitrate", *bitrate_kbps);
+                enc.set_property_from_str("speed-preset", "veryfast");
+                // A key frame every two seconds keeps the file seekable.
+                enc.set_property("key-int-max", ((2 * num) / den.max(1)).max(1) as u32);
+                let filter = self.element("capsfilter")?;
+                // Main profile with 4:2:0 chroma plays everywhere.
+                filter.set_property(
+                    "caps",
+                    gst::Caps::builder("video/x-h264")
+                        .field("profile", "main")
+                        .build(),
+                );
+                let mux = self.element("mp4mux")?;
+                let sink = self.element("filesink")?;
+                sink.set_property("location", path.to_string_lossy().as_ref());
+                chain.extend([enc, filter, self.element("h264parse")?, mux, sink]);
+            }
+            VideoSinkKind::Display => {
+                let sink = self.element("autovideosink")?;
+                sink.set_property("sync", false);
+                chain.push(sink);
+            }
+        }
+        let pipeline = gst::Pipeline::new();
+        pipeline
+            .add_many(&chain)
+            .map_err(|e| self.err(e.to_string()))?;
+        gst::Element::link_many(&chain).map_err(|e| self.err(e.to_string()))?;
+        if pipeline.set_state(gst::State::Playing).is_err() {
+            let bus = pipeline.bus().expect("pipeline has a bus");
+            let message = bus
+                .timed_pop_filtered(gst::ClockTime::from_seconds(1), &[gst::MessageType::Error])
+                .and_then(|m| match m.view() {
+                    gst::MessageView::Error(e) => Some(describe_gst_error(e)),
+                    _ => None,
+                })
+                .unwrap_or_else(|| "the output pipeline refused to start".into());
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(self.err(message));
+        }
+        let frame_duration = Duration::from_secs_f64(den as f64 / num.max(1) as f64);
+        Ok(Running {
+            pipeline,
+            appsrc,
+            width,
+            height,
+            frame_duration,
+            first_pts: None,
+            last_pts: None,
+        })
+    }
+
+    fn check_bus(&self, pipeline: &gst::Pipeline) -> Result<(), VideoError> {
+        let bus = pipeline.bus().expect("pipeline has a bus");
+        while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            if let gst::MessageView::Error(e) = msg.view() {
+                return Err(self.err(describe_gst_error(e)));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Stage for VideoSink {
+    fn process(&mut self, frame: Frame, _out: &mut Output) -> Result<(), BoxError> {
+        if self.running.is_none() {
+            self.running = Some(self.open(&frame)?);
+        }
+        let target = self.target();
+        let r = self.running.as_mut().expect("opened above");
+        let image = frame.display_image();
+        if (image.width, image.height) != (r.width, r.height) {
+            return Err(Box::new(VideoError::SizeChanged {
+                target,
+                seq: frame.seq,
+                got: format!("{}x{}", image.width, image.height),
+                expected: format!("{}x{}", r.width, r.height),
+            }));
+        }
+        // Timestamps relative to the first frame, strictly increasing (muxers insist).
+        let pts = match (frame.pts, r.first_pts) {
+            (Some(p), Some(first)) => p.saturating_sub(first),
+            (Some(p), None) => {
+                r.first_pts = Some(p);
+                Duration::ZERO
+            }
+            (None, _) => r.frame_duration * frame.seq as u32,
+        };
+        let pts = match r.last_pts {
+            Some(last) if pts <= last => last + r.frame_duration,
+            _ => pts,
+        };
+        r.last_pts = Some(pts);
+        let mut buffer = gst::Buffer::from_slice(Pixels(image.clone()));
+        {
+            let b = buffer.get_mut().expect("new buffer is writable");
+            b.set_pts(gst::ClockTime::from_nseconds(pts.as_nanos() as u64));
+            b.set_duration(gst::ClockTime::from_nseconds(
+                r.frame_duration.as_nanos() as u64
+            ));
+        }
+        let pushed = r.appsrc.push_buffer(buffer);
+        let pipeline = r.pipeline.clone();
+        self.check_bus(&pipeline)?;
+        pushed.map_err(|e| self.err(format!("the encoder refused a frame ({e:?})")))?;
+        Ok(())
+    }
+
+    fn flush(&mut self, _out: &mut Output) -> Result<(), BoxError> {
+        let Some(r) = self.running.take() else {
+            return Ok(());
+        };
+        let _ = r.appsrc.end_of_stream();
+        let bus = r.pipeline.bus().expect("pipeline has a bus");
+        let result = match bus.timed_pop_filtered(
+            gst::ClockTime::from_nseconds(FINISH_TIMEOUT.as_nanos() as u64),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        ) {
+            Some(msg) => match msg.view() {
+                gst::MessageView::Error(e) => Err(self.err(describe_gst_error(e))),
+                _ => Ok(()),
+            },
+            None => Err(self.err(format!("finalizing took longer than {FINISH_TIMEOUT:?}"))),
+        };
+        let _ = r.pipeline.set_state(gst::State::Null);
+        result?;
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! Turns a validated pipeline file into running stages.
+
+use std::sync::Arc;
+
+use crate::composite::Composite;
+use crate::config::{FullPolicy, Pipeline, QueueConfig, SinkConfig, TransformConfig};
+use crate::decode::Decode;
+use crate::infer::Infer;
+use crate::runtime::{self, Control, PipelineError, RunReport, StageSpec};
+use crate::sink::{NullSink, PngSink, VideoSink, VideoSinkKind};
+
+/// Per-run knobs from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Stop after this many frames.
+    pub frames: Option<u64>,
+    /// Overrides every infer stage's thread count.
+    pub threads: Option<usize>,
+}
+
+fn spec(name: &str, stage: Box<dyn runtime::Stage>, queue: &QueueConfig, live: bool) -> StageSpec {
+    let default = if live {
+        FullPolicy::DropOldest
+    } else {
+        FullPolicy::Block
+    };
+    StageSpec {
+        name: name.to_owned(),
+        stage,
+        capacity: queue.capacity,
+        policy: queue.when_full.unwrap_or(default),
+    }
+}
+
+/// Builds and runs the pipeline to the end; `control` lets a signal handler stop it.
+pub fn run(
+    pipeline: &Pipeline,
+    options: &RunOptions,
+    control: Arc<Control>,
+) -> Result<RunReport, PipelineError> {
+    let config = &pipeline.config;
+    let live = config.source.is_live();
+    let source = Box::new(Decode::new(config.source.clone(), options.frames));
+
+    let mut transforms = Vec::new();
+    let mut palette: Vec<[u8; 3]> = Vec::new();
+    for (t, model) in config.transforms.iter().zip(&pipeline.models) {
+        let stage: Box<dyn runtime::Stage> = match t {
+            TransformConfig::Infer {
+                providers, threads, ..
+            } => {
+                let model = model
+                    .clone()
+                    .expect("validated pipelines have their models");
+                palette = model.palette.clone();
+                Box::new(Infer::new(
+                    model,
+                    providers.clone(),
+                    options.threads.unwrap_or(*threads),
+                ))
+            }
+            TransformConfig::Composite { alpha, .. } => Box::new(Composite::new(*alpha, &palette)),
+        };
+        transforms.push(spec(t.name(), stage, t.queue(), live));
+    }
+
+    let sinks = config
+        .sinks
+        .iter()
+        .map(|s| {
+            let stage: Box<dyn runtime::Stage> = match s {
+                SinkConfig::Mp4 {
+                    path, bitrate_kbps, ..
+                } => Box::new(VideoSink::new(VideoSinkKind::Mp4 {
+                    path: path.clone(),
+                    bitrate_kbps: *bitrate_kbps,
+                })),
+                SinkConfig::Png { dir, what, .. } => Box::new(PngSink::new(dir.clone(), *what)),
+                SinkConfig::Null { .. } => Box::new(NullSink),
+                SinkConfig::Display { .. } => Box::new(VideoSink::new(VideoSinkKind::Display)),
+            };
+            spec(s.name(), stage, s.queue(), live)
+        })
+        .collect();
+
+    runtime::run(source, transforms, sinks, control)
+}

@@ -1,0 +1,214 @@
+//! Shared helpers for the end-to-end tests: running the binary with a deadline, the Python
+//! references, PNG reading and fixtures.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python with onnxruntime, torch and PyAV that scripts/setup installs.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("SEGSTREAM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            PathBuf::from(home).join(".cache/segstream/venv/bin/python")
+        });
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/setup (or scripts/test) first",
+        path.display()
+    );
+    path
+}
+
+/// The exported model files (scripts/setup links them at `models/`).
+pub fn model(name: &str) -> PathBuf {
+    let p = root().join("models").join(name);
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/setup (or scripts/test) first",
+        p.display()
+    );
+    p
+}
+
+/// Runs a command to completion, killing it (and failing the test) if it outlives `limit`.
+pub fn run_with_deadline(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    // Drain the pipes on threads so a chatty child never blocks on a full pipe.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} hung: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+/// `segstream ARGS` from the repository root.
+pub fn segstream(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_segstream"));
+    cmd.args(args).current_dir(root());
+    cmd
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs a Python reference script from tests/reference and returns its stdout.
+pub fn reference(script: &str, args: &[&str]) -> String {
+    let mut cmd = Command::new(python());
+    cmd.arg(root().join("tests/reference").join(script))
+        .args(args)
+        .current_dir(root());
+    let o = run_with_deadline(cmd, Duration::from_secs(300));
+    assert!(
+        o.status.success(),
+        "reference {script} {args:?} failed: {}",
+        stderr(&o)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A decoded PNG: width, height, channels, bytes.
+pub struct Png {
+    pub width: u32,
+    pub height: u32,
+    pub channels: usize,
+    pub data: Vec<u8>,
+}
+
+pub fn read_png(path: &Path) -> Png {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut reader = decoder.read_info().unwrap();
+    let mut data = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut data).unwrap();
+    data.truncate(info.buffer_size());
+    Png {
+        width: info.width,
+        height: info.height,
+        channels: info.color_type.samples(),
+        data,
+    }
+}
+
+/// Share of equal pixels between two label maps of the same size.
+pub fn agreement(a: &Png, b: &Png) -> f64 {
+    assert_eq!(
+        (a.width, a.height),
+        (b.width, b.height),
+        "label maps differ in size"
+    );
+    let same = a.data.iter().zip(&b.data).filter(|(x, y)| x == y).count();
+    same as f64 / a.data.len() as f64
+}
+
+/// Writes an image-like PNG (smooth fields, sharp shapes) of the given size.
+pub fn make_image(dir: &Path, width: u32, height: u32, seed: u32) -> PathBuf {
+    let out = dir.join(format!("image_{width}x{height}_{seed}.png"));
+    reference(
+        "make_image.py",
+        &[
+            "--width",
+            &width.to_string(),
+            "--height",
+            &height.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    out
+}
+
+/// Encodes a `videotestsrc` clip with gst-launch (independent of segstream's own code).
+pub fn make_video(path: &Path, frames: u32, width: u32, height: u32, extra: &str) {
+    let pipeline = format!(
+        "videotestsrc num-buffers={frames} {extra} ! video/x-raw,width={width},height={height},framerate=30/1 \
+         ! videoconvert ! x264enc speed-preset=ultrafast key-int-max=30 ! mp4mux ! filesink location={}",
+        path.display()
+    );
+    let mut cmd = Command::new("gst-launch-1.0");
+    cmd.arg("-q").args(pipeline.split_whitespace());
+    let o = run_with_deadline(cmd, Duration::from_secs(120));
+    assert!(o.status.success(), "gst-launch failed: {}", stderr(&o));
+}
+
+/// Video facts as PyAV (FFmpeg) decodes them: (frames, width, height).
+pub fn video_info(path: &Path) -> (u64, u64, u64) {
+    let out = reference("video.py", &["info", path.to_str().unwrap()]);
+    let field = |k: &str| -> u64 {
+        let at = out
+            .find(&format!("\"{k}\": "))
+            .unwrap_or_else(|| panic!("no {k} in {out}"));
+        out[at + k.len() + 4..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (field("frames"), field("width"), field("height"))
+}
+
+/// Writes `text` as a pipeline file in `dir`.
+pub fn pipeline_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A model config copied from configs/ with `edit` applied to its text, pointing at the
+/// real ONNX file.
+pub fn edited_config(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let text =
+        std::fs::read_to_string(root().join("configs").join(format!("{name}.toml"))).unwrap();
+    let onnx = root().join("models").join(format!("{name}.onnx"));
+    let text = text.replace(&format!("../models/{name}.onnx"), onnx.to_str().unwrap());
+    let p = dir.join(format!("{name}_{:x}.toml", fxhash(&edit(text.clone()))));
+    std::fs::write(&p, edit(text)).unwrap();
+    p
+}
+
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}

@@ -1,0 +1,288 @@
+//! Bad input gets a one-line error and a non-zero exit: never a panic, never a hang.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// Runs `segstream run PIPELINE [extra]` and checks for one clear error line containing
+/// every fragment in `expect`.
+fn assert_fails(pipeline: &Path, extra: &[&str], expect: &[&str]) {
+    let mut args = vec!["run", pipeline.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let o = run_with_deadline(segstream(&args), Duration::from_secs(60));
+    let err = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "expected exit 1, got {:?}; stderr: {err}",
+        o.status
+    );
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
+    for e in expect {
+        assert!(
+            lines[0].contains(e),
+            "error line {:?} does not mention {e:?}",
+            lines[0]
+        );
+    }
+}
+
+fn null_pipeline(dir: &Path) -> std::path::PathBuf {
+    pipeline_file(
+        dir,
+        "null.toml",
+        "[source]\ntype = \"test\"\n\n[[sinks]]\ntype = \"null\"\n",
+    )
+}
+
+fn infer_pipeline(dir: &Path, model: &Path, providers: &str) -> std::path::PathBuf {
+    pipeline_file(
+        dir,
+        "infer.toml",
+        &format!(
+            "[source]\ntype = \"test\"\nframes = 3\nwidth = 64\nheight = 64\n\n\
+             [[transforms]]\ntype = \"infer\"\nmodel = {model:?}\n{providers}\n\n\
+             [[sinks]]\ntype = \"null\"\n"
+        ),
+    )
+}
+
+#[test]
+fn missing_input_file() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_fails(
+        &null_pipeline(dir.path()),
+        &["--input", "/nonexistent/clip.mp4"],
+        &["/nonexistent/clip.mp4", "does not exist"],
+    );
+}
+
+#[test]
+fn corrupt_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("garbage.mp4");
+    std::fs::write(
+        &bad,
+        (0..50_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert_fails(
+        &null_pipeline(dir.path()),
+        &["--input", bad.to_str().unwrap()],
+        &["garbage.mp4"],
+    );
+}
+
+#[test]
+fn truncated_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.mp4");
+    make_video(&full, 60, 160, 96, "");
+    let bytes = std::fs::read(&full).unwrap();
+    let cut = dir.path().join("cut.mp4");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    assert_fails(
+        &null_pipeline(dir.path()),
+        &["--input", cut.to_str().unwrap()],
+        &["cut.mp4"],
+    );
+}
+
+// Index at the front (faststart): the first half decodes, then the data stops short.
+#[test]
+fn truncated_video_with_index_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.mp4");
+    let pipeline = format!(
+        "videotestsrc num-buffers=90 ! video/x-raw,width=160,height=96,framerate=30/1 ! videoconvert \
+         ! x264enc speed-preset=ultrafast ! mp4mux faststart=true ! filesink location={}",
+        full.display()
+    );
+    let mut cmd = std::process::Command::new("gst-launch-1.0");
+    cmd.arg("-q").args(pipeline.split_whitespace());
+    assert!(run_with_deadline(cmd, Duration::from_secs(60))
+        .status
+        .success());
+    let bytes = std::fs::read(&full).unwrap();
+    let cut = dir.path().join("cut_faststart.mp4");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    assert_fails(
+        &null_pipeline(dir.path()),
+        &["--input", cut.to_str().unwrap()],
+        &["cut_faststart.mp4", "truncated"],
+    );
+}
+
+#[test]
+fn unreachable_rtsp_url() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on the discard port of loopback.
+    assert_fails(
+        &null_pipeline(dir.path()),
+        &["--input", "rtsp://127.0.0.1:9/stream"],
+        &["rtsp://127.0.0.1:9/stream"],
+    );
+}
+
+#[test]
+fn missing_onnx_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edited_config(dir.path(), "deeplabv3plus_mobilenet_v2", |t| {
+        let start = t.find("onnx = ").unwrap();
+        let end = start + t[start..].find('\n').unwrap();
+        format!("{}onnx = \"nowhere/model.onnx\"{}", &t[..start], &t[end..])
+    });
+    assert_fails(
+        &infer_pipeline(dir.path(), &config, ""),
+        &[],
+        &["nowhere/model.onnx", "does not exist"],
+    );
+}
+
+#[test]
+fn model_input_name_disagrees_with_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edited_config(dir.path(), "deeplabv3plus_mobilenet_v2", |t| {
+        t.replace("name = \"input\"", "name = \"pixels\"")
+    });
+    assert_fails(
+        &infer_pipeline(dir.path(), &config, ""),
+        &[],
+        &[
+            "\"pixels\" not found",
+            "input [",
+            "does not match its config",
+        ],
+    );
+}
+
+#[test]
+fn model_class_count_disagrees_with_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edited_config(dir.path(), "deeplabv3plus_mobilenet_v2", |t| {
+        let start = t.find("[classes]").unwrap();
+        format!(
+            "{}[classes]\nnames = [\"a\", \"b\", \"c\", \"d\", \"e\"]\n",
+            &t[..start]
+        )
+    });
+    assert_fails(
+        &infer_pipeline(dir.path(), &config, ""),
+        &[],
+        &["has 19 classes, but the config names 5"],
+    );
+}
+
+#[test]
+fn model_output_name_disagrees_with_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edited_config(dir.path(), "deeplabv3plus_mobilenet_v2", |t| {
+        t.replace("name = \"logits\"", "name = \"out\"")
+    });
+    assert_fails(
+        &infer_pipeline(dir.path(), &config, ""),
+        &[],
+        &["output \"out\" not found", "logits ["],
+    );
+}
+
+// Asking for CUDA where there is none must fail loudly, not silently run on the CPU.
+#[test]
+fn unavailable_execution_provider_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edited_config(dir.path(), "deeplabv3plus_mobilenet_v2", |t| t);
+    assert_fails(
+        &infer_pipeline(dir.path(), &config, "providers = [{ kind = \"cuda\" }]"),
+        &[],
+        &["execution provider CUDA was requested but cannot be used"],
+    );
+}
+
+#[test]
+fn unknown_key_in_pipeline_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline_file(
+        dir.path(),
+        "typo.toml",
+        "[source]\ntype = \"test\"\nwidht = 320\n\n[[sinks]]\ntype = \"null\"\n",
+    );
+    assert_fails(
+        &p,
+        &[],
+        &["typo.toml:3", "unknown field `widht`", "`width`"],
+    );
+}
+
+#[test]
+fn out_of_range_value_in_pipeline_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edited_config(dir.path(), "deeplabv3plus_mobilenet_v2", |t| t);
+    let p = pipeline_file(
+        dir.path(),
+        "range.toml",
+        &format!(
+            "[source]\ntype = \"test\"\n\n[[transforms]]\ntype = \"infer\"\nmodel = {config:?}\n\n\
+             [[transforms]]\ntype = \"composite\"\nalpha = 1.5\n\n[[sinks]]\ntype = \"null\"\n"
+        ),
+    );
+    assert_fails(
+        &p,
+        &[],
+        &[
+            "transforms[1].alpha",
+            "1.5 is out of range (expected 0 to 1)",
+        ],
+    );
+}
+
+#[test]
+fn validate_reports_every_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mismatched = edited_config(dir.path(), "deeplabv3plus_mobilenet_v2", |t| {
+        t.replace("name = \"input\"", "name = \"pixels\"")
+    });
+    let p = pipeline_file(
+        dir.path(),
+        "many.toml",
+        &format!(
+            "[source]\ntype = \"file\"\npath = \"/nonexistent.mp4\"\n\n\
+             [[transforms]]\ntype = \"infer\"\nmodel = {mismatched:?}\n\n\
+             [[transforms]]\ntype = \"composite\"\nalpha = -1\n\n\
+             [[sinks]]\ntype = \"null\"\nqueue = {{ capacity = 0 }}\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["validate", p.to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for expect in [
+        "/nonexistent.mp4 does not exist",
+        "alpha: -1 is out of range",
+        "capacity: 0 is out of range",
+        "\"pixels\" not found",
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("error:") && l.contains(expect)),
+            "validate did not report {expect:?}: {err}"
+        );
+    }
+    assert!(err.contains("4 problem(s) found"), "{err}");
+}
+
+#[test]
+fn validate_accepts_the_bundled_pipelines() {
+    for p in ["pipelines/file_to_mp4.toml", "pipelines/file_to_png.toml"] {
+        let o = run_with_deadline(segstream(&["validate", p]), Duration::from_secs(60));
+        assert!(o.status.success(), "{p}: {}", stderr(&o));
+    }
+}
