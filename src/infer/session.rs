@@ -250,10 +250,11 @@ pub fn check_model(session: &Session, model: &Model) -> Vec<String> {
             }
         },
     }
+    let named = session.inputs().iter().any(|i| i.name() == cfg.input.name);
     for extra in session
         .inputs()
         .iter()
-        .filter(|i| i.name() != cfg.input.name)
+        .filter(|i| named && i.name() != cfg.input.name)
     {
         problems.push(format!(
             "the model has another input {} that segstream cannot feed",
