@@ -10,4 +10,5 @@ pub mod frame;
 pub mod infer;
 pub mod runtime;
 pub mod sink;
+pub mod tile;
 pub mod topology;
