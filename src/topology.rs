@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::composite::Composite;
 use crate::config::{FullPolicy, Pipeline, QueueConfig, SinkConfig, TransformConfig};
 use crate::decode::Decode;
-use crate::infer::Infer;
+use crate::infer::{EngineOptions, Infer};
 use crate::runtime::{self, Control, PipelineError, RunReport, StageSpec};
 use crate::sink::{NullSink, PngSink, VideoSink, VideoSinkKind};
 
@@ -24,12 +24,18 @@ fn spec(name: &str, stage: Box<dyn runtime::Stage>, queue: &QueueConfig, live: b
     } else {
         FullPolicy::Block
     };
-    StageSpec {
-        name: name.to_owned(),
+    StageSpec::single(
+        name,
         stage,
-        capacity: queue.capacity,
-        policy: queue.when_full.unwrap_or(default),
-    }
+        queue.capacity,
+        queue.when_full.unwrap_or(default),
+    )
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Builds and runs the pipeline to the end; `control` lets a signal handler stop it.
@@ -45,23 +51,50 @@ pub fn run(
     let mut transforms = Vec::new();
     let mut palette: Vec<[u8; 3]> = Vec::new();
     for (t, model) in config.transforms.iter().zip(&pipeline.models) {
-        let stage: Box<dyn runtime::Stage> = match t {
+        let spec = match t {
             TransformConfig::Infer {
-                providers, threads, ..
+                providers,
+                threads,
+                workers,
+                batch,
+                tiling,
+                ..
             } => {
                 let model = model
                     .clone()
                     .expect("validated pipelines have their models");
                 palette = model.palette.clone();
-                Box::new(Infer::new(
-                    model,
-                    providers.clone(),
-                    options.threads.unwrap_or(*threads),
-                ))
+                let engine = EngineOptions {
+                    batch: *batch,
+                    tiling: *tiling,
+                };
+                // Unless told otherwise, the workers share the cores instead of each taking all.
+                let threads = match options.threads.unwrap_or(*threads) {
+                    0 if *workers > 1 => (cores() / workers).max(1),
+                    n => n,
+                };
+                let mut spec = spec(t.name(), Box::new(NullSink), t.queue(), live);
+                spec.workers = (0..*workers)
+                    .map(|_| {
+                        Box::new(Infer::new(
+                            model.clone(),
+                            providers.clone(),
+                            threads,
+                            engine,
+                        )) as Box<dyn runtime::Stage>
+                    })
+                    .collect();
+                spec.batch = *batch;
+                spec
             }
-            TransformConfig::Composite { alpha, .. } => Box::new(Composite::new(*alpha, &palette)),
+            TransformConfig::Composite { alpha, .. } => spec(
+                t.name(),
+                Box::new(Composite::new(*alpha, &palette)),
+                t.queue(),
+                live,
+            ),
         };
-        transforms.push(spec(t.name(), stage, t.queue(), live));
+        transforms.push(spec);
     }
 
     let sinks = config

@@ -77,6 +77,8 @@ pub enum ColorOrder {
 #[serde(rename_all = "snake_case")]
 pub enum InputType {
     Float32,
+    /// Half-precision input (and, usually, output) tensors.
+    Float16,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -270,6 +272,56 @@ impl Model {
 
     pub fn num_classes(&self) -> usize {
         self.config.classes.names.len()
+    }
+
+    /// The tile size for `tiling` with this model, or what is wrong with it.
+    pub fn tile_size(&self, tiling: &super::TilingConfig) -> Result<(u32, u32), Vec<String>> {
+        let mut problems = Vec::new();
+        if matches!(self.config.output, OutputConfig::Labels { .. }) {
+            problems.push(format!(
+                "{} outputs labels; tiles can only be blended from scores (logits or probabilities)",
+                self.name
+            ));
+        }
+        let size = match (self.config.input.size, tiling.width, tiling.height) {
+            (SizePolicy::Stretch { width, height }, w, h) => {
+                let (tw, th) = (w.unwrap_or(width), h.unwrap_or(height));
+                if (tw, th) != (width, height) {
+                    problems.push(format!(
+                        "tile size {tw}x{th} differs from the model's fixed input {width}x{height}"
+                    ));
+                }
+                Some((tw, th))
+            }
+            (SizePolicy::Pad { multiple_of }, Some(w), Some(h)) => {
+                if w % multiple_of != 0 || h % multiple_of != 0 || w == 0 || h == 0 {
+                    problems.push(format!(
+                        "tile size {w}x{h} must be a non-zero multiple of {multiple_of} for {}",
+                        self.name
+                    ));
+                }
+                Some((w, h))
+            }
+            (SizePolicy::Pad { .. }, _, _) => {
+                problems.push(format!(
+                    "{} takes any size: set tiling.width and tiling.height",
+                    self.name
+                ));
+                None
+            }
+        };
+        if let Some((w, h)) = size {
+            if tiling.overlap >= w.min(h) {
+                problems.push(format!(
+                    "overlap {} is out of range (expected less than the tile size {w}x{h})",
+                    tiling.overlap
+                ));
+            }
+        }
+        match size {
+            Some(s) if problems.is_empty() => Ok(s),
+            _ => Err(problems),
+        }
     }
 }
 

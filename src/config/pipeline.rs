@@ -157,9 +157,19 @@ pub enum TransformConfig {
         /// provider must be available: a missing one is an error, never a silent CPU run.
         #[serde(default)]
         providers: Vec<ProviderConfig>,
-        /// ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose.
+        /// ONNX Runtime intra-op threads per worker; 0 shares the cores among the workers.
         #[serde(default)]
         threads: usize,
+        /// Parallel inference workers, each with its own session; results keep frame order.
+        #[serde(default = "one")]
+        workers: usize,
+        /// Most images (frames, or tiles) per inference call. Frames are batched only when
+        /// they are already queued, so batching adds no waiting.
+        #[serde(default = "one")]
+        batch: usize,
+        /// Segment at native resolution in overlapping tiles instead of resizing the frame.
+        #[serde(default)]
+        tiling: Option<TilingConfig>,
         /// The stage's input queue.
         #[serde(default)]
         queue: QueueConfig,
@@ -189,6 +199,27 @@ impl TransformConfig {
             }
         }
     }
+}
+
+/// Overlapping tiles of the model's input size, stitched with blending weights.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TilingConfig {
+    /// Tile width; defaults to the model's fixed input width (`stretch` size policy).
+    #[serde(default)]
+    pub width: Option<u32>,
+    /// Tile height; defaults to the model's fixed input height.
+    #[serde(default)]
+    pub height: Option<u32>,
+    /// Least overlap between neighbouring tiles, in pixels of the scaled frame.
+    #[serde(default = "default_overlap")]
+    pub overlap: u32,
+    /// The frame is resized by this factor before tiling (1 = native resolution).
+    #[serde(default = "default_tile_scale")]
+    pub scale: f32,
+    /// Weight ramp across overlaps: `linear` or `gaussian`.
+    #[serde(default = "default_blend")]
+    pub blend: crate::tile::Blend,
 }
 
 /// An ONNX Runtime execution provider.
@@ -360,6 +391,18 @@ fn default_alpha() -> f32 {
 fn default_conv_search() -> String {
     "exhaustive".into()
 }
+fn one() -> usize {
+    1
+}
+fn default_overlap() -> u32 {
+    64
+}
+fn default_tile_scale() -> f32 {
+    1.0
+}
+fn default_blend() -> crate::tile::Blend {
+    crate::tile::Blend::Linear
+}
 fn default_capacity() -> usize {
     4
 }
@@ -488,9 +531,17 @@ impl PipelineConfig {
                     model,
                     providers,
                     threads,
+                    workers,
+                    batch,
+                    tiling,
                     ..
                 } => {
                     p.range(format!("{field}.threads"), *threads, 0, 1024);
+                    p.range(format!("{field}.workers"), *workers, 1, 64);
+                    p.range(format!("{field}.batch"), *batch, 1, 256);
+                    if let Some(t) = tiling {
+                        p.range(format!("{field}.tiling.scale"), t.scale, 0.05, 4.0);
+                    }
                     for (j, provider) in providers.iter().enumerate() {
                         if let ProviderConfig::Cuda {
                             conv_algo_search, ..
@@ -513,6 +564,11 @@ impl PipelineConfig {
                     has_labels = true;
                     match resolve_model(path, model) {
                         Ok(m) => {
+                            if let Some(t) = tiling {
+                                for problem in m.tile_size(t).err().unwrap_or_default() {
+                                    p.push(format!("{field}.tiling"), problem);
+                                }
+                            }
                             if m.config.task != Task::Semantic {
                                 p.push(
                                     format!("{field}.model"),

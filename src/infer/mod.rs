@@ -7,19 +7,23 @@
 mod postprocess;
 mod preprocess;
 mod session;
+mod stitch;
 
 pub use postprocess::{argmax_scores, resample_labels};
-pub use preprocess::{preprocess, Geometry};
+pub use preprocess::{normalize, resize, write_item, Geometry, Normalized};
 pub use session::{check_model, environment, library_candidates, open_session, provider_name};
+pub use stitch::Stitch;
 
 use std::sync::Arc;
 
+use half::f16;
 use ort::session::Session;
 use ort::value::{Tensor, TensorElementType, ValueType};
 
-use crate::config::{Model, OutputConfig, ProviderConfig};
+use crate::config::{InputType, Layout, Model, OutputConfig, ProviderConfig, TilingConfig};
 use crate::frame::{Frame, LabelMap, RgbImage};
 use crate::runtime::{BoxError, Output, Stage};
+use crate::tile::{Tile, TileGrid};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
@@ -48,10 +52,47 @@ pub enum InferError {
     },
 }
 
+/// How a `Segmenter` feeds its model.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EngineOptions {
+    /// Most images (frames or tiles) per inference call.
+    pub batch: usize,
+    /// Tile frames at native (or scaled) resolution instead of resizing them.
+    pub tiling: Option<TilingConfig>,
+}
+
+/// One batch item waiting for inference: a whole frame or one tile of it.
+struct Job {
+    image: usize,
+    tile: Option<Tile>,
+    geometry: Geometry,
+    /// Model input size (width, height).
+    size: (u32, u32),
+    data: Vec<f32>,
+}
+
+/// A model's output for a batch, converted to owned data.
+enum BatchOut {
+    /// `[n, classes, h, w]`.
+    Scores {
+        data: Vec<f32>,
+        classes: usize,
+        h: usize,
+        w: usize,
+    },
+    /// `[n, h, w]`.
+    Labels { data: Vec<i64>, h: usize, w: usize },
+}
+
 /// A model ready to segment frames.
 pub struct Segmenter {
     model: Model,
     session: Session,
+    options: EngineOptions,
+    /// Tile size, when tiling.
+    tile: Option<(u32, u32)>,
+    /// A batch size the model was exported with; batches are padded up to it.
+    fixed_batch: Option<usize>,
 }
 
 impl Segmenter {
@@ -60,9 +101,20 @@ impl Segmenter {
         model: Model,
         providers: &[ProviderConfig],
         threads: usize,
+        options: EngineOptions,
     ) -> Result<Self, InferError> {
         let session = open_session(&model, providers, threads)?;
-        let problems = check_model(&session, &model);
+        let mut problems = check_model(&session, &model);
+        let tile = match &options.tiling {
+            Some(t) => match model.tile_size(t) {
+                Ok(size) => Some(size),
+                Err(p) => {
+                    problems.extend(p);
+                    None
+                }
+            },
+            None => None,
+        };
         if !problems.is_empty() {
             return Err(InferError::Mismatch {
                 model: model.name.clone(),
@@ -71,7 +123,25 @@ impl Segmenter {
                 problems,
             });
         }
-        Ok(Segmenter { model, session })
+        let fixed_batch = session
+            .inputs()
+            .iter()
+            .find(|i| i.name() == model.config.input.name)
+            .and_then(|i| i.dtype().tensor_shape().map(|s| s[0]))
+            .filter(|&b| b > 0 && model.config.input.layout != Layout::CHW)
+            .map(|b| b as usize);
+        let mut options = options;
+        options.batch = match model.config.input.layout {
+            Layout::CHW => 1,
+            _ => fixed_batch.unwrap_or(options.batch.max(1)),
+        };
+        Ok(Segmenter {
+            model,
+            session,
+            options,
+            tile,
+            fixed_batch,
+        })
     }
 
     pub fn model(&self) -> &Model {
@@ -80,68 +150,228 @@ impl Segmenter {
 
     /// Segments one image into a label map of the same size.
     pub fn segment(&mut self, image: &RgbImage) -> Result<LabelMap, InferError> {
+        Ok(self
+            .segment_batch(&[image])?
+            .pop()
+            .expect("one result per image"))
+    }
+
+    /// Segments several images, batching whole frames or tiles into as few model runs as
+    /// the batch size allows.
+    pub fn segment_batch(&mut self, images: &[&RgbImage]) -> Result<Vec<LabelMap>, InferError> {
+        let name = self.model.name.clone();
+        let pre = |source| InferError::Preprocess {
+            model: name.clone(),
+            source,
+        };
+        let input = &self.model.config.input;
+        let classes = self.model.num_classes();
+        let mut jobs = Vec::new();
+        let mut stitches: Vec<Option<Stitch>> = images.iter().map(|_| None).collect();
+        for (i, image) in images.iter().enumerate() {
+            let normalized = normalize(image, input);
+            match (self.options.tiling, self.tile) {
+                (Some(t), Some((tw, th))) => {
+                    let sw = ((image.width as f32 * t.scale).round() as u32).max(1);
+                    let sh = ((image.height as f32 * t.scale).round() as u32).max(1);
+                    let scaled = resize(&normalized, sw, sh).map_err(pre)?;
+                    let grid =
+                        TileGrid::new(sw, sh, tw, th, t.overlap).map_err(|e| InferError::Run {
+                            model: name.clone(),
+                            reason: e.to_string(),
+                        })?;
+                    let geometry = Geometry {
+                        frame_width: image.width,
+                        frame_height: image.height,
+                        model_width: sw,
+                        model_height: sh,
+                        stretched: (sw, sh) != (image.width, image.height),
+                    };
+                    stitches[i] = Some(Stitch::new(classes, grid, t.blend, geometry));
+                    for tile in grid.tiles() {
+                        let mut data = vec![0f32; (tw * th * 3) as usize];
+                        write_item(
+                            &mut data,
+                            input.layout,
+                            &scaled,
+                            tile.x,
+                            tile.y,
+                            tile.width,
+                            tile.height,
+                            tw,
+                        );
+                        jobs.push(Job {
+                            image: i,
+                            tile: Some(tile),
+                            geometry,
+                            size: (tw, th),
+                            data,
+                        });
+                    }
+                }
+                _ => {
+                    let geometry = Geometry::for_frame(image.width, image.height, input.size);
+                    let (mw, mh) = (geometry.model_width, geometry.model_height);
+                    let src = if geometry.stretched {
+                        resize(&normalized, mw, mh).map_err(pre)?
+                    } else {
+                        normalized
+                    };
+                    let mut data = vec![0f32; (mw * mh * 3) as usize];
+                    let (w, h) = (src.width.min(mw), src.height.min(mh));
+                    write_item(&mut data, input.layout, &src, 0, 0, w, h, mw);
+                    jobs.push(Job {
+                        image: i,
+                        tile: None,
+                        geometry,
+                        size: (mw, mh),
+                        data,
+                    });
+                }
+            }
+        }
+
+        let mut results: Vec<Option<LabelMap>> = images.iter().map(|_| None).collect();
+        let mut start = 0;
+        while start < jobs.len() {
+            let size = jobs[start].size;
+            let mut end = start + 1;
+            while end < jobs.len() && end - start < self.options.batch && jobs[end].size == size {
+                end += 1;
+            }
+            let chunk = &jobs[start..end];
+            match self.run(chunk, size)? {
+                BatchOut::Scores {
+                    data,
+                    classes,
+                    h,
+                    w,
+                } => {
+                    for (k, job) in chunk.iter().enumerate() {
+                        let item = &data[k * classes * h * w..(k + 1) * classes * h * w];
+                        match (&job.tile, &mut stitches[job.image]) {
+                            (Some(tile), Some(stitch)) => stitch.add(tile, item, h, w),
+                            _ => {
+                                results[job.image] =
+                                    Some(argmax_scores(item, classes, h, w, &job.geometry))
+                            }
+                        }
+                    }
+                }
+                BatchOut::Labels { data, h, w } => {
+                    for (k, job) in chunk.iter().enumerate() {
+                        let item = &data[k * h * w..(k + 1) * h * w];
+                        let labels = resample_labels(item, h, w, &job.geometry).map_err(|v| {
+                            InferError::Run {
+                                model: name.clone(),
+                                reason: format!("class index {v} is outside 0..=255"),
+                            }
+                        })?;
+                        results[job.image] = Some(labels);
+                    }
+                }
+            }
+            start = end;
+        }
+        for (slot, stitch) in results.iter_mut().zip(stitches) {
+            if let Some(stitch) = stitch {
+                *slot = Some(stitch.finish());
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every image has a result"))
+            .collect())
+    }
+
+    /// Runs the model on equally sized items, padding up to a fixed batch.
+    fn run(&mut self, items: &[Job], (mw, mh): (u32, u32)) -> Result<BatchOut, InferError> {
         let name = &self.model.name;
         let run_err = |e: ort::Error| InferError::Run {
             model: name.clone(),
             reason: e.to_string(),
         };
-        let (input, geometry) = preprocess(image, &self.model.config.input).map_err(|source| {
-            InferError::Preprocess {
-                model: name.clone(),
-                source,
+        let input = &self.model.config.input;
+        let n = self.fixed_batch.unwrap_or(items.len());
+        let (mw, mh) = (mw as usize, mh as usize);
+        let shape: Vec<usize> = match input.layout {
+            Layout::NCHW => vec![n, 3, mh, mw],
+            Layout::NHWC => vec![n, mh, mw, 3],
+            Layout::CHW => vec![3, mh, mw],
+        };
+        let mut flat = Vec::with_capacity(n * 3 * mw * mh);
+        for job in items {
+            flat.extend_from_slice(&job.data);
+        }
+        flat.resize(n * 3 * mw * mh, 0.0);
+        let input_name = input.name.as_str();
+        let outputs = match input.dtype {
+            InputType::Float32 => {
+                let tensor = Tensor::from_array((shape, flat)).map_err(run_err)?;
+                self.session
+                    .run(ort::inputs![input_name => tensor])
+                    .map_err(run_err)?
             }
-        })?;
-        let input = Tensor::from_array(input).map_err(run_err)?;
-        let input_name = self.model.config.input.name.as_str();
-        let outputs = self
-            .session
-            .run(ort::inputs![input_name => input])
-            .map_err(run_err)?;
+            InputType::Float16 => {
+                let half: Vec<f16> = flat.iter().map(|&v| f16::from_f32(v)).collect();
+                let tensor = Tensor::from_array((shape, half)).map_err(run_err)?;
+                self.session
+                    .run(ort::inputs![input_name => tensor])
+                    .map_err(run_err)?
+            }
+        };
         let output_name = self.model.config.output.names()[0];
         let value = outputs.get(output_name).ok_or_else(|| InferError::Run {
             model: name.clone(),
             reason: format!("output {output_name:?} missing from the results"),
         })?;
-        let shape_err = |shape: &[i64]| InferError::Run {
+        let ty = match value.dtype() {
+            ValueType::Tensor { ty, .. } => *ty,
+            _ => TensorElementType::Float32,
+        };
+        let bad_shape = |shape: &[i64]| InferError::Run {
             model: name.clone(),
             reason: format!("output {output_name:?} has unexpected shape {shape:?}"),
         };
         match &self.model.config.output {
             OutputConfig::Logits { .. } | OutputConfig::Probabilities { .. } => {
-                let (shape, scores) = value.try_extract_tensor::<f32>().map_err(run_err)?;
-                let [_, c, h, w] = shape[..] else {
-                    return Err(shape_err(shape));
+                let (shape, data): (Vec<i64>, Vec<f32>) = if ty == TensorElementType::Float16 {
+                    let (s, d) = value.try_extract_tensor::<f16>().map_err(run_err)?;
+                    (s.to_vec(), d.iter().map(|v| v.to_f32()).collect())
+                } else {
+                    let (s, d) = value.try_extract_tensor::<f32>().map_err(run_err)?;
+                    (s.to_vec(), d.to_vec())
                 };
-                if c as usize != self.model.num_classes() || h <= 0 || w <= 0 {
-                    return Err(shape_err(shape));
+                let [b, c, h, w] = shape[..] else {
+                    return Err(bad_shape(&shape));
+                };
+                if c as usize != self.model.num_classes()
+                    || h <= 0
+                    || w <= 0
+                    || (b as usize) < items.len()
+                {
+                    return Err(bad_shape(&shape));
                 }
-                Ok(argmax_scores(
-                    scores, c as usize, h as usize, w as usize, &geometry,
-                ))
+                Ok(BatchOut::Scores {
+                    data,
+                    classes: c as usize,
+                    h: h as usize,
+                    w: w as usize,
+                })
             }
             OutputConfig::Labels { .. } => {
-                let ty = match value.dtype() {
-                    ValueType::Tensor { ty, .. } => *ty,
-                    _ => TensorElementType::Int64,
-                };
-                let (shape, indices): (Vec<i64>, Vec<i64>) = if ty == TensorElementType::Int32 {
+                let (shape, data): (Vec<i64>, Vec<i64>) = if ty == TensorElementType::Int32 {
                     let (s, d) = value.try_extract_tensor::<i32>().map_err(run_err)?;
-                    (
-                        s.iter().copied().collect(),
-                        d.iter().map(|&v| v as i64).collect(),
-                    )
+                    (s.to_vec(), d.iter().map(|&v| v as i64).collect())
                 } else {
                     let (s, d) = value.try_extract_tensor::<i64>().map_err(run_err)?;
-                    (s.iter().copied().collect(), d.to_vec())
+                    (s.to_vec(), d.to_vec())
                 };
                 let (h, w) = match shape[..] {
                     [_, h, w] | [_, 1, h, w] => (h as usize, w as usize),
-                    _ => return Err(shape_err(&shape)),
+                    _ => return Err(bad_shape(&shape)),
                 };
-                resample_labels(&indices, h, w, &geometry).map_err(|v| InferError::Run {
-                    model: name.clone(),
-                    reason: format!("class index {v} is outside 0..=255"),
-                })
+                Ok(BatchOut::Labels { data, h, w })
             }
             OutputConfig::Detections { .. } => Err(InferError::Run {
                 model: name.clone(),
@@ -156,15 +386,22 @@ pub struct Infer {
     model: Model,
     providers: Vec<ProviderConfig>,
     threads: usize,
+    options: EngineOptions,
     segmenter: Option<Segmenter>,
 }
 
 impl Infer {
-    pub fn new(model: Model, providers: Vec<ProviderConfig>, threads: usize) -> Self {
+    pub fn new(
+        model: Model,
+        providers: Vec<ProviderConfig>,
+        threads: usize,
+        options: EngineOptions,
+    ) -> Self {
         Infer {
             model,
             providers,
             threads,
+            options,
             segmenter: None,
         }
     }
@@ -172,7 +409,12 @@ impl Infer {
 
 impl Stage for Infer {
     fn start(&mut self) -> Result<(), BoxError> {
-        let segmenter = Segmenter::new(self.model.clone(), &self.providers, self.threads)?;
+        let segmenter = Segmenter::new(
+            self.model.clone(),
+            &self.providers,
+            self.threads,
+            self.options,
+        )?;
         let used: Vec<&str> = self.providers.iter().map(provider_name).collect();
         tracing::info!(
             stage = "infer",
@@ -184,10 +426,18 @@ impl Stage for Infer {
         Ok(())
     }
 
-    fn process(&mut self, mut frame: Frame, out: &mut Output) -> Result<(), BoxError> {
+    fn process(&mut self, frame: Frame, out: &mut Output) -> Result<(), BoxError> {
+        self.process_batch(vec![frame], out)
+    }
+
+    fn process_batch(&mut self, frames: Vec<Frame>, out: &mut Output) -> Result<(), BoxError> {
         let segmenter = self.segmenter.as_mut().expect("start() ran");
-        frame.labels = Some(Arc::new(segmenter.segment(&frame.image)?));
-        out.send(frame)?;
+        let images: Vec<&RgbImage> = frames.iter().map(|f| f.image.as_ref()).collect();
+        let labels = segmenter.segment_batch(&images)?;
+        for (mut frame, labels) in frames.into_iter().zip(labels) {
+            frame.labels = Some(Arc::new(labels));
+            out.send(frame)?;
+        }
         Ok(())
     }
 }

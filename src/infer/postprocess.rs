@@ -9,15 +9,15 @@ use crate::frame::LabelMap;
 
 /// Where output sample `d` of one axis reads from in a source axis of `n` samples.
 #[derive(Clone, Copy, Debug)]
-struct Tap {
-    i0: usize,
-    i1: usize,
-    w1: f32,
+pub(crate) struct Tap {
+    pub i0: usize,
+    pub i1: usize,
+    pub w1: f32,
 }
 
 /// Bilinear taps for `out` positions reading a source of `n` samples with `scale` = source
 /// samples per output sample.
-fn taps(out: usize, n: usize, scale: f64) -> Vec<Tap> {
+pub(crate) fn taps(out: usize, n: usize, scale: f64) -> Vec<Tap> {
     (0..out)
         .map(|d| {
             let src = ((d as f64 + 0.5) * scale - 0.5).max(0.0);

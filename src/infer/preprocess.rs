@@ -1,6 +1,5 @@
 //! Frame to input tensor: size policy, colour order, normalization, layout.
 
-use ndarray::{ArrayD, IxDyn};
 use opencv::core::{Mat, Size, Vec3f};
 use opencv::imgproc;
 use opencv::prelude::*;
@@ -8,139 +7,125 @@ use opencv::prelude::*;
 use crate::config::{ColorOrder, InputConfig, Layout, SizePolicy};
 use crate::frame::RgbImage;
 
-/// How the model's input relates to the frame, for mapping outputs back.
+/// How the scores the model gives relate to the frame, for mapping them back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
     pub frame_width: u32,
     pub frame_height: u32,
+    /// Size of the image the scores cover (the model input, or the stitched tiles).
     pub model_width: u32,
     pub model_height: u32,
     /// True when the frame was resized to the model size; false when it was padded.
     pub stretched: bool,
 }
 
-/// Per-channel affine normalization `v = pixel * a + b`, in the model's channel order, with
-/// the source (RGB) channel each model channel reads.
-struct Normalize {
-    a: [f32; 3],
-    b: [f32; 3],
-    src: [usize; 3],
+impl Geometry {
+    /// The geometry of a whole frame fed to a model with the given size policy.
+    pub fn for_frame(width: u32, height: u32, size: SizePolicy) -> Geometry {
+        let (mw, mh) = size.model_size(width, height);
+        Geometry {
+            frame_width: width,
+            frame_height: height,
+            model_width: mw,
+            model_height: mh,
+            stretched: matches!(size, SizePolicy::Stretch { .. }),
+        }
+    }
 }
 
-impl Normalize {
-    fn new(input: &InputConfig) -> Self {
-        let mut a = [0.0; 3];
-        let mut b = [0.0; 3];
+/// A normalized image, `width * height * 3` floats in the model's channel order (HWC).
+pub struct Normalized {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<f32>,
+}
+
+/// Applies colour order, scale, mean and std.
+pub fn normalize(image: &RgbImage, input: &InputConfig) -> Normalized {
+    let mut a = [0.0f32; 3];
+    let mut b = [0.0f32; 3];
+    for k in 0..3 {
+        a[k] = 1.0 / (input.scale * input.std[k]);
+        b[k] = -input.mean[k] / input.std[k];
+    }
+    let src = match input.color {
+        ColorOrder::RGB => [0, 1, 2],
+        ColorOrder::BGR => [2, 1, 0],
+    };
+    let mut data = vec![0f32; image.pixels() * 3];
+    for (dst, px) in data.chunks_exact_mut(3).zip(image.data.chunks_exact(3)) {
         for k in 0..3 {
-            a[k] = 1.0 / (input.scale * input.std[k]);
-            b[k] = -input.mean[k] / input.std[k];
+            dst[k] = px[src[k]] as f32 * a[k] + b[k];
         }
-        let src = match input.color {
-            ColorOrder::RGB => [0, 1, 2],
-            ColorOrder::BGR => [2, 1, 0],
-        };
-        Normalize { a, b, src }
+    }
+    Normalized {
+        width: image.width,
+        height: image.height,
+        data,
     }
 }
 
-/// Builds the input tensor for one frame.
-pub fn preprocess(
-    image: &RgbImage,
-    input: &InputConfig,
-) -> Result<(ArrayD<f32>, Geometry), opencv::Error> {
-    let (fw, fh) = (image.width, image.height);
-    let (mw, mh) = input.size.model_size(fw, fh);
-    let geometry = Geometry {
-        frame_width: fw,
-        frame_height: fh,
-        model_width: mw,
-        model_height: mh,
-        stretched: matches!(input.size, SizePolicy::Stretch { .. }),
-    };
-    let norm = Normalize::new(input);
-    let (mw, mh) = (mw as usize, mh as usize);
-    let shape = match input.layout {
-        Layout::NCHW => vec![1, 3, mh, mw],
-        Layout::NHWC => vec![1, mh, mw, 3],
-        Layout::CHW => vec![3, mh, mw],
-    };
-    // Zero after normalization is the mean colour: the padding the model sees.
-    let mut tensor = ArrayD::<f32>::zeros(IxDyn(&shape));
-    let out = tensor.as_slice_mut().expect("fresh arrays are contiguous");
-
-    if geometry.stretched && (mw, mh) != (fw as usize, fh as usize) {
-        // Normalize first and resize in float, so no rounding to 8 bits happens in between.
-        let mut hwc = vec![0f32; image.pixels() * 3];
-        for (dst, px) in hwc.chunks_exact_mut(3).zip(image.data.chunks_exact(3)) {
-            for k in 0..3 {
-                dst[k] = px[norm.src[k]] as f32 * norm.a[k] + norm.b[k];
-            }
-        }
-        let src = Mat::new_rows_cols_with_data::<Vec3f>(fh as i32, fw as i32, as_vec3f(&hwc))?;
-        let mut resized = Mat::default();
-        imgproc::resize(
-            &src,
-            &mut resized,
-            Size::new(mw as i32, mh as i32),
-            0.0,
-            0.0,
-            imgproc::INTER_LINEAR,
-        )?;
-        let data: &[Vec3f] = resized.data_typed()?;
-        scatter(out, input.layout, mw, mh, mw, mh, |i, k| data[i][k]);
-    } else {
-        let px = &image.data;
-        scatter(
-            out,
-            input.layout,
-            mw,
-            mh,
-            fw as usize,
-            fh as usize,
-            |i, k| px[i * 3 + norm.src[k]] as f32 * norm.a[k] + norm.b[k],
-        );
+/// Bilinear resize in float (half-pixel centres, no anti-aliasing, as PyTorch's
+/// `interpolate(mode="bilinear", align_corners=False)`).
+pub fn resize(image: &Normalized, width: u32, height: u32) -> Result<Normalized, opencv::Error> {
+    if (width, height) == (image.width, image.height) {
+        return Ok(Normalized {
+            width,
+            height,
+            data: image.data.clone(),
+        });
     }
-    Ok((tensor, geometry))
-}
-
-fn as_vec3f(v: &[f32]) -> &[Vec3f] {
     // SAFETY: Vec3f is #[repr(C)] [f32; 3]; the length is a multiple of 3.
-    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<Vec3f>(), v.len() / 3) }
+    let pixels = unsafe {
+        std::slice::from_raw_parts(image.data.as_ptr().cast::<Vec3f>(), image.data.len() / 3)
+    };
+    let src =
+        Mat::new_rows_cols_with_data::<Vec3f>(image.height as i32, image.width as i32, pixels)?;
+    let mut resized = Mat::default();
+    let size = Size::new(width as i32, height as i32);
+    imgproc::resize(&src, &mut resized, size, 0.0, 0.0, imgproc::INTER_LINEAR)?;
+    let data: &[Vec3f] = resized.data_typed()?;
+    Ok(Normalized {
+        width,
+        height,
+        data: data.iter().flat_map(|v| v.0).collect(),
+    })
 }
 
-/// Writes a `w x h` HWC source (value of pixel `i`, model channel `k`) into the top-left of an
-/// `mw x mh` tensor in the given layout.
-fn scatter(
-    out: &mut [f32],
+/// Writes the `w x h` region at (`x0`, `y0`) of `image` into the top-left of one batch item
+/// of `mw x mh` in the given layout; the rest of the item must already be zero (the mean
+/// colour after normalization).
+#[allow(clippy::too_many_arguments)]
+pub fn write_item(
+    item: &mut [f32],
     layout: Layout,
-    mw: usize,
-    mh: usize,
-    w: usize,
-    h: usize,
-    value: impl Fn(usize, usize) -> f32,
+    image: &Normalized,
+    x0: u32,
+    y0: u32,
+    w: u32,
+    h: u32,
+    mw: u32,
 ) {
+    let (iw, mw) = (image.width as usize, mw as usize);
+    let (x0, y0, w, h) = (x0 as usize, y0 as usize, w as usize, h as usize);
+    let mh = item.len() / 3 / mw;
     match layout {
         Layout::NCHW | Layout::CHW => {
             let plane = mw * mh;
             for y in 0..h {
-                for x in 0..w {
-                    let i = y * w + x;
+                let src = &image.data[((y0 + y) * iw + x0) * 3..((y0 + y) * iw + x0 + w) * 3];
+                for (x, px) in src.chunks_exact(3).enumerate() {
                     let o = y * mw + x;
-                    out[o] = value(i, 0);
-                    out[plane + o] = value(i, 1);
-                    out[2 * plane + o] = value(i, 2);
+                    item[o] = px[0];
+                    item[plane + o] = px[1];
+                    item[2 * plane + o] = px[2];
                 }
             }
         }
         Layout::NHWC => {
             for y in 0..h {
-                for x in 0..w {
-                    let i = y * w + x;
-                    let o = (y * mw + x) * 3;
-                    for k in 0..3 {
-                        out[o + k] = value(i, k);
-                    }
-                }
+                let src = &image.data[((y0 + y) * iw + x0) * 3..((y0 + y) * iw + x0 + w) * 3];
+                item[y * mw * 3..y * mw * 3 + w * 3].copy_from_slice(src);
             }
         }
     }

@@ -12,7 +12,7 @@ use ort::session::Session;
 use ort::value::{Outlet, TensorElementType, ValueType};
 
 use super::InferError;
-use crate::config::{Layout, Model, OutputConfig, ProviderConfig, SizePolicy};
+use crate::config::{Model, OutputConfig, ProviderConfig, SizePolicy};
 
 /// Where the ONNX Runtime shared library is looked for, in order.
 pub fn library_candidates() -> Vec<PathBuf> {
@@ -216,13 +216,6 @@ pub fn check_model(session: &Session, model: &Model) -> Vec<String> {
                             shape[c]
                         ));
                     }
-                    if layout != Layout::CHW && shape[0] > 1 {
-                        problems.push(format!(
-                            "input {} has a fixed batch of {}",
-                            describe(input),
-                            shape[0]
-                        ));
-                    }
                     let fixed = (shape[h] >= 0 && shape[w] >= 0).then(|| (shape[w], shape[h]));
                     match (cfg.input.size, fixed) {
                         (SizePolicy::Pad { .. }, Some((fw, fh))) => problems.push(format!(
@@ -241,10 +234,15 @@ pub fn check_model(session: &Session, model: &Model) -> Vec<String> {
                         _ => {}
                     }
                 }
-                if ty != TensorElementType::Float32 {
+                let expected = match cfg.input.dtype {
+                    crate::config::InputType::Float32 => TensorElementType::Float32,
+                    crate::config::InputType::Float16 => TensorElementType::Float16,
+                };
+                if ty != expected {
                     problems.push(format!(
-                        "input {} is {ty}, expected float32",
-                        describe(input)
+                        "input {} is {ty}, but the config says dtype = {:?}",
+                        describe(input),
+                        cfg.input.dtype
                     ));
                 }
             }
@@ -290,9 +288,9 @@ pub fn check_model(session: &Session, model: &Model) -> Vec<String> {
                         model.num_classes()
                     ));
                 }
-                if ty != TensorElementType::Float32 {
+                if !matches!(ty, TensorElementType::Float32 | TensorElementType::Float16) {
                     problems.push(format!(
-                        "output {} is {ty}, expected float32",
+                        "output {} is {ty}, expected float32 or float16",
                         describe(output)
                     ));
                 }

@@ -84,6 +84,8 @@ impl EdgeTx {
 /// pixels through `Arc`s, it does not copy them).
 pub struct Output {
     pub(crate) edges: Vec<EdgeTx>,
+    /// For parallel workers: frames are collected here and put in order by the runtime.
+    pub(crate) collect: Option<Vec<Frame>>,
     pub(crate) metrics: Arc<StageMetrics>,
     pub(crate) control: Arc<Control>,
 }
@@ -92,6 +94,10 @@ impl Output {
     /// Sends a frame downstream. Fails only when the pipeline is aborting; the stage should
     /// then return the error so its thread ends.
     pub fn send(&mut self, frame: Frame) -> Result<(), Aborted> {
+        if let Some(collected) = &mut self.collect {
+            collected.push(frame);
+            return Ok(());
+        }
         self.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
         let Some((last, rest)) = self.edges.split_last() else {
             return Ok(());

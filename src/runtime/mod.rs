@@ -39,6 +39,15 @@ pub trait Stage: Send {
     /// Handles one frame, sending zero or more frames downstream.
     fn process(&mut self, frame: Frame, out: &mut Output) -> Result<(), BoxError>;
 
+    /// Handles frames that were already waiting together (up to the stage's `batch`);
+    /// stages that gain from batching (inference) override this.
+    fn process_batch(&mut self, frames: Vec<Frame>, out: &mut Output) -> Result<(), BoxError> {
+        for frame in frames {
+            self.process(frame, out)?;
+        }
+        Ok(())
+    }
+
     /// Upstream has closed: emit anything buffered and finalize outputs.
     fn flush(&mut self, _out: &mut Output) -> Result<(), BoxError> {
         Ok(())
@@ -97,9 +106,27 @@ pub enum PipelineError {
 /// A stage with its name and the queue in front of it.
 pub struct StageSpec {
     pub name: String,
-    pub stage: Box<dyn Stage>,
+    /// One instance per worker thread. With several, frames are processed in parallel and
+    /// put back in arrival order before they go downstream.
+    pub workers: Vec<Box<dyn Stage>>,
+    /// Most frames handed to one `process_batch` call: only frames already queued are
+    /// batched, so batching never waits for more input.
+    pub batch: usize,
     pub capacity: usize,
     pub policy: FullPolicy,
+}
+
+impl StageSpec {
+    /// A single-worker, unbatched stage.
+    pub fn single(name: &str, stage: Box<dyn Stage>, capacity: usize, policy: FullPolicy) -> Self {
+        StageSpec {
+            name: name.to_owned(),
+            workers: vec![stage],
+            batch: 1,
+            capacity,
+            policy,
+        }
+    }
 }
 
 /// Runs `source -> transforms... -> sinks` (every sink receives every frame) to the end.
@@ -122,6 +149,7 @@ pub fn run(
         let (tx, rx) = edge(spec.capacity, spec.policy, metrics.clone());
         downstream.push(tx);
         let out = Output {
+            collect: None,
             edges: Vec::new(),
             metrics: metrics.clone(),
             control: control.clone(),
@@ -135,6 +163,7 @@ pub fn run(
         let (tx, rx) = edge(spec.capacity, spec.policy, metrics.clone());
         let edges = std::mem::replace(&mut downstream, vec![tx]);
         let out = Output {
+            collect: None,
             edges,
             metrics: metrics.clone(),
             control: control.clone(),
@@ -146,6 +175,7 @@ pub fn run(
     all_metrics.splice(1..1, transform_metrics);
 
     let mut out = Output {
+        collect: None,
         edges: downstream,
         metrics: source_metrics,
         control: control.clone(),
@@ -198,45 +228,207 @@ pub fn run(
     })
 }
 
+/// Takes the next frames from a stage's input: blocks for the first, then adds whatever is
+/// already queued, up to `batch`.
+fn take(rx: &Receiver<Frame>, batch: usize) -> Option<Vec<Frame>> {
+    let first = rx.recv().ok()?;
+    let mut frames = vec![first];
+    while frames.len() < batch {
+        match rx.try_recv() {
+            Ok(f) => frames.push(f),
+            Err(_) => break,
+        }
+    }
+    Some(frames)
+}
+
+/// Processes one batch, recording busy time per frame and, for sinks, latency.
+fn process(
+    stage: &mut dyn Stage,
+    frames: Vec<Frame>,
+    out: &mut Output,
+    latency: &Option<Arc<LatencyMetrics>>,
+) -> Result<(), BoxError> {
+    let n = frames.len() as u32;
+    out.metrics.frames_in.fetch_add(n as u64, Ordering::Relaxed);
+    let captured: Vec<Instant> = frames.iter().map(|f| f.captured).collect();
+    let t = Instant::now();
+    stage.process_batch(frames, out)?;
+    let busy = t.elapsed() / n.max(1);
+    for c in captured {
+        out.metrics.record_busy(busy);
+        if let Some(latency) = latency {
+            latency.record(c.elapsed());
+        }
+    }
+    Ok(())
+}
+
+/// Reports a stage's failure (unless it only saw the abort) and still lets it finalize.
+fn finish(stage: &mut dyn Stage, result: Result<(), BoxError>, out: &mut Output) {
+    if let Err(e) = result {
+        if !e.is::<Aborted>() {
+            out.control.fail(&out.metrics.name, e);
+        }
+        // Still give the stage the chance to finalize what it already wrote.
+        let _ = stage.flush(out);
+    }
+}
+
 fn spawn_stage(
     spec: StageSpec,
     rx: Receiver<Frame>,
-    mut out: Output,
+    out: Output,
     latency: Option<Arc<LatencyMetrics>>,
 ) -> (String, thread::JoinHandle<()>) {
-    let StageSpec {
-        name, mut stage, ..
-    } = spec;
     let label = out.metrics.name.clone();
-    let handle = thread::Builder::new()
-        .name(format!("segstream-{name}"))
-        .spawn(move || {
-            let result = (|| -> Result<(), BoxError> {
-                stage.start()?;
-                for frame in rx.iter() {
-                    out.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
-                    let captured = frame.captured;
-                    let t = Instant::now();
-                    stage.process(frame, &mut out)?;
-                    out.metrics.record_busy(t.elapsed());
-                    if let Some(latency) = &latency {
-                        latency.record(captured.elapsed());
+    let StageSpec {
+        name,
+        mut workers,
+        batch,
+        ..
+    } = spec;
+    let batch = batch.max(1);
+    if workers.len() == 1 {
+        let mut stage = workers.pop().expect("one worker");
+        let mut out = out;
+        let handle = thread::Builder::new()
+            .name(format!("segstream-{name}"))
+            .spawn(move || {
+                let result = (|| -> Result<(), BoxError> {
+                    stage.start()?;
+                    while let Some(frames) = take(&rx, batch) {
+                        process(stage.as_mut(), frames, &mut out, &latency)?;
                     }
-                }
-                stage.flush(&mut out)
-            })();
-            if let Err(e) = result {
-                if !e.is::<Aborted>() {
-                    out.control.fail(&out.metrics.name, e);
-                }
-                // Keep draining so upstream senders never wait on a dead stage.
+                    stage.flush(&mut out)
+                })();
+                // Dropping the receiver lets upstream see a dead stage instead of waiting.
                 drop(rx);
-                // Still give the stage the chance to finalize what it already wrote.
-                let _ = stage.flush(&mut out);
+                finish(stage.as_mut(), result, &mut out);
+            })
+            .expect("spawn stage thread");
+        return (label, handle);
+    }
+    (
+        label,
+        spawn_parallel(name, workers, batch, rx, out, latency),
+    )
+}
+
+/// What a worker hands the reorderer: the frames produced for one input, by arrival ticket,
+/// or what a worker's flush produced.
+enum Done {
+    Ticket(u64, Vec<Frame>),
+    Flush(Vec<Frame>),
+}
+
+/// Several workers share one input queue; each frame gets an arrival ticket, and a reorder
+/// thread sends results downstream in ticket order.
+fn spawn_parallel(
+    name: String,
+    workers: Vec<Box<dyn Stage>>,
+    batch: usize,
+    rx: Receiver<Frame>,
+    mut out: Output,
+    latency: Option<Arc<LatencyMetrics>>,
+) -> thread::JoinHandle<()> {
+    let input = Arc::new(Mutex::new((rx, 0u64)));
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<Done>(workers.len() * batch * 2);
+    let mut threads = Vec::new();
+    for (i, mut stage) in workers.into_iter().enumerate() {
+        let input = input.clone();
+        let done_tx = done_tx.clone();
+        let mut collect = Output {
+            collect: Some(Vec::new()),
+            edges: Vec::new(),
+            metrics: out.metrics.clone(),
+            control: out.control.clone(),
+        };
+        let latency = latency.clone();
+        let handle = thread::Builder::new()
+            .name(format!("segstream-{name}-{i}"))
+            .spawn(move || {
+                let result = (|| -> Result<(), BoxError> {
+                    stage.start()?;
+                    loop {
+                        // The lock is held while waiting, so tickets follow arrival order.
+                        let taken = {
+                            let mut guard = input.lock().unwrap_or_else(|e| e.into_inner());
+                            let Some(frames) = take(&guard.0, batch) else {
+                                break;
+                            };
+                            let first = guard.1;
+                            guard.1 += frames.len() as u64;
+                            (first, frames)
+                        };
+                        let (first, frames) = taken;
+                        let keys: Vec<(u32, u64)> =
+                            frames.iter().map(|f| (f.stream, f.seq)).collect();
+                        process(stage.as_mut(), frames, &mut collect, &latency)?;
+                        let mut produced = collect.collect.replace(Vec::new()).unwrap_or_default();
+                        for (k, key) in keys.iter().enumerate() {
+                            let last = k + 1 == keys.len();
+                            // Outputs belong to the input with the same stream and sequence
+                            // number; anything else goes with the batch's last input.
+                            let mine: Vec<Frame> = if last {
+                                std::mem::take(&mut produced)
+                            } else {
+                                let (m, rest) = produced
+                                    .into_iter()
+                                    .partition(|f| (f.stream, f.seq) == *key);
+                                produced = rest;
+                                m
+                            };
+                            if done_tx.send(Done::Ticket(first + k as u64, mine)).is_err() {
+                                return Err(Box::new(Aborted));
+                            }
+                        }
+                    }
+                    stage.flush(&mut collect)?;
+                    let flushed = collect.collect.replace(Vec::new()).unwrap_or_default();
+                    let _ = done_tx.send(Done::Flush(flushed));
+                    Ok(())
+                })();
+                finish(stage.as_mut(), result, &mut collect);
+            })
+            .expect("spawn worker thread");
+        threads.push(handle);
+    }
+    drop(done_tx);
+    thread::Builder::new()
+        .name(format!("segstream-{name}-order"))
+        .spawn(move || {
+            let mut next = 0u64;
+            let mut waiting = std::collections::BTreeMap::new();
+            let mut flushed = Vec::new();
+            // After an abort `send` fails; the rest is dropped, as everywhere downstream.
+            let send_all = |frames: Vec<Frame>, out: &mut Output| {
+                let _ = frames.into_iter().try_for_each(|f| out.send(f));
+            };
+            for done in done_rx.iter() {
+                match done {
+                    Done::Ticket(t, frames) => {
+                        waiting.insert(t, frames);
+                        while let Some(frames) = waiting.remove(&next) {
+                            send_all(frames, &mut out);
+                            next += 1;
+                        }
+                    }
+                    Done::Flush(frames) => flushed.extend(frames),
+                }
+            }
+            // A failed worker leaves gaps; send what there is, still in order.
+            for (_, frames) in std::mem::take(&mut waiting) {
+                send_all(frames, &mut out);
+            }
+            send_all(flushed, &mut out);
+            for t in threads {
+                if let Err(panic) = t.join() {
+                    std::panic::resume_unwind(panic);
+                }
             }
         })
-        .expect("spawn stage thread");
-    (label, handle)
+        .expect("spawn reorder thread")
 }
 
 #[cfg(test)]
@@ -295,12 +487,7 @@ mod tests {
     }
 
     fn spec(name: &str, stage: Box<dyn Stage>, capacity: usize, policy: FullPolicy) -> StageSpec {
-        StageSpec {
-            name: name.into(),
-            stage,
-            capacity,
-            policy,
-        }
+        StageSpec::single(name, stage, capacity, policy)
     }
 
     fn collector(fail_at: Option<u64>) -> (Collect, Arc<Mutex<Vec<u64>>>, Arc<AtomicU64>) {
@@ -372,6 +559,44 @@ mod tests {
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "order is kept");
         // The newest frame always survives.
         assert_eq!(seen.last(), Some(&299));
+    }
+
+    /// Sleeps a pseudo-random time per frame, so parallel workers finish out of order.
+    struct Jitter;
+
+    impl Stage for Jitter {
+        fn process(&mut self, frame: Frame, out: &mut Output) -> Result<(), BoxError> {
+            std::thread::sleep(Duration::from_micros((frame.seq * 7919 % 13) * 100));
+            out.send(frame)?;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn parallel_workers_keep_arrival_order() {
+        for batch in [1, 3] {
+            let (sink, seen, _) = collector(None);
+            let report = run(
+                Box::new(Counter(200)),
+                vec![StageSpec {
+                    name: "jitter".into(),
+                    workers: (0..3).map(|_| Box::new(Jitter) as Box<dyn Stage>).collect(),
+                    batch,
+                    capacity: 4,
+                    policy: FullPolicy::Block,
+                }],
+                vec![spec("sink", Box::new(sink), 4, FullPolicy::Block)],
+                Arc::new(Control::default()),
+            )
+            .unwrap();
+            assert_eq!(
+                *seen.lock().unwrap(),
+                (0..200).collect::<Vec<_>>(),
+                "batch {batch}"
+            );
+            assert_eq!(report.stages[1].frames_in, 200);
+            assert_eq!(report.stages[1].frames_out, 200);
+        }
     }
 
     #[test]

@@ -1,0 +1,129 @@
+//! The tile path: native-resolution segmentation in overlapping tiles, against an
+//! independent NumPy/ONNX Runtime implementation of the same documented geometry.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// Runs segstream on one PNG with the given infer options; returns its label map.
+fn segstream_labels(dir: &Path, image: &Path, model: &Path, infer_options: &str) -> Png {
+    let out = dir.join("labels");
+    let pipeline = pipeline_file(
+        dir,
+        "tiled.toml",
+        &format!(
+            "[source]\ntype = \"file\"\npath = {image:?}\n\n\
+             [[transforms]]\ntype = \"infer\"\nmodel = {model:?}\n{infer_options}\n\n\
+             [[sinks]]\ntype = \"png\"\ndir = {out:?}\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", pipeline.to_str().unwrap()]),
+        Duration::from_secs(300),
+    );
+    assert!(o.status.success(), "segstream failed: {}", stderr(&o));
+    read_png(&out.join("000000.png"))
+}
+
+fn reference_tiled(dir: &Path, image: &Path, model: &Path, args: &[&str]) -> Png {
+    let out = dir.join("ref.png");
+    let mut all = vec![
+        "--config",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    reference("ort_tiled.py", &all);
+    read_png(&out)
+}
+
+fn check(width: u32, height: u32, infer: &str, args: &[&str]) -> Png {
+    let dir = tempfile::tempdir().unwrap();
+    let image = make_image(dir.path(), width, height, 5);
+    let model = edited_config(dir.path(), "deeplabv3plus_mobilenet_v2", |t| t);
+    let ours = segstream_labels(dir.path(), &image, &model, infer);
+    let theirs = reference_tiled(dir.path(), &image, &model, args);
+    let a = agreement(&ours, &theirs);
+    eprintln!(
+        "tiles {infer}: agreement with the reference {:.4}%",
+        a * 100.0
+    );
+    assert!(
+        a >= 0.999,
+        "tiled labels agree with the reference on {:.3}%",
+        a * 100.0
+    );
+    ours
+}
+
+#[test]
+fn native_resolution_tiles_match_the_reference() {
+    let ours = check(
+        400,
+        250,
+        "batch = 4\ntiling = { width = 192, height = 128, overlap = 32 }",
+        &["--tile", "192", "128", "--overlap", "32"],
+    );
+    // No seams: label changes are not concentrated on the tile borders. Tiles start at
+    // x = 0, 104, 208 (3 columns over 400 px) and y = 0, 61, 122.
+    let (w, h) = (ours.width as usize, ours.height as usize);
+    let changes_at = |x: usize| {
+        (0..h)
+            .filter(|&y| ours.data[y * w + x] != ours.data[y * w + x - 1])
+            .count()
+    };
+    let all: usize = (1..w).map(changes_at).sum();
+    let mean = all as f64 / (w - 1) as f64;
+    for border in [104, 192, 208, 296] {
+        let c = changes_at(border) as f64;
+        assert!(
+            c <= 3.0 * mean + 3.0,
+            "column {border}: {c} label changes vs {mean:.1} on average (a seam)"
+        );
+    }
+}
+
+#[test]
+fn gaussian_blending_matches_the_reference() {
+    check(
+        300,
+        200,
+        "tiling = { width = 128, height = 128, overlap = 48, blend = \"gaussian\" }",
+        &[
+            "--tile",
+            "128",
+            "128",
+            "--overlap",
+            "48",
+            "--blend",
+            "gaussian",
+        ],
+    );
+}
+
+#[test]
+fn tiles_at_half_scale_match_the_reference() {
+    check(
+        500,
+        330,
+        "batch = 3\ntiling = { width = 128, height = 96, overlap = 24, scale = 0.5 }",
+        &["--tile", "128", "96", "--overlap", "24", "--scale", "0.5"],
+    );
+}
+
+// A frame smaller than a tile: one tile, padded.
+#[test]
+fn frame_smaller_than_a_tile() {
+    check(
+        100,
+        60,
+        "tiling = { width = 128, height = 96, overlap = 16 }",
+        &["--tile", "128", "96", "--overlap", "16"],
+    );
+}
