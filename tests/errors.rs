@@ -205,6 +205,23 @@ fn unavailable_execution_provider_is_an_error() {
     );
 }
 
+// The CPU build of ONNX Runtime has no TensorRT: the options are wired, and asking for it
+// says so instead of running on the CPU.
+#[test]
+fn unavailable_tensorrt_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edited_config(dir.path(), "deeplabv3plus_mobilenet_v2", |t| t);
+    let trt = format!(
+        "providers = [{{ kind = \"tensorrt\", fp16 = true, engine_cache_dir = {:?}, workspace_mb = 1024 }}]",
+        dir.path().join("engines")
+    );
+    assert_fails(
+        &infer_pipeline(dir.path(), &config, &trt),
+        &[],
+        &["execution provider TensorRT was requested but cannot be used"],
+    );
+}
+
 #[test]
 fn unknown_key_in_pipeline_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -127,3 +127,71 @@ fn frame_smaller_than_a_tile() {
         &["--tile", "128", "96", "--overlap", "16"],
     );
 }
+
+// With a fully convolutional model (receptive-field radius 3 px), tiles must reproduce the
+// whole-image result wherever no tile edge is within reach of the receptive field.
+#[test]
+fn fully_convolutional_tiles_agree_with_the_whole_image_in_tile_interiors() {
+    use segstream::config::{Model, TilingConfig};
+    use segstream::frame::RgbImage;
+    use segstream::infer::{EngineOptions, Segmenter};
+    use segstream::tile::{Blend, TileGrid};
+
+    let dir = tempfile::tempdir().unwrap();
+    let png = read_png(&make_image(dir.path(), 300, 200, 9));
+    let image = RgbImage::new(png.width, png.height, png.data);
+    let model = Model::load(&root().join("tests/data/configs/seg_fcn.toml")).unwrap();
+    let tiling = TilingConfig {
+        width: Some(96),
+        height: Some(64),
+        overlap: 16,
+        scale: 1.0,
+        blend: Blend::Linear,
+    };
+    let options = |tiling| EngineOptions { batch: 4, tiling };
+    let whole = Segmenter::new(model.clone(), &[], 1, options(None))
+        .unwrap()
+        .segment(&image)
+        .unwrap();
+    let tiled = Segmenter::new(model, &[], 1, options(Some(tiling)))
+        .unwrap()
+        .segment(&image)
+        .unwrap();
+
+    let grid = TileGrid::new(300, 200, 96, 64, 16).unwrap();
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for t in grid.tiles() {
+        xs.extend([t.x as i64, (t.x + t.width) as i64]);
+        ys.extend([t.y as i64, (t.y + t.height) as i64]);
+    }
+    let far = |v: i64, edges: &[i64]| edges.iter().all(|e| (v - e).abs() >= 4);
+    let (mut same, mut interior) = (0usize, 0usize);
+    for y in 0..200i64 {
+        for x in 0..300i64 {
+            if far(x, &xs) && far(y, &ys) {
+                interior += 1;
+                let i = (y * 300 + x) as usize;
+                same += (whole.data[i] == tiled.data[i]) as usize;
+            }
+        }
+    }
+    let everywhere = whole
+        .data
+        .iter()
+        .zip(&tiled.data)
+        .filter(|(a, b)| a == b)
+        .count();
+    eprintln!(
+        "interiors: {same}/{interior} agree; whole frame: {:.3}%",
+        100.0 * everywhere as f64 / whole.data.len() as f64
+    );
+    assert!(
+        interior > 20_000,
+        "too few interior pixels ({interior}) to judge"
+    );
+    assert!(
+        same as f64 >= 0.999 * interior as f64,
+        "interiors agree on {same} of {interior}"
+    );
+}

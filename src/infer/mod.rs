@@ -12,7 +12,7 @@ mod stitch;
 pub use postprocess::{argmax_scores, resample_labels};
 pub use preprocess::{normalize, resize, write_item, Geometry, Normalized};
 pub use session::{check_model, environment, library_candidates, open_session, provider_name};
-pub use stitch::Stitch;
+pub use stitch::{Stitch, StitchBuffers};
 
 use std::sync::Arc;
 
@@ -93,6 +93,8 @@ pub struct Segmenter {
     tile: Option<(u32, u32)>,
     /// A batch size the model was exported with; batches are padded up to it.
     fixed_batch: Option<usize>,
+    /// Stitch buffers kept between frames.
+    pool: Vec<StitchBuffers>,
 }
 
 impl Segmenter {
@@ -141,6 +143,7 @@ impl Segmenter {
             options,
             tile,
             fixed_batch,
+            pool: Vec::new(),
         })
     }
 
@@ -187,7 +190,10 @@ impl Segmenter {
                         model_height: sh,
                         stretched: (sw, sh) != (image.width, image.height),
                     };
-                    stitches[i] = Some(Stitch::new(classes, grid, t.blend, geometry));
+                    let buffers = self.pool.pop().unwrap_or_default();
+                    stitches[i] = Some(Stitch::with_buffers(
+                        classes, grid, t.blend, geometry, buffers,
+                    ));
                     for tile in grid.tiles() {
                         let mut data = vec![0f32; (tw * th * 3) as usize];
                         write_item(
@@ -275,7 +281,9 @@ impl Segmenter {
         }
         for (slot, stitch) in results.iter_mut().zip(stitches) {
             if let Some(stitch) = stitch {
-                *slot = Some(stitch.finish());
+                let (labels, buffers) = stitch.finish_and_recycle();
+                *slot = Some(labels);
+                self.pool.push(buffers);
             }
         }
         Ok(results

@@ -54,7 +54,17 @@ def main() -> None:
     layout = inp["layout"]
     feed = t if layout == "NCHW" else t.permute(0, 2, 3, 1)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    result = session.run([out["name"]], {inp["name"]: feed.numpy()})[0]
+    model_input = next(i for i in session.get_inputs() if i.name == inp["name"])
+    feed = feed.numpy()
+    if model_input.type == "tensor(float16)":  # FP16 model: cast the normalized input
+        feed = feed.astype(np.float16)
+    batch = model_input.shape[0] if model_input.shape else None
+    replicated = isinstance(batch, int) and batch > 1  # fixed batch B > 1: B copies, use item 0
+    if replicated:
+        feed = np.repeat(feed, batch, axis=0)
+    result = session.run([out["name"]], {inp["name"]: feed})[0]
+    if replicated:
+        result = result[:1]
 
     if out["kind"] in ("logits", "probabilities"):
         scores = torch.from_numpy(result.astype(np.float32))

@@ -2,9 +2,11 @@
 
 Implements the tiling documented in segstream's src/tile.rs from its description: tiles of
 the model input size spread evenly so the first starts at 0 and the last ends at the edge
-(at least OVERLAP pixels shared between neighbours), linear or smoothstep weight ramps
-across overlaps (never at the frame's edge), weighted average of scores, optional frame
-scaling before tiling (bilinear, half-pixel centres) and back after, then argmax.
+(at least OVERLAP pixels shared between neighbours); each seam gets a blending band OVERLAP
+wide (at most the actual overlap and the smallest stride), centred in the overlap, across
+which one tile's weight ramps down and the other's up (linear or smoothstep); elsewhere a
+pixel belongs to one tile. Weighted sum of scores, optional frame scaling before tiling
+(bilinear, half-pixel centres) and back after, then argmax.
 
     python ort_tiled.py --config C.toml --image in.png --tile 192 128 --overlap 32 \
         [--scale 0.5] [--blend linear|gaussian] --out ref.png
@@ -32,21 +34,33 @@ def starts(length: int, tile: int, overlap: int) -> list[int]:
 
 def ramp(t: np.ndarray, blend: str) -> np.ndarray:
     t = np.clip(t, 0.0, 1.0)
-    v = t if blend == "linear" else t * t * (3 - 2 * t)
-    return np.maximum(v, 1e-3)
+    return t if blend == "linear" else t * t * (3 - 2 * t)
 
 
-def axis_weights(st: list[int], i: int, ext: int, blend: str) -> np.ndarray:
-    p = np.arange(ext, dtype=np.float64)
+def axis_weights(st: list[int], i: int, ext: int, band: float, blend: str) -> np.ndarray:
+    x = st[i] + np.arange(ext, dtype=np.float64) + 0.5  # pixel centres
     w = np.ones(ext)
-    left = st[i - 1] + ext - st[i] if i > 0 else 0
-    right = st[i] + ext - st[i + 1] if i + 1 < len(st) else 0
-    if left > 0:
-        w = np.minimum(w, np.where(p < left, ramp((p + 0.5) / max(left, 1), blend), 1.0))
-    from_end = ext - 1 - p
-    if right > 0:
-        w = np.minimum(w, np.where(from_end < right, ramp((from_end + 0.5) / max(right, 1), blend), 1.0))
+
+    def seam(k: int) -> tuple[float, float]:
+        nxt, end = st[k + 1], st[k] + ext
+        mid, half = (nxt + end) / 2, min(band, end - nxt) / 2
+        return mid - half, mid + half
+
+    if i > 0:
+        lo, hi = seam(i - 1)
+        inside = (x >= lo) & (x < hi)
+        w = np.where(inside, np.minimum(w, ramp((x - lo) / max(hi - lo, 1e-9), blend)), w)
+        w = np.where(x < lo, 0.0, w)
+    if i + 1 < len(st):
+        lo, hi = seam(i)
+        inside = (x > lo) & (x < hi)
+        w = np.where(inside, np.minimum(w, ramp((hi - x) / max(hi - lo, 1e-9), blend)), w)
+        w = np.where(x >= hi, 0.0, w)
     return w
+
+
+def band_width(length: int, tile: int, overlap: int, count: int) -> int:
+    return overlap if count == 1 else min(overlap, (length - tile) // (count - 1))
 
 
 def main() -> None:
@@ -77,6 +91,7 @@ def main() -> None:
     tw, th = a.tile
     xs, ys = starts(sw, tw, a.overlap), starts(sh, th, a.overlap)
     ew, eh = min(tw, sw), min(th, sh)
+    bx, by = band_width(sw, tw, a.overlap, len(xs)), band_width(sh, th, a.overlap, len(ys))
     session = ort.InferenceSession(str((a.config.parent / cfg["onnx"]).resolve()), providers=["CPUExecutionProvider"])
     acc = None
     wsum = np.zeros((sh, sw))
@@ -88,12 +103,12 @@ def main() -> None:
             if scores.shape[-2:] != (th, tw):
                 scores = F.interpolate(scores, size=(th, tw), mode="bilinear", align_corners=False)
             scores = scores[0].numpy()[:, :eh, :ew].astype(np.float64)
-            wt = np.outer(axis_weights(ys, r, eh, a.blend), axis_weights(xs, c, ew, a.blend))
+            wt = np.outer(axis_weights(ys, r, eh, by, a.blend), axis_weights(xs, c, ew, bx, a.blend))
             if acc is None:
                 acc = np.zeros((scores.shape[0], sh, sw))
             acc[:, y0 : y0 + eh, x0 : x0 + ew] += wt * scores
             wsum[y0 : y0 + eh, x0 : x0 + ew] += wt
-    acc /= wsum
+    assert np.allclose(wsum, 1.0), "weights must sum to one"
     blended = torch.from_numpy(acc.astype(np.float32))[None]
     if (sw, sh) != (w, h):
         blended = F.interpolate(blended, size=(h, w), mode="bilinear", align_corners=False)

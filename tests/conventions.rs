@@ -1,0 +1,146 @@
+//! The output conventions and input types users' exports come in, each against ONNX
+//! Runtime's Python API: reduced-resolution logits, probabilities, argmaxed labels, FP16
+//! inputs and outputs, a model with two outputs, a fixed input size and a fixed batch.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+fn config(stem: &str) -> PathBuf {
+    let p = root()
+        .join("tests/data/configs")
+        .join(format!("{stem}.toml"));
+    assert!(p.exists(), "{} missing", p.display());
+    p
+}
+
+/// segstream's label maps for a sequence of PNGs (`img_%03d.png`), in order.
+fn segstream_labels(
+    dir: &Path,
+    pattern: &Path,
+    frames: usize,
+    model: &Path,
+    infer: &str,
+) -> Vec<Png> {
+    let out = dir.join(format!(
+        "labels_{}",
+        model.file_stem().unwrap().to_string_lossy()
+    ));
+    let pipeline = pipeline_file(
+        dir,
+        &format!("p_{}.toml", model.file_stem().unwrap().to_string_lossy()),
+        &format!(
+            "[source]\ntype = \"file\"\npath = {pattern:?}\n\n\
+             [[transforms]]\ntype = \"infer\"\nmodel = {model:?}\n{infer}\n\n\
+             [[sinks]]\ntype = \"png\"\ndir = {out:?}\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", pipeline.to_str().unwrap()]),
+        Duration::from_secs(300),
+    );
+    assert!(o.status.success(), "segstream failed: {}", stderr(&o));
+    (0..frames)
+        .map(|i| read_png(&out.join(format!("{i:06}.png"))))
+        .collect()
+}
+
+fn onnxruntime_labels(dir: &Path, image: &Path, model: &Path, tag: &str) -> Png {
+    let out = dir.join(format!("ref_{tag}.png"));
+    reference(
+        "ort_semantic.py",
+        &[
+            "--config",
+            model.to_str().unwrap(),
+            "--image",
+            image.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    read_png(&out)
+}
+
+/// Three different 250x170 images as an image sequence; returns the pattern and the files.
+fn sequence(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
+    let files: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            let made = make_image(dir, 250, 170, 20 + i);
+            let named = dir.join(format!("img_{i:03}.png"));
+            std::fs::rename(&made, &named).unwrap();
+            named
+        })
+        .collect();
+    (dir.join("img_%03d.png"), files)
+}
+
+/// Every frame's labels agree with ONNX Runtime's on at least 99.9% of pixels.
+fn assert_matches(stem: &str, infer: &str) -> Vec<Png> {
+    let dir = tempfile::tempdir().unwrap();
+    let (pattern, files) = sequence(dir.path());
+    let model = config(stem);
+    let ours = segstream_labels(dir.path(), &pattern, files.len(), &model, infer);
+    for (i, (png, file)) in ours.iter().zip(&files).enumerate() {
+        let theirs = onnxruntime_labels(dir.path(), file, &model, &format!("{stem}_{i}"));
+        let a = agreement(png, &theirs);
+        eprintln!("{stem} frame {i} ({infer}): agreement {:.4}%", a * 100.0);
+        assert!(a >= 0.999, "{stem} frame {i}: agreement {:.3}%", a * 100.0);
+    }
+    ours
+}
+
+#[test]
+fn logits_at_a_quarter_of_the_input_resolution() {
+    assert_matches("seg_reduced", "");
+}
+
+#[test]
+fn probabilities() {
+    assert_matches("seg_probs", "");
+}
+
+#[test]
+fn argmaxed_labels() {
+    assert_matches("seg_labels", "");
+}
+
+#[test]
+fn fp16_inputs_and_outputs() {
+    assert_matches("seg_fp16", "");
+}
+
+#[test]
+fn fixed_input_size_is_stretched() {
+    assert_matches("seg_fixed", "");
+}
+
+#[test]
+fn batches_of_frames() {
+    assert_matches("seg_probs", "batch = 3");
+}
+
+#[test]
+fn fixed_batch_model_is_padded() {
+    assert_matches("seg_batch2", "batch = 3");
+}
+
+#[test]
+fn parallel_workers_keep_frame_order() {
+    assert_matches("seg_reduced", "workers = 2\nthreads = 1");
+}
+
+// The config chooses which of several outputs is read.
+#[test]
+fn the_configured_output_of_two_is_read() {
+    let out = assert_matches("seg_two_outputs_out", "");
+    let aux = assert_matches("seg_two_outputs_aux", "");
+    let a = agreement(&out[0], &aux[0]);
+    assert!(
+        a < 0.8,
+        "out and aux agree on {:.1}%: the same output was read",
+        a * 100.0
+    );
+}
