@@ -99,6 +99,22 @@ pub(crate) fn describe_gst_error(err: &gst::message::Error) -> String {
 }
 
 impl Decode {
+    /// Adds `src ! decodebin` to the pipeline; returns the decodebin, whose pads appear once
+    /// the stream type is known.
+    fn with_decodebin(
+        &self,
+        pipeline: &gst::Pipeline,
+        src: &gst::Element,
+    ) -> Result<gst::Element, DecodeError> {
+        let decodebin = make("decodebin")?;
+        pipeline
+            .add_many([src, &decodebin])
+            .map_err(|e| self.error(e.to_string()))?;
+        src.link(&decodebin)
+            .map_err(|e| self.error(e.to_string()))?;
+        Ok(decodebin)
+    }
+
     /// Builds `<source> ! videoconvert ! RGB ! appsink`; also returns whether a video pad
     /// ever got linked (decodebin links dynamically).
     fn build(&self) -> Result<(gst::Pipeline, gst_app::AppSink, Arc<AtomicBool>), DecodeError> {
@@ -144,13 +160,7 @@ impl Decode {
                         ));
                     };
                     src.set_property("caps", gst::Caps::builder(caps).build());
-                    let decodebin = make("decodebin")?;
-                    pipeline
-                        .add_many([&src, &decodebin])
-                        .map_err(|e| self.error(e.to_string()))?;
-                    src.link(&decodebin)
-                        .map_err(|e| self.error(e.to_string()))?;
-                    decodebin
+                    self.with_decodebin(&pipeline, &src)?
                 } else {
                     let abs = std::fs::canonicalize(path).map_err(|e| {
                         self.error(format!("cannot open: {e} (expected an existing file)"))
@@ -202,13 +212,7 @@ impl Decode {
                 }
                 let src = make("v4l2src")?;
                 src.set_property("device", device.to_string_lossy().as_ref());
-                let decodebin = make("decodebin")?;
-                pipeline
-                    .add_many([&src, &decodebin])
-                    .map_err(|e| self.error(e.to_string()))?;
-                src.link(&decodebin)
-                    .map_err(|e| self.error(e.to_string()))?;
-                decodebin
+                self.with_decodebin(&pipeline, &src)?
             }
             SourceConfig::Test {
                 pattern,

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use common::*;
 
@@ -17,51 +16,14 @@ fn config(stem: &str) -> PathBuf {
     p
 }
 
-/// segstream's label maps for a sequence of PNGs (`img_%03d.png`), in order.
-fn segstream_labels(
-    dir: &Path,
-    pattern: &Path,
-    frames: usize,
-    model: &Path,
-    infer: &str,
-) -> Vec<Png> {
-    let out = dir.join(format!(
-        "labels_{}",
-        model.file_stem().unwrap().to_string_lossy()
-    ));
-    let pipeline = pipeline_file(
-        dir,
-        &format!("p_{}.toml", model.file_stem().unwrap().to_string_lossy()),
-        &format!(
-            "[source]\ntype = \"file\"\npath = {pattern:?}\n\n\
-             [[transforms]]\ntype = \"infer\"\nmodel = {model:?}\n{infer}\n\n\
-             [[sinks]]\ntype = \"png\"\ndir = {out:?}\n"
-        ),
-    );
-    let o = run_with_deadline(
-        segstream(&["run", pipeline.to_str().unwrap()]),
-        Duration::from_secs(300),
-    );
-    assert!(o.status.success(), "segstream failed: {}", stderr(&o));
-    (0..frames)
-        .map(|i| read_png(&out.join(format!("{i:06}.png"))))
-        .collect()
-}
-
-fn onnxruntime_labels(dir: &Path, image: &Path, model: &Path, tag: &str) -> Png {
-    let out = dir.join(format!("ref_{tag}.png"));
-    reference(
-        "ort_semantic.py",
-        &[
-            "--config",
-            model.to_str().unwrap(),
-            "--image",
-            image.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
-    read_png(&out)
+fn onnxruntime_labels(dir: &Path, image: &Path, model: &Path) -> Png {
+    let args = [
+        "--config",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+    ];
+    reference_labels(dir, "ort_semantic.py", &args)
 }
 
 /// Three different 250x170 images as an image sequence; returns the pattern and the files.
@@ -82,9 +44,9 @@ fn assert_matches(stem: &str, infer: &str) -> Vec<Png> {
     let dir = tempfile::tempdir().unwrap();
     let (pattern, files) = sequence(dir.path());
     let model = config(stem);
-    let ours = segstream_labels(dir.path(), &pattern, files.len(), &model, infer);
+    let ours = label_maps(dir.path(), &pattern, &model, infer, files.len());
     for (i, (png, file)) in ours.iter().zip(&files).enumerate() {
-        let theirs = onnxruntime_labels(dir.path(), file, &model, &format!("{stem}_{i}"));
+        let theirs = onnxruntime_labels(dir.path(), file, &model);
         let a = agreement(png, &theirs);
         eprintln!("{stem} frame {i} ({infer}): agreement {:.4}%", a * 100.0);
         assert!(a >= 0.999, "{stem} frame {i}: agreement {:.3}%", a * 100.0);

@@ -3,34 +3,12 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::*;
 
 /// PNG image in → infer → label PNGs out; returns segstream's label map for the image.
 fn segstream_labels(dir: &Path, image: &Path, model_config: &Path) -> Png {
-    let out = dir.join(format!(
-        "labels_{}",
-        model_config.file_stem().unwrap().to_string_lossy()
-    ));
-    let pipeline = pipeline_file(
-        dir,
-        &format!(
-            "pipeline_{}.toml",
-            model_config.file_stem().unwrap().to_string_lossy()
-        ),
-        &format!(
-            "[source]\ntype = \"file\"\npath = {image:?}\n\n\
-             [[transforms]]\ntype = \"infer\"\nmodel = {model_config:?}\n\n\
-             [[sinks]]\ntype = \"png\"\ndir = {out:?}\n"
-        ),
-    );
-    let o = run_with_deadline(
-        segstream(&["run", pipeline.to_str().unwrap()]),
-        Duration::from_secs(300),
-    );
-    assert!(o.status.success(), "segstream failed: {}", stderr(&o));
-    read_png(&out.join("000000.png"))
+    label_maps(dir, image, model_config, "", 1).remove(0)
 }
 
 fn onnxruntime_labels(dir: &Path, image: &Path, model_config: &Path) -> Png {

@@ -4,43 +4,23 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::*;
 
 /// Runs segstream on one PNG with the given infer options; returns its label map.
 fn segstream_labels(dir: &Path, image: &Path, model: &Path, infer_options: &str) -> Png {
-    let out = dir.join("labels");
-    let pipeline = pipeline_file(
-        dir,
-        "tiled.toml",
-        &format!(
-            "[source]\ntype = \"file\"\npath = {image:?}\n\n\
-             [[transforms]]\ntype = \"infer\"\nmodel = {model:?}\n{infer_options}\n\n\
-             [[sinks]]\ntype = \"png\"\ndir = {out:?}\n"
-        ),
-    );
-    let o = run_with_deadline(
-        segstream(&["run", pipeline.to_str().unwrap()]),
-        Duration::from_secs(300),
-    );
-    assert!(o.status.success(), "segstream failed: {}", stderr(&o));
-    read_png(&out.join("000000.png"))
+    label_maps(dir, image, model, infer_options, 1).remove(0)
 }
 
 fn reference_tiled(dir: &Path, image: &Path, model: &Path, args: &[&str]) -> Png {
-    let out = dir.join("ref.png");
     let mut all = vec![
         "--config",
         model.to_str().unwrap(),
         "--image",
         image.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
     ];
     all.extend_from_slice(args);
-    reference("ort_tiled.py", &all);
-    read_png(&out)
+    reference_labels(dir, "ort_tiled.py", &all)
 }
 
 fn check(width: u32, height: u32, infer: &str, args: &[&str]) -> Png {

@@ -212,3 +212,39 @@ fn fxhash(s: &str) -> u64 {
         (h ^ b as u64).wrapping_mul(0x100000001b3)
     })
 }
+
+/// Runs `source -> infer (model, extra infer options) -> png label maps` and returns the
+/// label maps of the first `frames` frames.
+pub fn label_maps(dir: &Path, source: &Path, model: &Path, infer: &str, frames: usize) -> Vec<Png> {
+    let tag = format!("{:x}", fxhash(&format!("{source:?}{model:?}{infer}")));
+    let out = dir.join(format!("labels_{tag}"));
+    let pipeline = pipeline_file(
+        dir,
+        &format!("pipeline_{tag}.toml"),
+        &format!(
+            "[source]\ntype = \"file\"\npath = {source:?}\n\n\
+             [[transforms]]\ntype = \"infer\"\nmodel = {model:?}\n{infer}\n\n\
+             [[sinks]]\ntype = \"png\"\ndir = {out:?}\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", pipeline.to_str().unwrap()]),
+        Duration::from_secs(300),
+    );
+    assert!(o.status.success(), "segstream failed: {}", stderr(&o));
+    (0..frames)
+        .map(|i| read_png(&out.join(format!("{i:06}.png"))))
+        .collect()
+}
+
+/// Runs a reference script that writes a label PNG given `--out`, and reads it back.
+pub fn reference_labels(dir: &Path, script: &str, args: &[&str]) -> Png {
+    let out = dir.join(format!(
+        "ref_{:x}.png",
+        fxhash(&format!("{script}{args:?}"))
+    ));
+    let mut all = args.to_vec();
+    all.extend(["--out", out.to_str().unwrap()]);
+    reference(script, &all);
+    read_png(&out)
+}
