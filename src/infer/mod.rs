@@ -68,7 +68,8 @@ struct Job {
     geometry: Geometry,
     /// Model input size (width, height).
     size: (u32, u32),
-    data: Vec<f32>,
+    /// The region (x, y, width, height) of the prepared image that goes into the item.
+    region: (u32, u32, u32, u32),
 }
 
 /// A model's output for a batch, converted to owned data.
@@ -95,6 +96,11 @@ pub struct Segmenter {
     fixed_batch: Option<usize>,
     /// Stitch buffers kept between frames.
     pool: Vec<StitchBuffers>,
+    /// The input tensor of the last run, reused while the shape stays the same.
+    input_f32: Option<Tensor<f32>>,
+    input_f16: Option<Tensor<f16>>,
+    /// Staging for half-precision inputs.
+    staging: Vec<f32>,
 }
 
 impl Segmenter {
@@ -144,6 +150,9 @@ impl Segmenter {
             tile,
             fixed_batch,
             pool: Vec::new(),
+            input_f32: None,
+            input_f16: None,
+            staging: Vec::new(),
         })
     }
 
@@ -170,6 +179,8 @@ impl Segmenter {
         let input = &self.model.config.input;
         let classes = self.model.num_classes();
         let mut jobs = Vec::new();
+        // The normalized (and resized or scaled) image each job reads from, by image.
+        let mut prepared: Vec<Normalized> = Vec::with_capacity(images.len());
         let mut stitches: Vec<Option<Stitch>> = images.iter().map(|_| None).collect();
         for (i, image) in images.iter().enumerate() {
             let normalized = normalize(image, input);
@@ -195,25 +206,15 @@ impl Segmenter {
                         classes, grid, t.blend, geometry, buffers,
                     ));
                     for tile in grid.tiles() {
-                        let mut data = vec![0f32; (tw * th * 3) as usize];
-                        write_item(
-                            &mut data,
-                            input.layout,
-                            &scaled,
-                            tile.x,
-                            tile.y,
-                            tile.width,
-                            tile.height,
-                            tw,
-                        );
                         jobs.push(Job {
                             image: i,
                             tile: Some(tile),
                             geometry,
                             size: (tw, th),
-                            data,
+                            region: (tile.x, tile.y, tile.width, tile.height),
                         });
                     }
+                    prepared.push(scaled);
                 }
                 _ => {
                     let geometry = Geometry::for_frame(image.width, image.height, input.size);
@@ -223,16 +224,15 @@ impl Segmenter {
                     } else {
                         normalized
                     };
-                    let mut data = vec![0f32; (mw * mh * 3) as usize];
                     let (w, h) = (src.width.min(mw), src.height.min(mh));
-                    write_item(&mut data, input.layout, &src, 0, 0, w, h, mw);
                     jobs.push(Job {
                         image: i,
                         tile: None,
                         geometry,
                         size: (mw, mh),
-                        data,
+                        region: (0, 0, w, h),
                     });
+                    prepared.push(src);
                 }
             }
         }
@@ -246,7 +246,7 @@ impl Segmenter {
                 end += 1;
             }
             let chunk = &jobs[start..end];
-            match self.run(chunk, size)? {
+            match self.run(chunk, &prepared, size)? {
                 BatchOut::Scores {
                     data,
                     classes,
@@ -293,7 +293,12 @@ impl Segmenter {
     }
 
     /// Runs the model on equally sized items, padding up to a fixed batch.
-    fn run(&mut self, items: &[Job], (mw, mh): (u32, u32)) -> Result<BatchOut, InferError> {
+    fn run(
+        &mut self,
+        items: &[Job],
+        prepared: &[Normalized],
+        (mw, mh): (u32, u32),
+    ) -> Result<BatchOut, InferError> {
         let name = &self.model.name;
         let run_err = |e: ort::Error| InferError::Run {
             model: name.clone(),
@@ -301,30 +306,49 @@ impl Segmenter {
         };
         let input = &self.model.config.input;
         let n = self.fixed_batch.unwrap_or(items.len());
-        let (mw, mh) = (mw as usize, mh as usize);
-        let shape: Vec<usize> = match input.layout {
-            Layout::NCHW => vec![n, 3, mh, mw],
-            Layout::NHWC => vec![n, mh, mw, 3],
-            Layout::CHW => vec![3, mh, mw],
+        let item_len = 3 * mw as usize * mh as usize;
+        let shape: Vec<i64> = match input.layout {
+            Layout::NCHW => vec![n as i64, 3, mh as i64, mw as i64],
+            Layout::NHWC => vec![n as i64, mh as i64, mw as i64, 3],
+            Layout::CHW => vec![3, mh as i64, mw as i64],
         };
-        let mut flat = Vec::with_capacity(n * 3 * mw * mh);
-        for job in items {
-            flat.extend_from_slice(&job.data);
-        }
-        flat.resize(n * 3 * mw * mh, 0.0);
+        // Writes the items into `buf` (n items; padding and unused batch slots are zero).
+        let fill = |buf: &mut [f32]| {
+            buf.fill(0.0);
+            for (job, item) in items.iter().zip(buf.chunks_exact_mut(item_len)) {
+                let (x, y, w, h) = job.region;
+                write_item(item, input.layout, &prepared[job.image], x, y, w, h, mw);
+            }
+        };
+        let fits = |s: &[i64]| s == &shape[..];
         let input_name = input.name.as_str();
         let outputs = match input.dtype {
             InputType::Float32 => {
-                let tensor = Tensor::from_array((shape, flat)).map_err(run_err)?;
+                if !self.input_f32.as_ref().is_some_and(|t| fits(t.shape())) {
+                    let zeros = vec![0f32; n * item_len];
+                    self.input_f32 =
+                        Some(Tensor::from_array((shape.clone(), zeros)).map_err(run_err)?);
+                }
+                let tensor = self.input_f32.as_mut().expect("created above");
+                fill(tensor.extract_tensor_mut().1);
                 self.session
-                    .run(ort::inputs![input_name => tensor])
+                    .run(ort::inputs![input_name => &*tensor])
                     .map_err(run_err)?
             }
             InputType::Float16 => {
-                let half: Vec<f16> = flat.iter().map(|&v| f16::from_f32(v)).collect();
-                let tensor = Tensor::from_array((shape, half)).map_err(run_err)?;
+                if !self.input_f16.as_ref().is_some_and(|t| fits(t.shape())) {
+                    let zeros = vec![f16::ZERO; n * item_len];
+                    self.input_f16 =
+                        Some(Tensor::from_array((shape.clone(), zeros)).map_err(run_err)?);
+                }
+                self.staging.resize(n * item_len, 0.0);
+                fill(&mut self.staging);
+                let tensor = self.input_f16.as_mut().expect("created above");
+                for (h, &v) in tensor.extract_tensor_mut().1.iter_mut().zip(&self.staging) {
+                    *h = f16::from_f32(v);
+                }
                 self.session
-                    .run(ort::inputs![input_name => tensor])
+                    .run(ort::inputs![input_name => &*tensor])
                     .map_err(run_err)?
             }
         };
