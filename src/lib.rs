@@ -6,6 +6,7 @@
 pub mod composite;
 pub mod config;
 pub mod decode;
+pub mod eval;
 pub mod frame;
 pub mod infer;
 pub mod runtime;

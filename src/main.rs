@@ -37,6 +37,31 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Score predicted label maps against ground truth: per-class IoU and Dice, mean IoU,
+    /// pixel accuracy.
+    Eval {
+        /// Directory of predicted 8-bit label PNGs (as the png sink writes them).
+        #[arg(long)]
+        pred: PathBuf,
+        /// Directory of ground-truth label PNGs with the same file names.
+        #[arg(long)]
+        truth: PathBuf,
+        /// Model config (name or path) whose classes to report; 19 unnamed classes otherwise.
+        #[arg(long)]
+        model: Option<String>,
+        /// Number of classes, when no model is given.
+        #[arg(long)]
+        classes: Option<usize>,
+        /// Ground-truth value that marks pixels not to count.
+        #[arg(long, default_value_t = 255)]
+        ignore: u8,
+        /// Ground truth holds Cityscapes labelIds (mapped to the 19 training ids).
+        #[arg(long)]
+        cityscapes_ids: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a pipeline file, its model configs and ONNX files without running anything.
     Validate {
         /// The pipeline file.
@@ -117,6 +142,51 @@ fn main() -> ExitCode {
                     } else {
                         ExitCode::SUCCESS
                     }
+                }
+                Err(e) => {
+                    eprintln!("error: {}", one_line(&e));
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Eval {
+            pred,
+            truth,
+            model,
+            classes,
+            ignore,
+            cityscapes_ids,
+            json,
+        } => {
+            let names = match &model {
+                Some(m) => {
+                    match segstream::config::resolve_model(std::path::Path::new("eval"), m) {
+                        Ok(model) => model.config.classes.names,
+                        Err(problems) => {
+                            eprintln!("error: --model {m}: {}", problems.join("; "));
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+                None => Vec::new(),
+            };
+            let options = segstream::eval::EvalOptions {
+                classes: classes.unwrap_or(if names.is_empty() { 19 } else { names.len() }),
+                names,
+                ignore,
+                cityscapes_ids,
+            };
+            match segstream::eval::evaluate(&pred, &truth, &options) {
+                Ok(metrics) if json => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&metrics).expect("metrics serialize")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(metrics) => {
+                    println!("{metrics}");
+                    ExitCode::SUCCESS
                 }
                 Err(e) => {
                     eprintln!("error: {}", one_line(&e));
