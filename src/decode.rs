@@ -22,6 +22,29 @@ use crate::runtime::{BoxError, Output, Source};
 /// How long one wait for a frame lasts before the loop looks at the bus and stop flag again.
 const PULL_TIMEOUT: Duration = Duration::from_millis(100);
 
+/// A file source that yields neither a frame nor end of stream for this long is stalled.
+const FILE_STALL: Duration = Duration::from_secs(20);
+
+/// How long stopping a GStreamer pipeline may take before segstream moves on without it.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sets a pipeline to Null on a helper thread, giving up after a few seconds: an element
+/// wedged in its streaming thread must not hang segstream.
+pub(crate) fn shutdown(pipeline: &gst::Pipeline) {
+    let p = pipeline.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = p.set_state(gst::State::Null);
+        let _ = tx.send(());
+    });
+    if rx.recv_timeout(SHUTDOWN_TIMEOUT).is_err() {
+        tracing::warn!(
+            timeout = ?SHUTDOWN_TIMEOUT,
+            "A GStreamer pipeline did not stop in time; leaving it behind."
+        );
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("cannot read {input}: {message}")]
@@ -341,7 +364,7 @@ impl Source for Decode {
         struct Guard(gst::Pipeline);
         impl Drop for Guard {
             fn drop(&mut self) {
-                let _ = self.0.set_state(gst::State::Null);
+                shutdown(&self.0);
             }
         }
         let _guard = Guard(pipeline.clone());
@@ -381,6 +404,9 @@ impl Source for Decode {
         }
 
         let mut seq = 0u64;
+        // Time spent waiting for the next frame (not time spent blocked downstream).
+        let mut waiting = Duration::ZERO;
+        let live = self.config.is_live();
         // End time of the last frame, to notice files that stop before their declared end.
         let mut last_end: Option<gst::ClockTime> = None;
         loop {
@@ -402,6 +428,7 @@ impl Source for Decode {
                 PULL_TIMEOUT.as_millis() as u64
             )) {
                 Some(sample) => {
+                    waiting = Duration::ZERO;
                     let (image, rate) = to_image(&sample).map_err(|message| {
                         Box::new(DecodeError::Stream {
                             input: input.clone(),
@@ -432,7 +459,19 @@ impl Source for Decode {
                     self.check_complete(&pipeline, last_end)?;
                     break;
                 }
-                None => {}
+                None => {
+                    waiting += PULL_TIMEOUT;
+                    if !live && waiting >= FILE_STALL {
+                        return Err(Box::new(DecodeError::Stream {
+                            input: input.clone(),
+                            message: format!(
+                                "no frame and no end of stream for {} s (the decoder stalled; \
+                                 the file may be corrupt)",
+                                FILE_STALL.as_secs()
+                            ),
+                        }));
+                    }
+                }
             }
         }
         if seq == 0 && !out.stop_requested() {

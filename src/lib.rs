@@ -3,6 +3,7 @@
 //! decode (GStreamer) → infer (ONNX Runtime) → composite (OpenCV) → sinks, each stage on
 //! its own thread, joined by bounded queues.
 
+pub mod bench;
 pub mod composite;
 pub mod config;
 pub mod decode;

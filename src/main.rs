@@ -37,6 +37,36 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Measure a pipeline: end-to-end FPS and latency, each stage's busy time, the
+    /// bottleneck, and the model alone in the same process.
+    Bench {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Replace the pipeline's source (as for `run`).
+        #[arg(long)]
+        input: Option<String>,
+        /// Frames to measure, after the warm-up.
+        #[arg(long, default_value_t = 100)]
+        frames: u64,
+        /// Frames processed first and not measured.
+        #[arg(long, default_value_t = 10)]
+        warmup: u64,
+        /// Replay frames decoded beforehand from memory, so decoding is excluded.
+        #[arg(long)]
+        from_memory: bool,
+        /// Passes of the model-only loop.
+        #[arg(long, default_value_t = 20)]
+        model_runs: usize,
+        /// ONNX Runtime threads for every infer stage.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Also write the per-stage figures as CSV to this file.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
     /// Score predicted label maps against ground truth: per-class IoU and Dice, mean IoU,
     /// pixel accuracy.
     Eval {
@@ -148,6 +178,54 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Bench {
+            pipeline,
+            input,
+            frames,
+            warmup,
+            from_memory,
+            model_runs,
+            threads,
+            json,
+            csv,
+        } => {
+            let overrides = Overrides {
+                input,
+                output: None,
+            };
+            let pipeline = match Pipeline::load(&pipeline, &overrides) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {}", one_line(&e));
+                    return ExitCode::FAILURE;
+                }
+            };
+            let options = segstream::bench::BenchOptions {
+                frames,
+                warmup,
+                from_memory,
+                model_runs,
+                threads,
+            };
+            let report = match segstream::bench::bench(&pipeline, &options) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {}", one_line(&e));
+                    return ExitCode::FAILURE;
+                }
+            };
+            println!("{report}");
+            let json_text = serde_json::to_string_pretty(&report).expect("report serializes");
+            for (path, text) in [(json, json_text), (csv, report.to_csv())] {
+                if let Some(path) = path {
+                    if let Err(e) = std::fs::write(&path, text) {
+                        eprintln!("error: cannot write {}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            ExitCode::SUCCESS
         }
         Command::Eval {
             pred,

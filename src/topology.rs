@@ -44,9 +44,27 @@ pub fn run(
     options: &RunOptions,
     control: Arc<Control>,
 ) -> Result<RunReport, PipelineError> {
+    let source = Box::new(Decode::new(pipeline.config.source.clone(), options.frames));
+    run_with_source(pipeline, options, source, control)
+}
+
+/// The infer stage's thread count: unless set, the workers share the cores.
+pub fn infer_threads(threads: usize, workers: usize, over: Option<usize>) -> usize {
+    match over.unwrap_or(threads) {
+        0 if workers > 1 => (cores() / workers).max(1),
+        n => n,
+    }
+}
+
+/// Runs the pipeline's stages on frames from `source` instead of its own.
+pub fn run_with_source(
+    pipeline: &Pipeline,
+    options: &RunOptions,
+    source: Box<dyn runtime::Source>,
+    control: Arc<Control>,
+) -> Result<RunReport, PipelineError> {
     let config = &pipeline.config;
     let live = config.source.is_live();
-    let source = Box::new(Decode::new(config.source.clone(), options.frames));
 
     let mut transforms = Vec::new();
     let mut palette: Vec<[u8; 3]> = Vec::new();
@@ -68,11 +86,7 @@ pub fn run(
                     batch: *batch,
                     tiling: *tiling,
                 };
-                // Unless told otherwise, the workers share the cores instead of each taking all.
-                let threads = match options.threads.unwrap_or(*threads) {
-                    0 if *workers > 1 => (cores() / workers).max(1),
-                    n => n,
-                };
+                let threads = infer_threads(*threads, *workers, options.threads);
                 let mut spec = spec(t.name(), Box::new(NullSink), t.queue(), live);
                 spec.workers = (0..*workers)
                     .map(|_| {

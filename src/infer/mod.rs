@@ -168,9 +168,13 @@ impl Segmenter {
             .expect("one result per image"))
     }
 
-    /// Segments several images, batching whole frames or tiles into as few model runs as
-    /// the batch size allows.
-    pub fn segment_batch(&mut self, images: &[&RgbImage]) -> Result<Vec<LabelMap>, InferError> {
+    /// Normalizes (and resizes, or cuts into tiles) the images into batch jobs, with a stitch
+    /// per tiled image.
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &mut self,
+        images: &[&RgbImage],
+    ) -> Result<(Vec<Job>, Vec<Normalized>, Vec<Option<Stitch>>), InferError> {
         let name = self.model.name.clone();
         let pre = |source| InferError::Preprocess {
             model: name.clone(),
@@ -237,7 +241,12 @@ impl Segmenter {
             }
         }
 
-        let mut results: Vec<Option<LabelMap>> = images.iter().map(|_| None).collect();
+        Ok((jobs, prepared, stitches))
+    }
+
+    /// Consecutive jobs of the same input size, at most `batch` at a time.
+    fn chunks<'j>(&self, jobs: &'j [Job]) -> Vec<&'j [Job]> {
+        let mut chunks = Vec::new();
         let mut start = 0;
         while start < jobs.len() {
             let size = jobs[start].size;
@@ -245,8 +254,41 @@ impl Segmenter {
             while end < jobs.len() && end - start < self.options.batch && jobs[end].size == size {
                 end += 1;
             }
-            let chunk = &jobs[start..end];
-            match self.run(chunk, &prepared, size)? {
+            chunks.push(&jobs[start..end]);
+            start = end;
+        }
+        chunks
+    }
+
+    /// Times the model alone: `runs` passes of session runs over the input `segment` would
+    /// feed for `image` (pre-processed once, outside the timing). Returns each pass's time.
+    pub fn time_model(
+        &mut self,
+        image: &RgbImage,
+        runs: usize,
+    ) -> Result<Vec<std::time::Duration>, InferError> {
+        let (jobs, prepared, _) = self.prepare(&[image])?;
+        let chunks = self.chunks(&jobs);
+        let mut times = vec![std::time::Duration::ZERO; runs];
+        for chunk in chunks {
+            self.load_input(chunk, &prepared, chunk[0].size)?;
+            for t in times.iter_mut() {
+                *t += self.run_loaded(chunk.len())?.1;
+            }
+        }
+        Ok(times)
+    }
+
+    /// Segments several images, batching whole frames or tiles into as few model runs as
+    /// the batch size allows.
+    pub fn segment_batch(&mut self, images: &[&RgbImage]) -> Result<Vec<LabelMap>, InferError> {
+        let name = self.model.name.clone();
+        let (jobs, prepared, mut stitches) = self.prepare(images)?;
+        let mut results: Vec<Option<LabelMap>> = images.iter().map(|_| None).collect();
+        for chunk in self.chunks(&jobs) {
+            let size = chunk[0].size;
+            self.load_input(chunk, &prepared, size)?;
+            match self.run_loaded(chunk.len())?.0 {
                 BatchOut::Scores {
                     data,
                     classes,
@@ -277,9 +319,8 @@ impl Segmenter {
                     }
                 }
             }
-            start = end;
         }
-        for (slot, stitch) in results.iter_mut().zip(stitches) {
+        for (slot, stitch) in results.iter_mut().zip(stitches.drain(..)) {
             if let Some(stitch) = stitch {
                 let (labels, buffers) = stitch.finish_and_recycle();
                 *slot = Some(labels);
@@ -293,12 +334,13 @@ impl Segmenter {
     }
 
     /// Runs the model on equally sized items, padding up to a fixed batch.
-    fn run(
+    /// Writes the items into the input tensor (padding and unused batch slots are zero).
+    fn load_input(
         &mut self,
         items: &[Job],
         prepared: &[Normalized],
         (mw, mh): (u32, u32),
-    ) -> Result<BatchOut, InferError> {
+    ) -> Result<(), InferError> {
         let name = &self.model.name;
         let run_err = |e: ort::Error| InferError::Run {
             model: name.clone(),
@@ -321,8 +363,7 @@ impl Segmenter {
             }
         };
         let fits = |s: &[i64]| s == &shape[..];
-        let input_name = input.name.as_str();
-        let outputs = match input.dtype {
+        match input.dtype {
             InputType::Float32 => {
                 if !self.input_f32.as_ref().is_some_and(|t| fits(t.shape())) {
                     let zeros = vec![0f32; n * item_len];
@@ -331,9 +372,6 @@ impl Segmenter {
                 }
                 let tensor = self.input_f32.as_mut().expect("created above");
                 fill(tensor.extract_tensor_mut().1);
-                self.session
-                    .run(ort::inputs![input_name => &*tensor])
-                    .map_err(run_err)?
             }
             InputType::Float16 => {
                 if !self.input_f16.as_ref().is_some_and(|t| fits(t.shape())) {
@@ -347,11 +385,37 @@ impl Segmenter {
                 for (h, &v) in tensor.extract_tensor_mut().1.iter_mut().zip(&self.staging) {
                     *h = f16::from_f32(v);
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the session on the loaded input; returns the first `items` results and how
+    /// long the session run took.
+    fn run_loaded(&mut self, items: usize) -> Result<(BatchOut, std::time::Duration), InferError> {
+        let name = &self.model.name;
+        let run_err = |e: ort::Error| InferError::Run {
+            model: name.clone(),
+            reason: e.to_string(),
+        };
+        let input = &self.model.config.input;
+        let input_name = input.name.as_str();
+        let started = std::time::Instant::now();
+        let outputs = match input.dtype {
+            InputType::Float32 => {
+                let tensor = self.input_f32.as_ref().expect("load_input ran");
                 self.session
-                    .run(ort::inputs![input_name => &*tensor])
+                    .run(ort::inputs![input_name => tensor])
+                    .map_err(run_err)?
+            }
+            InputType::Float16 => {
+                let tensor = self.input_f16.as_ref().expect("load_input ran");
+                self.session
+                    .run(ort::inputs![input_name => tensor])
                     .map_err(run_err)?
             }
         };
+        let took = started.elapsed();
         let output_name = self.model.config.output.names()[0];
         let value = outputs.get(output_name).ok_or_else(|| InferError::Run {
             model: name.clone(),
@@ -380,16 +444,19 @@ impl Segmenter {
                 if c as usize != self.model.num_classes()
                     || h <= 0
                     || w <= 0
-                    || (b as usize) < items.len()
+                    || (b as usize) < items
                 {
                     return Err(bad_shape(&shape));
                 }
-                Ok(BatchOut::Scores {
-                    data,
-                    classes: c as usize,
-                    h: h as usize,
-                    w: w as usize,
-                })
+                Ok((
+                    BatchOut::Scores {
+                        data,
+                        classes: c as usize,
+                        h: h as usize,
+                        w: w as usize,
+                    },
+                    took,
+                ))
             }
             OutputConfig::Labels { .. } => {
                 let (shape, data): (Vec<i64>, Vec<i64>) = if ty == TensorElementType::Int32 {
@@ -403,7 +470,7 @@ impl Segmenter {
                     [_, h, w] | [_, 1, h, w] => (h as usize, w as usize),
                     _ => return Err(bad_shape(&shape)),
                 };
-                Ok(BatchOut::Labels { data, h, w })
+                Ok((BatchOut::Labels { data, h, w }, took))
             }
             OutputConfig::Detections { .. } => Err(InferError::Run {
                 model: name.clone(),

@@ -64,29 +64,51 @@ impl StageMetrics {
     }
 }
 
-/// A latency histogram for capture-to-output times, filled by the sinks.
-pub struct LatencyMetrics(Mutex<Histogram<u64>>);
+/// Capture-to-output latency, and the steady-state output rate, seen at the first sink.
+pub struct LatencyMetrics {
+    histogram: Mutex<Histogram<u64>>,
+    /// First and last output time and frames output between them.
+    window: Mutex<Option<(std::time::Instant, std::time::Instant, u64)>>,
+}
 
 impl Default for LatencyMetrics {
     fn default() -> Self {
-        LatencyMetrics(Mutex::new(histogram()))
+        LatencyMetrics {
+            histogram: Mutex::new(histogram()),
+            window: Mutex::new(None),
+        }
     }
 }
 
 impl LatencyMetrics {
+    /// Records one frame that reached the output, captured `d` ago.
     pub fn record(&self, d: Duration) {
-        if let Ok(mut h) = self.0.lock() {
+        if let Ok(mut h) = self.histogram.lock() {
             h.saturating_record((d.as_micros() as u64).max(1));
+        }
+        if let Ok(mut w) = self.window.lock() {
+            let now = std::time::Instant::now();
+            *w = Some(match *w {
+                None => (now, now, 1),
+                Some((first, _, n)) => (first, now, n + 1),
+            });
         }
     }
 
     /// (p50, p95, p99), or None when nothing was recorded.
     pub fn percentiles(&self) -> Option<[Duration; 3]> {
-        let h = self.0.lock().ok()?;
+        let h = self.histogram.lock().ok()?;
         if h.is_empty() {
             return None;
         }
         Some([0.5, 0.95, 0.99].map(|q| Duration::from_micros(h.value_at_quantile(q))))
+    }
+
+    /// Frames per second between the first and the last recorded output.
+    pub fn steady_fps(&self) -> Option<f64> {
+        let (first, last, n) = (*self.window.lock().ok()?)?;
+        let span = last.duration_since(first).as_secs_f64();
+        (n > 1 && span > 0.0).then(|| (n - 1) as f64 / span)
     }
 }
 
@@ -111,6 +133,8 @@ pub struct RunReport {
     pub frames_out: u64,
     /// Capture-to-output latency (p50, p95, p99).
     pub latency: Option<[Duration; 3]>,
+    /// Output rate after warm-up, between the first and last frame at the first sink.
+    pub steady_fps: Option<f64>,
     /// The run ended because of a signal or a frame limit, not end of stream.
     pub interrupted: bool,
 }

@@ -63,12 +63,22 @@ pub trait Source: Send {
 /// State shared by every stage of one run.
 #[derive(Default)]
 pub struct Control {
+    /// Frames with a smaller sequence number are warm-up: processed, not measured.
+    warmup: u64,
     stop: AtomicBool,
     abort: AtomicBool,
     error: Mutex<Option<PipelineError>>,
 }
 
 impl Control {
+    /// A control whose first `frames` frames are not measured (for benchmarks).
+    pub fn with_warmup(frames: u64) -> Self {
+        Control {
+            warmup: frames,
+            ..Control::default()
+        }
+    }
+
     /// Asks the source to stop; the rest of the pipeline drains.
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -144,7 +154,7 @@ pub fn run(
 
     // Spawn from the sinks backwards so each stage knows the queues it feeds.
     let mut downstream: Vec<EdgeTx> = Vec::new();
-    for spec in sinks {
+    for (i, spec) in sinks.into_iter().enumerate() {
         let metrics = Arc::new(StageMetrics::new(format!("sink {}", spec.name)));
         let (tx, rx) = edge(spec.capacity, spec.policy, metrics.clone());
         downstream.push(tx);
@@ -154,7 +164,13 @@ pub fn run(
             metrics: metrics.clone(),
             control: control.clone(),
         };
-        handles.push(spawn_stage(spec, rx, out, Some(latency.clone())));
+        // Every sink sees every frame: the first one stands for the pipeline's output.
+        handles.push(spawn_stage(
+            spec,
+            rx,
+            out,
+            (i == 0).then(|| latency.clone()),
+        ));
         all_metrics.push(metrics);
     }
     let mut transform_metrics = Vec::new();
@@ -224,6 +240,7 @@ pub fn run(
         wall: started.elapsed(),
         frames_out,
         latency: latency.percentiles(),
+        steady_fps: latency.steady_fps(),
         interrupted: control.stop_requested(),
     })
 }
@@ -251,11 +268,16 @@ fn process(
 ) -> Result<(), BoxError> {
     let n = frames.len() as u32;
     out.metrics.frames_in.fetch_add(n as u64, Ordering::Relaxed);
-    let captured: Vec<Instant> = frames.iter().map(|f| f.captured).collect();
+    let warmup = out.control.warmup;
+    let measured: Vec<Instant> = frames
+        .iter()
+        .filter(|f| f.seq >= warmup)
+        .map(|f| f.captured)
+        .collect();
     let t = Instant::now();
     stage.process_batch(frames, out)?;
     let busy = t.elapsed() / n.max(1);
-    for c in captured {
+    for c in measured {
         out.metrics.record_busy(busy);
         if let Some(latency) = latency {
             latency.record(c.elapsed());

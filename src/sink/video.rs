@@ -158,7 +158,7 @@ impl VideoSink {
                     _ => None,
                 })
                 .unwrap_or_else(|| "the output pipeline refused to start".into());
-            let _ = pipeline.set_state(gst::State::Null);
+            crate::decode::shutdown(&pipeline);
             return Err(self.err(message));
         }
         let frame_duration = Duration::from_secs_f64(den as f64 / num.max(1) as f64);
@@ -245,7 +245,7 @@ impl Stage for VideoSink {
             },
             None => Err(self.err(format!("finalizing took longer than {FINISH_TIMEOUT:?}"))),
         };
-        let _ = r.pipeline.set_state(gst::State::Null);
+        crate::decode::shutdown(&r.pipeline);
         result?;
         Ok(())
     }

@@ -1,0 +1,415 @@
+//! bench: how many frames per second a pipeline gives on this machine, where the time goes,
+//! and how close the pipeline comes to what its model alone can do.
+//!
+//! `segstream bench pipelines/file_to_mp4.toml --frames 100 --warmup 10 --from-memory`
+//!
+//! The pipeline runs as usual (or on frames held in memory, so decoding is excluded); the
+//! first `warmup` frames are processed but not measured. Then, in the same process, the
+//! first infer stage's model runs alone in a plain loop on the same pre-processed input with
+//! the same execution providers and threads. Efficiency = end-to-end FPS / model-only FPS.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{FullPolicy, Pipeline, ProviderConfig, TransformConfig};
+use crate::decode::Decode;
+use crate::frame::{Frame, RgbImage};
+use crate::infer::{provider_name, EngineOptions, InferError, Segmenter};
+use crate::runtime::{self, BoxError, Control, Output, PipelineError, Source, Stage, StageSpec};
+use crate::topology::{self, RunOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Model(#[from] InferError),
+    #[error("{0} produced no frames to benchmark with")]
+    NoFrames(String),
+}
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub frames: u64,
+    pub warmup: u64,
+    /// Decode a few frames first and replay them from memory, so decoding is excluded.
+    pub from_memory: bool,
+    /// Model-only passes.
+    pub model_runs: usize,
+    pub threads: Option<usize>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub gpu: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub execution_provider: String,
+    pub precision: String,
+    pub frame_size: [u32; 2],
+    pub batch: usize,
+    pub workers: usize,
+    pub threads: usize,
+    pub tiling: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StageReport {
+    pub name: String,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub dropped: u64,
+    pub busy_p50_ms: f64,
+    pub busy_p95_ms: f64,
+    /// Busy time over wall time (can exceed 1 with several workers).
+    pub share: f64,
+    pub queue_peak: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelOnly {
+    pub fps: f64,
+    pub runs: usize,
+    pub median_ms: f64,
+}
+
+/// Everything `bench` reports; also its JSON form.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub segstream_version: String,
+    pub pipeline: String,
+    pub frames: u64,
+    pub warmup: u64,
+    pub from_memory: bool,
+    pub machine: Machine,
+    pub model: Option<ModelInfo>,
+    pub fps: f64,
+    pub latency: Option<Latency>,
+    pub stages: Vec<StageReport>,
+    /// The stage with the largest busy share per worker.
+    pub bottleneck: String,
+    pub model_only: Option<ModelOnly>,
+    /// End-to-end FPS over model-only FPS.
+    pub efficiency: Option<f64>,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Replays frames held in memory as a fresh stream.
+struct Replay {
+    frames: Vec<Frame>,
+    total: u64,
+}
+
+impl Source for Replay {
+    fn run(&mut self, out: &mut Output) -> Result<(), BoxError> {
+        for seq in 0..self.total {
+            if out.stop_requested() {
+                break;
+            }
+            let mut frame = self.frames[(seq % self.frames.len() as u64) as usize].clone();
+            frame.seq = seq;
+            frame.captured = Instant::now();
+            out.send(frame)?;
+        }
+        Ok(())
+    }
+}
+
+/// Keeps the frames it receives.
+struct Keep(Arc<Mutex<Vec<Frame>>>);
+
+impl Stage for Keep {
+    fn process(&mut self, frame: Frame, _out: &mut Output) -> Result<(), BoxError> {
+        self.0.lock().expect("not poisoned").push(frame);
+        Ok(())
+    }
+}
+
+/// Decodes up to `n` frames of the pipeline's source.
+fn decode_frames(pipeline: &Pipeline, n: u64) -> Result<Vec<Frame>, BenchError> {
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let sink = StageSpec::single("keep", Box::new(Keep(kept.clone())), 4, FullPolicy::Block);
+    let source = Box::new(Decode::new(pipeline.config.source.clone(), Some(n)));
+    runtime::run(source, vec![], vec![sink], Arc::new(Control::default()))?;
+    let frames = std::mem::take(&mut *kept.lock().expect("not poisoned"));
+    if frames.is_empty() {
+        return Err(BenchError::NoFrames(pipeline.config.source.describe()));
+    }
+    Ok(frames)
+}
+
+fn machine() -> Machine {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let gpu = if std::path::Path::new("/dev/nvidia0").exists() {
+        "NVIDIA (see nvidia-smi)".into()
+    } else {
+        "none detected".into()
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Machine { cpu, cores, gpu }
+}
+
+/// Runs the benchmark.
+pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport, BenchError> {
+    let total = options.warmup + options.frames;
+    let run_options = RunOptions {
+        frames: Some(total),
+        threads: options.threads,
+    };
+    let control = Arc::new(Control::with_warmup(options.warmup));
+    let sample = decode_frames(
+        pipeline,
+        if options.from_memory {
+            total.min(30)
+        } else {
+            1
+        },
+    )?;
+    let report = if options.from_memory {
+        let source = Box::new(Replay {
+            frames: sample.clone(),
+            total,
+        });
+        topology::run_with_source(pipeline, &run_options, source, control)?
+    } else {
+        topology::run(pipeline, &run_options, control)?
+    };
+
+    let wall = report.wall.as_secs_f64().max(1e-9);
+    let stages: Vec<StageReport> = report
+        .stages
+        .iter()
+        .map(|s| StageReport {
+            name: s.name.clone(),
+            frames_in: s.frames_in,
+            frames_out: s.frames_out,
+            dropped: s.dropped,
+            busy_p50_ms: ms(s.busy_p50),
+            busy_p95_ms: ms(s.busy_p95),
+            share: s.busy_total.as_secs_f64() / wall,
+            queue_peak: s.queue_peak,
+        })
+        .collect();
+
+    // The first infer stage: its model alone, same providers, threads and engine options.
+    let infer = pipeline
+        .config
+        .transforms
+        .iter()
+        .zip(&pipeline.models)
+        .find_map(|(t, m)| match t {
+            TransformConfig::Infer {
+                providers,
+                threads,
+                workers,
+                batch,
+                tiling,
+                ..
+            } => Some((
+                m.clone()?,
+                providers.clone(),
+                *threads,
+                *workers,
+                *batch,
+                *tiling,
+            )),
+            _ => None,
+        });
+    let workers_of = |name: &str| match (name, &infer) {
+        ("infer", Some((.., workers, _, _))) => *workers as f64,
+        _ => 1.0,
+    };
+    let bottleneck = stages
+        .iter()
+        .filter(|s| s.name != "decode" || !options.from_memory)
+        .max_by(|a, b| (a.share / workers_of(&a.name)).total_cmp(&(b.share / workers_of(&b.name))))
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
+
+    let (mut model, mut model_only) = (None, None);
+    if let Some((m, providers, threads, workers, batch, tiling)) = infer {
+        let threads = topology::infer_threads(threads, workers, options.threads);
+        let engine = EngineOptions { batch, tiling };
+        let image: &RgbImage = &sample[0].image;
+        model = Some(ModelInfo {
+            name: m.name.clone(),
+            execution_provider: if providers.is_empty() {
+                "CPU".into()
+            } else {
+                providers
+                    .iter()
+                    .map(provider_name)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+            precision: format!("{:?}", m.config.input.dtype).to_lowercase(),
+            frame_size: [image.width, image.height],
+            batch,
+            workers,
+            threads,
+            tiling: tiling.is_some(),
+        });
+        let mut segmenter = Segmenter::new(m, &providers as &[ProviderConfig], threads, engine)?;
+        // Warm up the session as the pipeline's was.
+        segmenter.time_model(image, 2)?;
+        let mut times = segmenter.time_model(image, options.model_runs.max(1))?;
+        times.sort();
+        let median = times[times.len() / 2];
+        model_only = Some(ModelOnly {
+            // One worker's session; with several workers the pipeline can exceed it.
+            fps: 1.0 / median.as_secs_f64().max(1e-9),
+            runs: times.len(),
+            median_ms: ms(median),
+        });
+    }
+    let fps = report.steady_fps.unwrap_or_else(|| report.fps());
+    Ok(BenchReport {
+        segstream_version: env!("CARGO_PKG_VERSION").into(),
+        pipeline: pipeline.path.display().to_string(),
+        frames: options.frames,
+        warmup: options.warmup,
+        from_memory: options.from_memory,
+        machine: machine(),
+        model,
+        fps,
+        latency: report.latency.map(|[p50, p95, p99]| Latency {
+            p50_ms: ms(p50),
+            p95_ms: ms(p95),
+            p99_ms: ms(p99),
+        }),
+        stages,
+        bottleneck,
+        efficiency: model_only.as_ref().map(|m| fps / m.fps),
+        model_only,
+    })
+}
+
+impl BenchReport {
+    /// One CSV row per stage, with the run's figures repeated on every row.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from(
+            "pipeline,stage,frames_in,frames_out,dropped,busy_p50_ms,busy_p95_ms,share,queue_peak,\
+             fps,model_only_fps,efficiency,bottleneck\n",
+        );
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.4}"));
+        for s in &self.stages {
+            out.push_str(&format!(
+                "{},{},{},{},{},{:.3},{:.3},{:.4},{},{:.4},{},{},{}\n",
+                self.pipeline,
+                s.name,
+                s.frames_in,
+                s.frames_out,
+                s.dropped,
+                s.busy_p50_ms,
+                s.busy_p95_ms,
+                s.share,
+                s.queue_peak,
+                self.fps,
+                opt(self.model_only.as_ref().map(|m| m.fps)),
+                opt(self.efficiency),
+                self.bottleneck
+            ));
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "segstream {} bench of {}: {} frames after {} warm-up{}",
+            self.segstream_version,
+            self.pipeline,
+            self.frames,
+            self.warmup,
+            if self.from_memory {
+                ", frames from memory (decode excluded)"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(
+            f,
+            "machine: {} ({} cores), GPU: {}",
+            self.machine.cpu, self.machine.cores, self.machine.gpu
+        )?;
+        if let Some(m) = &self.model {
+            writeln!(
+                f,
+                "model: {} on {}, {}, frame {}x{}, batch {}, {} worker(s) x {} thread(s) (0 = ONNX Runtime default){}",
+                m.name,
+                m.execution_provider,
+                m.precision,
+                m.frame_size[0],
+                m.frame_size[1],
+                m.batch,
+                m.workers,
+                m.threads,
+                if m.tiling { ", tiled" } else { "" }
+            )?;
+        }
+        writeln!(
+            f,
+            "{:<14} {:>8} {:>8} {:>8} {:>10} {:>10} {:>7} {:>6}",
+            "stage", "in", "out", "dropped", "busy p50", "busy p95", "share", "queue"
+        )?;
+        for s in &self.stages {
+            writeln!(
+                f,
+                "{:<14} {:>8} {:>8} {:>8} {:>8.2}ms {:>8.2}ms {:>6.1}% {:>6}",
+                s.name,
+                s.frames_in,
+                s.frames_out,
+                s.dropped,
+                s.busy_p50_ms,
+                s.busy_p95_ms,
+                100.0 * s.share,
+                s.queue_peak
+            )?;
+        }
+        write!(f, "end-to-end: {:.2} fps", self.fps)?;
+        if let Some(l) = &self.latency {
+            write!(
+                f,
+                "; latency p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+                l.p50_ms, l.p95_ms, l.p99_ms
+            )?;
+        }
+        write!(f, "\nbottleneck: {}", self.bottleneck)?;
+        if let (Some(m), Some(e)) = (&self.model_only, self.efficiency) {
+            write!(
+                f,
+                "\nmodel alone: {:.2} fps (median of {} runs, {:.1} ms); pipeline efficiency {:.3}",
+                m.fps, m.runs, m.median_ms, e
+            )?;
+        }
+        Ok(())
+    }
+}
