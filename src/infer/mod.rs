@@ -14,6 +14,7 @@ pub use preprocess::{normalize, resize, write_item, Geometry, Normalized};
 pub use session::{check_model, environment, library_candidates, open_session, provider_name};
 pub use stitch::{Stitch, StitchBuffers};
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use half::f16;
@@ -72,17 +73,21 @@ struct Job {
     region: (u32, u32, u32, u32),
 }
 
-/// A model's output for a batch, converted to owned data.
-enum BatchOut {
+/// A model's output for a batch, borrowed from ONNX Runtime where the types allow.
+enum BatchOut<'a> {
     /// `[n, classes, h, w]`.
     Scores {
-        data: Vec<f32>,
+        data: Cow<'a, [f32]>,
         classes: usize,
         h: usize,
         w: usize,
     },
     /// `[n, h, w]`.
-    Labels { data: Vec<i64>, h: usize, w: usize },
+    Labels {
+        data: Cow<'a, [i64]>,
+        h: usize,
+        w: usize,
+    },
 }
 
 /// A model ready to segment frames.
@@ -273,7 +278,7 @@ impl Segmenter {
         for chunk in chunks {
             self.load_input(chunk, &prepared, chunk[0].size)?;
             for t in times.iter_mut() {
-                *t += self.run_loaded(chunk.len())?.1;
+                *t += self.run_loaded(chunk.len(), |_| Ok(()))?.1;
             }
         }
         Ok(times)
@@ -288,37 +293,42 @@ impl Segmenter {
         for chunk in self.chunks(&jobs) {
             let size = chunk[0].size;
             self.load_input(chunk, &prepared, size)?;
-            match self.run_loaded(chunk.len())?.0 {
-                BatchOut::Scores {
-                    data,
-                    classes,
-                    h,
-                    w,
-                } => {
-                    for (k, job) in chunk.iter().enumerate() {
-                        let item = &data[k * classes * h * w..(k + 1) * classes * h * w];
-                        match (&job.tile, &mut stitches[job.image]) {
-                            (Some(tile), Some(stitch)) => stitch.add(tile, item, h, w),
-                            _ => {
-                                results[job.image] =
-                                    Some(argmax_scores(item, classes, h, w, &job.geometry))
+            let (results, stitches) = (&mut results, &mut stitches);
+            self.run_loaded(chunk.len(), |out| {
+                match out {
+                    BatchOut::Scores {
+                        data,
+                        classes,
+                        h,
+                        w,
+                    } => {
+                        for (k, job) in chunk.iter().enumerate() {
+                            let item = &data[k * classes * h * w..(k + 1) * classes * h * w];
+                            match (&job.tile, &mut stitches[job.image]) {
+                                (Some(tile), Some(stitch)) => stitch.add(tile, item, h, w),
+                                _ => {
+                                    results[job.image] =
+                                        Some(argmax_scores(item, classes, h, w, &job.geometry))
+                                }
                             }
                         }
                     }
-                }
-                BatchOut::Labels { data, h, w } => {
-                    for (k, job) in chunk.iter().enumerate() {
-                        let item = &data[k * h * w..(k + 1) * h * w];
-                        let labels = resample_labels(item, h, w, &job.geometry).map_err(|v| {
-                            InferError::Run {
-                                model: name.clone(),
-                                reason: format!("class index {v} is outside 0..=255"),
-                            }
-                        })?;
-                        results[job.image] = Some(labels);
+                    BatchOut::Labels { data, h, w } => {
+                        for (k, job) in chunk.iter().enumerate() {
+                            let item = &data[k * h * w..(k + 1) * h * w];
+                            let labels =
+                                resample_labels(item, h, w, &job.geometry).map_err(|v| {
+                                    InferError::Run {
+                                        model: name.clone(),
+                                        reason: format!("class index {v} is outside 0..=255"),
+                                    }
+                                })?;
+                            results[job.image] = Some(labels);
+                        }
                     }
                 }
-            }
+                Ok(())
+            })?;
         }
         for (slot, stitch) in results.iter_mut().zip(stitches.drain(..)) {
             if let Some(stitch) = stitch {
@@ -390,9 +400,13 @@ impl Segmenter {
         Ok(())
     }
 
-    /// Runs the session on the loaded input; returns the first `items` results and how
-    /// long the session run took.
-    fn run_loaded(&mut self, items: usize) -> Result<(BatchOut, std::time::Duration), InferError> {
+    /// Runs the session on the loaded input and hands the first `items` results to `read`;
+    /// returns what it returns and how long the session run took.
+    fn run_loaded<R>(
+        &mut self,
+        items: usize,
+        read: impl FnOnce(BatchOut<'_>) -> Result<R, InferError>,
+    ) -> Result<(R, std::time::Duration), InferError> {
         let name = &self.model.name;
         let run_err = |e: ort::Error| InferError::Run {
             model: name.clone(),
@@ -431,12 +445,15 @@ impl Segmenter {
         };
         match &self.model.config.output {
             OutputConfig::Logits { .. } | OutputConfig::Probabilities { .. } => {
-                let (shape, data): (Vec<i64>, Vec<f32>) = if ty == TensorElementType::Float16 {
+                let (shape, data): (Vec<i64>, Cow<[f32]>) = if ty == TensorElementType::Float16 {
                     let (s, d) = value.try_extract_tensor::<f16>().map_err(run_err)?;
-                    (s.to_vec(), d.iter().map(|v| v.to_f32()).collect())
+                    (
+                        s.to_vec(),
+                        Cow::Owned(d.iter().map(|v| v.to_f32()).collect()),
+                    )
                 } else {
                     let (s, d) = value.try_extract_tensor::<f32>().map_err(run_err)?;
-                    (s.to_vec(), d.to_vec())
+                    (s.to_vec(), Cow::Borrowed(d))
                 };
                 let [b, c, h, w] = shape[..] else {
                     return Err(bad_shape(&shape));
@@ -448,29 +465,30 @@ impl Segmenter {
                 {
                     return Err(bad_shape(&shape));
                 }
-                Ok((
-                    BatchOut::Scores {
-                        data,
-                        classes: c as usize,
-                        h: h as usize,
-                        w: w as usize,
-                    },
-                    took,
-                ))
+                let out = BatchOut::Scores {
+                    data,
+                    classes: c as usize,
+                    h: h as usize,
+                    w: w as usize,
+                };
+                Ok((read(out)?, took))
             }
             OutputConfig::Labels { .. } => {
-                let (shape, data): (Vec<i64>, Vec<i64>) = if ty == TensorElementType::Int32 {
+                let (shape, data): (Vec<i64>, Cow<[i64]>) = if ty == TensorElementType::Int32 {
                     let (s, d) = value.try_extract_tensor::<i32>().map_err(run_err)?;
-                    (s.to_vec(), d.iter().map(|&v| v as i64).collect())
+                    (
+                        s.to_vec(),
+                        Cow::Owned(d.iter().map(|&v| v as i64).collect()),
+                    )
                 } else {
                     let (s, d) = value.try_extract_tensor::<i64>().map_err(run_err)?;
-                    (s.to_vec(), d.to_vec())
+                    (s.to_vec(), Cow::Borrowed(d))
                 };
                 let (h, w) = match shape[..] {
                     [_, h, w] | [_, 1, h, w] => (h as usize, w as usize),
                     _ => return Err(bad_shape(&shape)),
                 };
-                Ok((BatchOut::Labels { data, h, w }, took))
+                Ok((read(BatchOut::Labels { data, h, w })?, took))
             }
             OutputConfig::Detections { .. } => Err(InferError::Run {
                 model: name.clone(),

@@ -42,6 +42,18 @@ fn axis_scale(out: usize, model: u32, frame: u32, stretched: bool) -> f64 {
     }
 }
 
+/// One class of a running argmax, branch-free so it vectorizes: `arg` holds class indices
+/// as floats (same lane width as the scores). Ties keep the lower class.
+#[inline]
+pub(crate) fn argmax_step(best: &mut [f32], arg: &mut [f32], scores: &[f32], class: usize) {
+    let c = class as f32;
+    for ((b, a), &v) in best.iter_mut().zip(arg.iter_mut()).zip(scores) {
+        let gt = v > *b;
+        *a = if gt { c } else { *a };
+        *b = if gt { v } else { *b };
+    }
+}
+
 /// Argmax over `classes` score planes of `h x w` (NCHW, batch item 0), mapped to the frame.
 /// Ties go to the lowest class index, as with NumPy's argmax.
 pub fn argmax_scores(scores: &[f32], classes: usize, h: usize, w: usize, g: &Geometry) -> LabelMap {
@@ -52,22 +64,18 @@ pub fn argmax_scores(scores: &[f32], classes: usize, h: usize, w: usize, g: &Geo
     let mut labels = vec![0u8; fw * fh];
 
     if sy == 1.0 && sx == 1.0 {
-        // Scores at frame resolution (padded input cropped back): a plain argmax.
-        let mut best = vec![f32::NEG_INFINITY; fw * fh];
-        for c in 0..classes {
-            let p = &scores[c * plane..(c + 1) * plane];
-            for y in 0..fh {
-                let row = &p[y * w..y * w + fw];
-                let (b, l) = (
-                    &mut best[y * fw..(y + 1) * fw],
-                    &mut labels[y * fw..(y + 1) * fw],
-                );
-                for x in 0..fw {
-                    if row[x] > b[x] {
-                        b[x] = row[x];
-                        l[x] = c as u8;
-                    }
-                }
+        // Scores at frame resolution (padded input cropped back): a plain argmax, row by row.
+        let mut best = vec![f32::NEG_INFINITY; fw];
+        let mut arg = vec![0f32; fw];
+        for y in 0..fh {
+            best.fill(f32::NEG_INFINITY);
+            arg.fill(0.0);
+            for c in 0..classes {
+                let row = &scores[c * plane + y * w..c * plane + y * w + fw];
+                argmax_step(&mut best, &mut arg, row, c);
+            }
+            for (l, &a) in labels[y * fw..(y + 1) * fw].iter_mut().zip(&arg) {
+                *l = a as u8;
             }
         }
         return LabelMap::new(fw as u32, fh as u32, labels);

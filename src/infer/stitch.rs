@@ -5,7 +5,7 @@
 //! tile's scores; only the blending bands between tiles are accumulated. That keeps the
 //! stitch cheap next to inference: most pixels are read once and never written as floats.
 
-use super::postprocess::{argmax_scores, taps, Tap};
+use super::postprocess::{argmax_scores, argmax_step, taps, Tap};
 use super::Geometry;
 use crate::frame::LabelMap;
 use crate::tile::{Blend, Tile, TileGrid};
@@ -34,18 +34,6 @@ pub struct Stitch {
     /// Pixels that went through `acc`.
     blended: Vec<bool>,
     geometry: Geometry,
-}
-
-/// One class of a running argmax, branch-free so it vectorizes: `arg` holds class indices
-/// as floats (same lane width as the scores). Ties keep the lower class.
-#[inline]
-fn argmax_step(best: &mut [f32], arg: &mut [f32], scores: &[f32], class: usize) {
-    let c = class as f32;
-    for ((b, a), &v) in best.iter_mut().zip(arg.iter_mut()).zip(scores) {
-        let gt = v > *b;
-        *a = if gt { c } else { *a };
-        *b = if gt { v } else { *b };
-    }
 }
 
 /// Disjoint parts of the stitch buffers, starting at frame pixel `base`.
