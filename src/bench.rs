@@ -17,7 +17,10 @@ use crate::config::{FullPolicy, Pipeline, ProviderConfig, TransformConfig};
 use crate::decode::Decode;
 use crate::frame::{Frame, RgbImage};
 use crate::infer::{provider_name, EngineOptions, InferError, Segmenter};
-use crate::runtime::{self, BoxError, Control, Output, PipelineError, Source, Stage, StageSpec};
+use crate::runtime::{
+    self, write_stage_table, BoxError, Control, Output, PipelineError, Source, Stage, StageRow,
+    StageSpec,
+};
 use crate::topology::{self, RunOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -69,19 +72,6 @@ pub struct Latency {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct StageReport {
-    pub name: String,
-    pub frames_in: u64,
-    pub frames_out: u64,
-    pub dropped: u64,
-    pub busy_p50_ms: f64,
-    pub busy_p95_ms: f64,
-    /// Busy time over wall time (can exceed 1 with several workers).
-    pub share: f64,
-    pub queue_peak: usize,
-}
-
-#[derive(Clone, Debug, Serialize)]
 pub struct ModelOnly {
     pub fps: f64,
     pub runs: usize,
@@ -100,7 +90,7 @@ pub struct BenchReport {
     pub model: Option<ModelInfo>,
     pub fps: f64,
     pub latency: Option<Latency>,
-    pub stages: Vec<StageReport>,
+    pub stages: Vec<StageRow>,
     /// The stage with the largest busy share per worker.
     pub bottleneck: String,
     pub model_only: Option<ModelOnly>,
@@ -201,21 +191,7 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
         topology::run(pipeline, &run_options, control)?
     };
 
-    let wall = report.wall.as_secs_f64().max(1e-9);
-    let stages: Vec<StageReport> = report
-        .stages
-        .iter()
-        .map(|s| StageReport {
-            name: s.name.clone(),
-            frames_in: s.frames_in,
-            frames_out: s.frames_out,
-            dropped: s.dropped,
-            busy_p50_ms: ms(s.busy_p50),
-            busy_p95_ms: ms(s.busy_p95),
-            share: s.busy_total.as_secs_f64() / wall,
-            queue_peak: s.queue_peak,
-        })
-        .collect();
+    let stages = report.stage_rows();
 
     // The first infer stage: its model alone, same providers, threads and engine options.
     let infer = pipeline
@@ -375,25 +351,7 @@ impl std::fmt::Display for BenchReport {
                 if m.tiling { ", tiled" } else { "" }
             )?;
         }
-        writeln!(
-            f,
-            "{:<14} {:>8} {:>8} {:>8} {:>10} {:>10} {:>7} {:>6}",
-            "stage", "in", "out", "dropped", "busy p50", "busy p95", "share", "queue"
-        )?;
-        for s in &self.stages {
-            writeln!(
-                f,
-                "{:<14} {:>8} {:>8} {:>8} {:>8.2}ms {:>8.2}ms {:>6.1}% {:>6}",
-                s.name,
-                s.frames_in,
-                s.frames_out,
-                s.dropped,
-                s.busy_p50_ms,
-                s.busy_p95_ms,
-                100.0 * s.share,
-                s.queue_peak
-            )?;
-        }
+        write_stage_table(f, &self.stages)?;
         write!(f, "end-to-end: {:.2} fps", self.fps)?;
         if let Some(l) = &self.latency {
             write!(

@@ -149,28 +149,67 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-impl fmt::Display for RunReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// One stage's figures as `run` and `bench` report them.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StageRow {
+    pub name: String,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub dropped: u64,
+    pub busy_p50_ms: f64,
+    pub busy_p95_ms: f64,
+    /// Busy time over wall time (can exceed 1 with several workers).
+    pub share: f64,
+    pub queue_peak: usize,
+}
+
+impl RunReport {
+    pub fn stage_rows(&self) -> Vec<StageRow> {
+        let wall = self.wall.as_secs_f64().max(1e-9);
+        self.stages
+            .iter()
+            .map(|s| StageRow {
+                name: s.name.clone(),
+                frames_in: s.frames_in,
+                frames_out: s.frames_out,
+                dropped: s.dropped,
+                busy_p50_ms: ms(s.busy_p50),
+                busy_p95_ms: ms(s.busy_p95),
+                share: s.busy_total.as_secs_f64() / wall,
+                queue_peak: s.queue_peak,
+            })
+            .collect()
+    }
+}
+
+/// The per-stage table of `run`'s summary and `bench`'s report.
+pub fn write_stage_table(f: &mut fmt::Formatter<'_>, rows: &[StageRow]) -> fmt::Result {
+    writeln!(
+        f,
+        "{:<14} {:>8} {:>8} {:>8} {:>10} {:>10} {:>7} {:>6}",
+        "stage", "in", "out", "dropped", "busy p50", "busy p95", "busy %", "queue"
+    )?;
+    for s in rows {
         writeln!(
             f,
-            "{:<14} {:>8} {:>8} {:>8} {:>10} {:>10} {:>7} {:>6}",
-            "stage", "in", "out", "dropped", "busy p50", "busy p95", "busy %", "queue"
+            "{:<14} {:>8} {:>8} {:>8} {:>8.2}ms {:>8.2}ms {:>6.1}% {:>6}",
+            s.name,
+            s.frames_in,
+            s.frames_out,
+            s.dropped,
+            s.busy_p50_ms,
+            s.busy_p95_ms,
+            100.0 * s.share,
+            s.queue_peak
         )?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let wall = self.wall.as_secs_f64().max(1e-9);
-        for s in &self.stages {
-            writeln!(
-                f,
-                "{:<14} {:>8} {:>8} {:>8} {:>8.2}ms {:>8.2}ms {:>6.1}% {:>6}",
-                s.name,
-                s.frames_in,
-                s.frames_out,
-                s.dropped,
-                ms(s.busy_p50),
-                ms(s.busy_p95),
-                100.0 * s.busy_total.as_secs_f64() / wall,
-                s.queue_peak
-            )?;
-        }
+        write_stage_table(f, &self.stage_rows())?;
         write!(
             f,
             "{} frames in {:.2} s: {:.1} fps",

@@ -9,7 +9,9 @@ mod edge;
 mod metrics;
 
 pub use edge::Output;
-pub use metrics::{LatencyMetrics, RunReport, StageMetrics, StageSummary};
+pub use metrics::{
+    write_stage_table, LatencyMetrics, RunReport, StageMetrics, StageRow, StageSummary,
+};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
