@@ -107,12 +107,7 @@ fn make(factory: &str) -> Result<gst::Element, DecodeError> {
 pub(crate) fn describe_gst_error(err: &gst::message::Error) -> String {
     let mut text = err.error().to_string().trim_end_matches('.').to_owned();
     if let Some(debug) = err.debug() {
-        if let Some(last) = debug
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .last()
-        {
+        if let Some(last) = debug.lines().map(str::trim).rfind(|l| !l.is_empty()) {
             if !last.contains("GstPipeline") && !text.contains(last) {
                 text.push_str(&format!(" ({})", last.trim_end_matches('.')));
             }
@@ -211,7 +206,7 @@ impl Decode {
                 bin.set_property("uri", url.as_str());
                 let (latency, timeout_us) = (*latency_ms, (*timeout_s * 1e6) as u64);
                 bin.connect("source-setup", false, move |args| {
-                    if let Some(src) = args[1].get::<gst::Element>().ok() {
+                    if let Ok(src) = args[1].get::<gst::Element>() {
                         if src.find_property("latency").is_some() {
                             src.set_property("latency", latency);
                         }

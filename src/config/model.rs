@@ -330,7 +330,7 @@ impl ModelConfig {
         let input = &self.input;
         p.range("input.scale", input.scale, f32::MIN_POSITIVE, 65536.0);
         for (i, s) in input.std.iter().enumerate() {
-            if !(s.abs() > 1e-12) {
+            if s.is_nan() || s.abs() <= 1e-12 {
                 p.push(format!("input.std[{i}]"), format!("{s} must be non-zero"));
             }
         }

@@ -617,16 +617,15 @@ impl PipelineConfig {
                     what: PngContent::Labels,
                     ..
                 } if !has_labels => p.push(&field, "png label maps need an infer transform"),
-                SinkConfig::Display { .. } => {
+                SinkConfig::Display { .. }
                     if std::env::var_os("DISPLAY").is_none()
-                        && std::env::var_os("WAYLAND_DISPLAY").is_none()
-                    {
-                        p.push(
-                            &field,
-                            "no display available (DISPLAY and WAYLAND_DISPLAY are unset); \
-                             use an mp4, png or null sink",
-                        );
-                    }
+                        && std::env::var_os("WAYLAND_DISPLAY").is_none() =>
+                {
+                    p.push(
+                        &field,
+                        "no display available (DISPLAY and WAYLAND_DISPLAY are unset); \
+                         use an mp4, png or null sink",
+                    );
                 }
                 _ => {}
             }
