@@ -81,24 +81,30 @@ pub fn argmax_scores(scores: &[f32], classes: usize, h: usize, w: usize, g: &Geo
         return LabelMap::new(fw as u32, fh as u32, labels);
     }
 
+    // Separable: interpolate each class's two source rows vertically once, then along the
+    // row, so every output pixel costs one lerp per class.
     let ty = taps(fh, h, sy);
     let tx = taps(fw, w, sx);
+    let mut column = vec![0f32; w];
+    let mut values = vec![0f32; fw];
+    let mut best = vec![f32::NEG_INFINITY; fw];
+    let mut arg = vec![0f32; fw];
     for (y, t) in ty.iter().enumerate() {
-        let (r0, r1, wy) = (t.i0 * w, t.i1 * w, t.w1);
-        for (x, s) in tx.iter().enumerate() {
-            let mut best = f32::NEG_INFINITY;
-            let mut arg = 0u8;
-            for c in 0..classes {
-                let p = &scores[c * plane..];
-                let top = p[r0 + s.i0] + s.w1 * (p[r0 + s.i1] - p[r0 + s.i0]);
-                let bottom = p[r1 + s.i0] + s.w1 * (p[r1 + s.i1] - p[r1 + s.i0]);
-                let v = top + wy * (bottom - top);
-                if v > best {
-                    best = v;
-                    arg = c as u8;
-                }
+        best.fill(f32::NEG_INFINITY);
+        arg.fill(0.0);
+        for c in 0..classes {
+            let p = &scores[c * plane..(c + 1) * plane];
+            let (r0, r1) = (&p[t.i0 * w..(t.i0 + 1) * w], &p[t.i1 * w..(t.i1 + 1) * w]);
+            for ((v, &a), &b) in column.iter_mut().zip(r0).zip(r1) {
+                *v = a + t.w1 * (b - a);
             }
-            labels[y * fw + x] = arg;
+            for (v, s) in values.iter_mut().zip(&tx) {
+                *v = column[s.i0] + s.w1 * (column[s.i1] - column[s.i0]);
+            }
+            argmax_step(&mut best, &mut arg, &values, c);
+        }
+        for (l, &a) in labels[y * fw..(y + 1) * fw].iter_mut().zip(&arg) {
+            *l = a as u8;
         }
     }
     LabelMap::new(fw as u32, fh as u32, labels)

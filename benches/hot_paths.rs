@@ -1,0 +1,86 @@
+//! The per-frame work around inference at 1920x1080: pre-processing, argmax (direct and
+//! with bilinear up-sampling from quarter-resolution scores) and the composite overlay.
+//!
+//! `cargo bench --bench hot_paths` (needs the model configs; no model is run).
+
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use segstream::composite::Composite;
+use segstream::config::Model;
+use segstream::frame::{LabelMap, RgbImage};
+use segstream::infer::{argmax_scores, normalize, write_item, Geometry};
+
+const W: u32 = 1920;
+const H: u32 = 1080;
+const CLASSES: usize = 19;
+
+fn frame() -> RgbImage {
+    let data = (0..W * H)
+        .flat_map(|i| {
+            let (x, y) = (i % W, i / W);
+            [
+                (x % 256) as u8,
+                (y % 256) as u8,
+                ((x / 64 + y / 64) * 40 % 256) as u8,
+            ]
+        })
+        .collect();
+    RgbImage::new(W, H, data)
+}
+
+/// Smooth, logit-like scores: each class wins in its own bands.
+fn scores(w: usize, h: usize) -> Vec<f32> {
+    let plane = w * h;
+    (0..CLASSES * plane)
+        .map(|i| {
+            let (c, p) = ((i / plane) as f32, i % plane);
+            let (x, y) = ((p % w) as f32, (p / w) as f32);
+            (x * 0.013 * (c + 1.0) * 1920.0 / w as f32).sin() + (y * 0.021 + c).cos()
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = Model::load(&root.join("configs/deeplabv3plus_mobilenet_v2.toml"))
+        .unwrap_or_else(|e| panic!("{e} (run scripts/setup first)"));
+    let image = frame();
+    let pixels = (W * H) as u64;
+    let mut g = c.benchmark_group("1920x1080");
+    g.throughput(Throughput::Elements(pixels));
+    g.sample_size(20);
+
+    let input = &model.config.input;
+    let padded = Geometry::for_frame(W, H, input.size);
+    let (mw, mh) = (padded.model_width, padded.model_height);
+    let mut item = vec![0f32; (mw * mh * 3) as usize];
+    g.bench_function("preprocess (normalize, pad, NCHW)", |b| {
+        b.iter(|| {
+            let n = normalize(&image, input);
+            item.fill(0.0);
+            write_item(&mut item, input.layout, &n, 0, 0, W, H, mw);
+        })
+    });
+
+    let full = scores(mw as usize, mh as usize);
+    g.bench_function("argmax 19 classes", |b| {
+        b.iter(|| argmax_scores(&full, CLASSES, mh as usize, mw as usize, &padded))
+    });
+
+    let quarter = scores(mw as usize / 4, mh as usize / 4);
+    g.bench_function("argmax 19 classes, bilinear from 1/4", |b| {
+        b.iter(|| argmax_scores(&quarter, CLASSES, mh as usize / 4, mw as usize / 4, &padded))
+    });
+
+    let labels = argmax_scores(&full, CLASSES, mh as usize, mw as usize, &padded);
+    let labels = LabelMap::new(W, H, labels.data);
+    let composite = Composite::new(0.5, &model.palette);
+    g.bench_function("composite overlay", |b| {
+        b.iter(|| composite.blend(&image, &labels).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
