@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::{FullPolicy, Pipeline, ProviderConfig, TransformConfig};
-use crate::decode::Decode;
 use crate::frame::{Frame, RgbImage};
 use crate::infer::{provider_name, EngineOptions, InferError, Segmenter};
 use crate::runtime::{
@@ -137,7 +136,7 @@ impl Stage for Keep {
 fn decode_frames(pipeline: &Pipeline, n: u64) -> Result<Vec<Frame>, BenchError> {
     let kept = Arc::new(Mutex::new(Vec::new()));
     let sink = StageSpec::single("keep", Box::new(Keep(kept.clone())), 4, FullPolicy::Block);
-    let source = Box::new(Decode::new(pipeline.config.source.clone(), Some(n)));
+    let source = topology::source(&pipeline.config.source, Some(n));
     runtime::run(source, vec![], vec![sink], Arc::new(Control::default()))?;
     let frames = std::mem::take(&mut *kept.lock().expect("not poisoned"));
     if frames.is_empty() {

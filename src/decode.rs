@@ -161,6 +161,9 @@ impl Decode {
 
         // Elements whose output pads appear once the stream type is known.
         let dynamic: gst::Element = match &self.config {
+            SourceConfig::Synthetic { .. } => {
+                return Err(self.error("the synthetic scene is not a GStreamer source"));
+            }
             SourceConfig::File { path, start_index } => {
                 let s = path.to_string_lossy();
                 if s.contains('%') {

@@ -74,6 +74,8 @@ pub struct Frame {
     pub labels: Option<Arc<LabelMap>>,
     /// The frame with the segmentation drawn over it, set by `composite`.
     pub overlay: Option<Arc<RgbImage>>,
+    /// The true label map, when the source knows it (the synthetic scene does).
+    pub truth: Option<Arc<LabelMap>>,
 }
 
 impl Frame {
@@ -87,6 +89,7 @@ impl Frame {
             image: Arc::new(image),
             labels: None,
             overlay: None,
+            truth: None,
         }
     }
 

@@ -12,5 +12,6 @@ pub mod frame;
 pub mod infer;
 pub mod runtime;
 pub mod sink;
+pub mod synthetic;
 pub mod tile;
 pub mod topology;

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use crate::composite::Composite;
-use crate::config::{FullPolicy, Pipeline, QueueConfig, SinkConfig, TransformConfig};
+use crate::config::{FullPolicy, Pipeline, QueueConfig, SinkConfig, SourceConfig, TransformConfig};
 use crate::decode::Decode;
 use crate::infer::{EngineOptions, Infer};
 use crate::runtime::{self, Control, PipelineError, RunReport, StageSpec};
 use crate::sink::{NullSink, PngSink, VideoSink, VideoSinkKind};
+use crate::synthetic::Synthetic;
 
 /// Per-run knobs from the command line.
 #[derive(Clone, Debug, Default)]
@@ -44,8 +45,32 @@ pub fn run(
     options: &RunOptions,
     control: Arc<Control>,
 ) -> Result<RunReport, PipelineError> {
-    let source = Box::new(Decode::new(pipeline.config.source.clone(), options.frames));
-    run_with_source(pipeline, options, source, control)
+    run_with_source(
+        pipeline,
+        options,
+        source(&pipeline.config.source, options.frames),
+        control,
+    )
+}
+
+/// The source for a source config: GStreamer's decode, or the synthetic scene.
+pub fn source(config: &SourceConfig, frames: Option<u64>) -> Box<dyn runtime::Source> {
+    match *config {
+        SourceConfig::Synthetic {
+            width,
+            height,
+            fps,
+            frames: n,
+            seed,
+        } => Box::new(Synthetic {
+            width,
+            height,
+            fps,
+            frames: frames.map_or(n, |f| f.min(n)),
+            seed,
+        }),
+        _ => Box::new(Decode::new(config.clone(), frames)),
+    }
 }
 
 /// The infer stage's thread count: unless set, the workers share the cores.

@@ -64,6 +64,22 @@ pub enum SourceConfig {
         #[serde(default = "default_camera")]
         device: PathBuf,
     },
+    /// A synthetic driving scene (road, lanes, sidewalk, buildings, sky, trees, moving cars
+    /// and pedestrians) with its exact label map in Cityscapes train ids, seeded and
+    /// deterministic: ground truth without a data set.
+    Synthetic {
+        #[serde(default = "default_test_width")]
+        width: u32,
+        #[serde(default = "default_test_height")]
+        height: u32,
+        #[serde(default = "default_fps")]
+        fps: u32,
+        /// Number of frames before end of stream.
+        #[serde(default = "default_synthetic_frames")]
+        frames: u64,
+        #[serde(default)]
+        seed: u64,
+    },
     /// GStreamer's `videotestsrc`, for tests and demos.
     Test {
         /// A `videotestsrc` pattern name (`smpte`, `ball`, `snow`, ...).
@@ -98,6 +114,14 @@ impl SourceConfig {
             SourceConfig::Camera {
                 device: input.into(),
             }
+        } else if let Some(seed) = input.strip_prefix("synthetic:") {
+            SourceConfig::Synthetic {
+                width: default_test_width(),
+                height: default_test_height(),
+                fps: default_fps(),
+                frames: default_synthetic_frames(),
+                seed: seed.parse().unwrap_or(0),
+            }
         } else if let Some(pattern) = input.strip_prefix("test:") {
             SourceConfig::Test {
                 pattern: if pattern.is_empty() {
@@ -129,7 +153,7 @@ impl SourceConfig {
             SourceConfig::Rtsp { .. } | SourceConfig::Camera { .. } => true,
             SourceConfig::Uri { uri } => uri.starts_with("rtsp") || uri.starts_with("udp"),
             SourceConfig::Test { live, .. } => *live,
-            SourceConfig::File { .. } => false,
+            SourceConfig::File { .. } | SourceConfig::Synthetic { .. } => false,
         }
     }
 
@@ -141,6 +165,7 @@ impl SourceConfig {
             SourceConfig::Rtsp { url, .. } => url.clone(),
             SourceConfig::Camera { device } => device.display().to_string(),
             SourceConfig::Test { pattern, .. } => format!("test:{pattern}"),
+            SourceConfig::Synthetic { seed, .. } => format!("synthetic:{seed}"),
         }
     }
 }
@@ -299,7 +324,8 @@ pub enum SinkConfig {
     /// One PNG per frame, named by sequence number.
     Png {
         dir: PathBuf,
-        /// `labels` (8-bit, pixel = class index), `overlay` or `frame` (RGB).
+        /// `labels` (8-bit, pixel = class index), `truth` (the source's true label map),
+        /// `overlay` or `frame` (RGB).
         #[serde(default)]
         what: PngContent,
         #[serde(default)]
@@ -360,6 +386,7 @@ impl SinkConfig {
 pub enum PngContent {
     #[default]
     Labels,
+    Truth,
     Overlay,
     Frame,
 }
@@ -384,6 +411,9 @@ fn default_test_height() -> u32 {
 }
 fn default_fps() -> u32 {
     30
+}
+fn default_synthetic_frames() -> u64 {
+    300
 }
 fn default_alpha() -> f32 {
     0.5
@@ -505,6 +535,18 @@ impl PipelineConfig {
                 p.range("source.latency_ms", *latency_ms, 0, 60000);
             }
             SourceConfig::Camera { .. } => {}
+            SourceConfig::Synthetic {
+                width,
+                height,
+                fps,
+                frames,
+                ..
+            } => {
+                p.range("source.width", *width, 16, 8192);
+                p.range("source.height", *height, 16, 8192);
+                p.range("source.fps", *fps, 1, 1000);
+                p.range("source.frames", *frames, 1, u64::MAX);
+            }
             SourceConfig::Test {
                 width,
                 height,

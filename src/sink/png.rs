@@ -92,6 +92,13 @@ impl Stage for PngSink {
                 })?;
                 write_png(&path, labels.width, labels.height, false, &labels.data)?;
             }
+            PngContent::Truth => {
+                let truth = frame.truth.as_ref().ok_or(PngError::Missing {
+                    seq: frame.seq,
+                    what: "true label map",
+                })?;
+                write_png(&path, truth.width, truth.height, false, &truth.data)?;
+            }
             PngContent::Overlay | PngContent::Frame => {
                 let image = if self.what == PngContent::Overlay {
                     frame.display_image()
