@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::Value;
 
@@ -23,17 +21,7 @@ fn metrics_match_numpy() {
     ))
     .unwrap();
     let (pred, truth) = (dir.path().join("pred"), dir.path().join("truth"));
-    let o = run_with_deadline(
-        segstream(&[
-            "eval",
-            "--pred",
-            pred.to_str().unwrap(),
-            "--truth",
-            truth.to_str().unwrap(),
-            "--json",
-        ]),
-        Duration::from_secs(60),
-    );
+    let o = eval_command(&pred, &truth, &["--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let got: Value = serde_json::from_slice(&o.stdout).unwrap();
     for key in ["pixel_accuracy", "mean_iou", "mean_dice", "pixels"] {
@@ -56,16 +44,7 @@ fn missing_prediction_is_a_one_line_error() {
     reference("seg_metrics.py", &[dir.path().to_str().unwrap(), "4"]);
     std::fs::remove_file(dir.path().join("pred/000002.png")).unwrap();
     let (pred, truth) = (dir.path().join("pred"), dir.path().join("truth"));
-    let o = run_with_deadline(
-        segstream(&[
-            "eval",
-            "--pred",
-            pred.to_str().unwrap(),
-            "--truth",
-            truth.to_str().unwrap(),
-        ]),
-        Duration::from_secs(60),
-    );
+    let o = eval_command(&pred, &truth, &[]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");

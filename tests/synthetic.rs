@@ -8,17 +8,7 @@ use common::*;
 use serde_json::Value;
 
 fn eval(pred: &std::path::Path, truth: &std::path::Path) -> Value {
-    let o = run_with_deadline(
-        segstream(&[
-            "eval",
-            "--pred",
-            pred.to_str().unwrap(),
-            "--truth",
-            truth.to_str().unwrap(),
-            "--json",
-        ]),
-        Duration::from_secs(60),
-    );
+    let o = eval_command(pred, truth, &["--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     serde_json::from_slice(&o.stdout).unwrap()
 }

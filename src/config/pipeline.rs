@@ -541,25 +541,27 @@ impl PipelineConfig {
                 fps,
                 frames,
                 ..
+            }
+            | SourceConfig::Test {
+                width,
+                height,
+                fps,
+                frames: Some(frames),
+                ..
             } => {
-                p.range("source.width", *width, 16, 8192);
-                p.range("source.height", *height, 16, 8192);
-                p.range("source.fps", *fps, 1, 1000);
-                p.range("source.frames", *frames, 1, u64::MAX);
+                check_generated(p, *width, *height, *fps);
+                if *frames == 0 {
+                    p.push("source.frames", "0 is out of range (expected at least 1)");
+                }
             }
             SourceConfig::Test {
                 width,
                 height,
                 fps,
-                frames,
+                frames: None,
                 ..
             } => {
-                p.range("source.width", *width, 16, 8192);
-                p.range("source.height", *height, 16, 8192);
-                p.range("source.fps", *fps, 1, 1000);
-                if *frames == Some(0) {
-                    p.push("source.frames", "0 is out of range (expected at least 1)");
-                }
+                check_generated(p, *width, *height, *fps);
             }
         }
 
@@ -683,6 +685,13 @@ impl PipelineConfig {
         }
         models
     }
+}
+
+/// Frame size and rate of the generated sources (`test`, `synthetic`).
+fn check_generated(p: &mut Problems, width: u32, height: u32, fps: u32) {
+    p.range("source.width", width, 16, 8192);
+    p.range("source.height", height, 16, 8192);
+    p.range("source.fps", fps, 1, 1000);
 }
 
 fn check_queue(p: &mut Problems, field: &str, queue: &QueueConfig) {

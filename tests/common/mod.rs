@@ -248,3 +248,16 @@ pub fn reference_labels(dir: &Path, script: &str, args: &[&str]) -> Png {
     reference(script, &all);
     read_png(&out)
 }
+
+/// `segstream eval --pred PRED --truth TRUTH [extra]`, run to completion.
+pub fn eval_command(pred: &Path, truth: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "eval",
+        "--pred",
+        pred.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run_with_deadline(segstream(&args), Duration::from_secs(60))
+}
