@@ -197,7 +197,7 @@ impl Segmenter {
                 (Some(t), Some((tw, th))) => {
                     let sw = ((image.width as f32 * t.scale).round() as u32).max(1);
                     let sh = ((image.height as f32 * t.scale).round() as u32).max(1);
-                    let scaled = resize(&normalized, sw, sh).map_err(pre)?;
+                    let scaled = resize(normalized, sw, sh).map_err(pre)?;
                     let grid =
                         TileGrid::new(sw, sh, tw, th, t.overlap).map_err(|e| InferError::Run {
                             model: name.clone(),
@@ -229,7 +229,7 @@ impl Segmenter {
                     let geometry = Geometry::for_frame(image.width, image.height, input.size);
                     let (mw, mh) = (geometry.model_width, geometry.model_height);
                     let src = if geometry.stretched {
-                        resize(&normalized, mw, mh).map_err(pre)?
+                        resize(normalized, mw, mh).map_err(pre)?
                     } else {
                         normalized
                     };

@@ -67,13 +67,10 @@ pub fn normalize(image: &RgbImage, input: &InputConfig) -> Normalized {
 
 /// Bilinear resize in float (half-pixel centres, no anti-aliasing, as PyTorch's
 /// `interpolate(mode="bilinear", align_corners=False)`).
-pub fn resize(image: &Normalized, width: u32, height: u32) -> Result<Normalized, opencv::Error> {
+pub fn resize(image: Normalized, width: u32, height: u32) -> Result<Normalized, opencv::Error> {
+    // Already the right size (tiling at scale 1): hand the image back, no copy.
     if (width, height) == (image.width, image.height) {
-        return Ok(Normalized {
-            width,
-            height,
-            data: image.data.clone(),
-        });
+        return Ok(image);
     }
     // SAFETY: Vec3f is #[repr(C)] [f32; 3]; the length is a multiple of 3.
     let pixels = unsafe {
