@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::instance::Instance;
+
 /// A tightly packed 8-bit RGB image (`width * height * 3` bytes, no row padding).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RgbImage {
@@ -72,6 +74,8 @@ pub struct Frame {
     pub image: Arc<RgbImage>,
     /// Per-pixel class indices at frame resolution, set by `infer`.
     pub labels: Option<Arc<LabelMap>>,
+    /// Detected objects (instance models), set by `infer`; empty when none were found.
+    pub instances: Option<Arc<Vec<Instance>>>,
     /// The frame with the segmentation drawn over it, set by `composite`.
     pub overlay: Option<Arc<RgbImage>>,
     /// The true label map, when the source knows it (the synthetic scene does).
@@ -88,6 +92,7 @@ impl Frame {
             captured: Instant::now(),
             image: Arc::new(image),
             labels: None,
+            instances: None,
             overlay: None,
             truth: None,
         }

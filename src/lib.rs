@@ -10,6 +10,7 @@ pub mod decode;
 pub mod eval;
 pub mod frame;
 pub mod infer;
+pub mod instance;
 pub mod runtime;
 pub mod sink;
 pub mod synthetic;
