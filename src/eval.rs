@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub mod coco;
+pub mod rle;
+
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     #[error("cannot read {}: {reason}", path.display())]
@@ -25,6 +28,8 @@ pub enum EvalError {
     Missing { dir: PathBuf, name: String },
     #[error("{} holds no .png label maps", dir.display())]
     Empty { dir: PathBuf },
+    #[error("{what}: {reason}")]
+    Invalid { what: String, reason: String },
 }
 
 /// Maps Cityscapes `labelIds` (0..33) to the 19 training ids; everything else is ignored.

@@ -67,15 +67,25 @@ enum Command {
         #[arg(long)]
         csv: Option<PathBuf>,
     },
-    /// Score predicted label maps against ground truth: per-class IoU and Dice, mean IoU,
-    /// pixel accuracy.
+    /// Score predictions against ground truth: label maps (per-class IoU and Dice, mean
+    /// IoU, pixel accuracy), instances (COCO mask AP) or panoptic maps (PQ, SQ, RQ).
     Eval {
         /// Directory of predicted 8-bit label PNGs (as the png sink writes them).
-        #[arg(long)]
-        pred: PathBuf,
+        #[arg(long, requires = "truth")]
+        pred: Option<PathBuf>,
         /// Directory of ground-truth label PNGs with the same file names.
-        #[arg(long)]
-        truth: PathBuf,
+        #[arg(long, requires = "pred")]
+        truth: Option<PathBuf>,
+        /// Predicted instances: JSONL as the jsonl sink writes it (one line per frame).
+        #[arg(long, requires = "coco_truth")]
+        instances: Option<PathBuf>,
+        /// COCO instances file (RLE segmentations) to score `--instances` against.
+        #[arg(long, requires = "instances")]
+        coco_truth: Option<PathBuf>,
+        /// How frames meet COCO images: `id` (image id = frame seq) or `file-name` (the
+        /// image named by the seq, as 000012.png).
+        #[arg(long, value_enum, default_value_t = segstream::eval::coco::MatchBy::Id)]
+        match_by: segstream::eval::coco::MatchBy,
         /// Model config (name or path) whose classes to report; 19 unnamed classes otherwise.
         #[arg(long)]
         model: Option<String>,
@@ -118,6 +128,30 @@ fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
         cause = c.source();
     }
     text.replace('\n', " ")
+}
+
+/// Prints eval's result as a table or JSON, or its error as one line.
+fn print_metrics<M: std::fmt::Display + serde::Serialize>(
+    metrics: Result<M, segstream::eval::EvalError>,
+    json: bool,
+) -> ExitCode {
+    match metrics {
+        Ok(m) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&m).expect("metrics serialize")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(m) => {
+            println!("{m}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -230,12 +264,26 @@ fn main() -> ExitCode {
         Command::Eval {
             pred,
             truth,
+            instances,
+            coco_truth,
+            match_by,
             model,
             classes,
             ignore,
             cityscapes_ids,
             json,
         } => {
+            if let (Some(instances), Some(coco_truth)) = (&instances, &coco_truth) {
+                let metrics = segstream::eval::coco::evaluate(instances, coco_truth, match_by);
+                return print_metrics(metrics, json);
+            }
+            let (Some(pred), Some(truth)) = (pred, truth) else {
+                eprintln!(
+                    "error: eval needs --pred and --truth, --instances and --coco-truth, or \
+                     --panoptic-pred and --panoptic-truth"
+                );
+                return ExitCode::FAILURE;
+            };
             let names = match &model {
                 Some(m) => {
                     match segstream::config::resolve_model(std::path::Path::new("eval"), m) {
@@ -254,23 +302,7 @@ fn main() -> ExitCode {
                 ignore,
                 cityscapes_ids,
             };
-            match segstream::eval::evaluate(&pred, &truth, &options) {
-                Ok(metrics) if json => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&metrics).expect("metrics serialize")
-                    );
-                    ExitCode::SUCCESS
-                }
-                Ok(metrics) => {
-                    println!("{metrics}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {}", one_line(&e));
-                    ExitCode::FAILURE
-                }
-            }
+            print_metrics(segstream::eval::evaluate(&pred, &truth, &options), json)
         }
         Command::Validate {
             pipeline: path,

@@ -53,3 +53,105 @@ fn missing_prediction_is_a_one_line_error() {
         "{err}"
     );
 }
+
+const COCO_STATS: [&str; 12] = [
+    "ap",
+    "ap50",
+    "ap75",
+    "ap_small",
+    "ap_medium",
+    "ap_large",
+    "ar1",
+    "ar10",
+    "ar100",
+    "ar_small",
+    "ar_medium",
+    "ar_large",
+];
+
+fn coco_eval(dir: &std::path::Path, extra: &[&str]) -> Value {
+    let (pred, gt) = (dir.join("pred.jsonl"), dir.join("gt.json"));
+    let mut args = vec![
+        "eval",
+        "--instances",
+        pred.to_str().unwrap(),
+        "--coco-truth",
+        gt.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let o = run_with_deadline(segstream(&args), std::time::Duration::from_secs(60));
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn assert_same_as_cocoeval(got: &Value, expected: &Value) {
+    for key in COCO_STATS {
+        let (g, e) = (&got[key], &expected[key]);
+        match (g.as_f64(), e.as_f64()) {
+            (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-12, "{key}: {x} vs COCOeval {y}"),
+            _ => assert_eq!(g, e, "{key}"),
+        }
+    }
+    let cats = expected["per_category"].as_array().unwrap();
+    assert_eq!(got["per_category"].as_array().unwrap().len(), cats.len());
+    for (k, c) in cats.iter().enumerate() {
+        assert_eq!(got["per_category"][k]["id"], c["id"]);
+        for key in ["ap", "ap50"] {
+            let (g, e) = (&got["per_category"][k][key], &c[key]);
+            match (g.as_f64(), e.as_f64()) {
+                (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-12, "category {k} {key}"),
+                _ => assert_eq!(g, e, "category {k} {key}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn mask_ap_matches_pycocotools_cocoeval() {
+    for seed in ["1", "2", "3"] {
+        let dir = tempfile::tempdir().unwrap();
+        let expected: Value = serde_json::from_str(&reference(
+            "coco_ap.py",
+            &[dir.path().to_str().unwrap(), seed],
+        ))
+        .unwrap();
+        // The fixture exercises what it should: all area ranges are populated.
+        for key in ["ap_small", "ap_medium", "ap_large"] {
+            assert!(expected[key].as_f64().is_some(), "seed {seed}: no {key}");
+        }
+        let got = coco_eval(dir.path(), &[]);
+        assert_same_as_cocoeval(&got, &expected);
+        // The fixture's images are also named by sequence number.
+        let by_name = coco_eval(dir.path(), &["--match-by", "file-name"]);
+        assert_same_as_cocoeval(&by_name, &expected);
+    }
+}
+
+#[test]
+fn frame_without_an_image_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    reference("coco_ap.py", &[dir.path().to_str().unwrap(), "4"]);
+    let pred = dir.path().join("pred.jsonl");
+    let mut text = std::fs::read_to_string(&pred).unwrap();
+    text.push_str("{\"stream\":0,\"seq\":77,\"instances\":[]}\n");
+    std::fs::write(&pred, text).unwrap();
+    let gt = dir.path().join("gt.json");
+    let o = run_with_deadline(
+        segstream(&[
+            "eval",
+            "--instances",
+            pred.to_str().unwrap(),
+            "--coco-truth",
+            gt.to_str().unwrap(),
+        ]),
+        std::time::Duration::from_secs(60),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("pred.jsonl line") && err.contains("frame 77 has no image"),
+        "{err}"
+    );
+}
