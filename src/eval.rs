@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub mod coco;
+pub mod panoptic;
 pub mod rle;
 
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +184,26 @@ fn read_labels(path: &Path) -> Result<(u32, u32, Vec<u8>), EvalError> {
     Ok((frame.width, frame.height, data))
 }
 
+/// The sorted names of the `*.png` files in `dir`; an error when there are none.
+fn png_names(dir: &Path) -> Result<Vec<String>, EvalError> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| EvalError::Read {
+            path: dir.to_owned(),
+            reason: e.to_string(),
+        })?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".png"))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(EvalError::Empty {
+            dir: dir.to_owned(),
+        });
+    }
+    Ok(names)
+}
+
 /// Options of one evaluation.
 #[derive(Clone, Debug)]
 pub struct EvalOptions {
@@ -195,23 +216,7 @@ pub struct EvalOptions {
 
 /// Evaluates every `*.png` in `truth` against the file of the same name in `pred`.
 pub fn evaluate(pred: &Path, truth: &Path, options: &EvalOptions) -> Result<Metrics, EvalError> {
-    let read_dir = |dir: &Path| {
-        std::fs::read_dir(dir).map_err(|e| EvalError::Read {
-            path: dir.to_owned(),
-            reason: e.to_string(),
-        })
-    };
-    let mut names: Vec<String> = read_dir(truth)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".png"))
-        .collect();
-    names.sort();
-    if names.is_empty() {
-        return Err(EvalError::Empty {
-            dir: truth.to_owned(),
-        });
-    }
+    let names = png_names(truth)?;
     let mut confusion = Confusion::new(options.classes);
     for name in names {
         let (pred_path, truth_path) = (pred.join(&name), truth.join(&name));

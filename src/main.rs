@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -82,6 +82,16 @@ enum Command {
         /// COCO instances file (RLE segmentations) to score `--instances` against.
         #[arg(long, requires = "instances")]
         coco_truth: Option<PathBuf>,
+        /// Directory of predicted 16-bit panoptic PNGs (class * 1000 + instance, 65535 void).
+        #[arg(long, requires = "panoptic_truth")]
+        panoptic_pred: Option<PathBuf>,
+        /// Directory of ground-truth panoptic PNGs with the same file names.
+        #[arg(long, requires = "panoptic_pred")]
+        panoptic_truth: Option<PathBuf>,
+        /// Thing classes for panoptic quality, e.g. 11,12,13; by default the classes seen
+        /// with an instance id other than 0.
+        #[arg(long, value_delimiter = ',')]
+        thing_classes: Option<Vec<u16>>,
         /// How frames meet COCO images: `id` (image id = frame seq) or `file-name` (the
         /// image named by the seq, as 000012.png).
         #[arg(long, value_enum, default_value_t = segstream::eval::coco::MatchBy::Id)]
@@ -128,6 +138,20 @@ fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
         cause = c.source();
     }
     text.replace('\n', " ")
+}
+
+/// The class names of `--model`, or none; an error is printed.
+fn model_names(model: Option<&str>) -> Result<Vec<String>, ()> {
+    let Some(m) = model else {
+        return Ok(Vec::new());
+    };
+    match segstream::config::resolve_model(Path::new("eval"), m) {
+        Ok(model) => Ok(model.config.classes.names),
+        Err(problems) => {
+            eprintln!("error: --model {m}: {}", problems.join("; "));
+            Err(())
+        }
+    }
 }
 
 /// Prints eval's result as a table or JSON, or its error as one line.
@@ -267,6 +291,9 @@ fn main() -> ExitCode {
             instances,
             coco_truth,
             match_by,
+            panoptic_pred,
+            panoptic_truth,
+            thing_classes,
             model,
             classes,
             ignore,
@@ -277,6 +304,16 @@ fn main() -> ExitCode {
                 let metrics = segstream::eval::coco::evaluate(instances, coco_truth, match_by);
                 return print_metrics(metrics, json);
             }
+            if let (Some(pp), Some(pt)) = (&panoptic_pred, &panoptic_truth) {
+                let Ok(names) = model_names(model.as_deref()) else {
+                    return ExitCode::FAILURE;
+                };
+                let options = segstream::eval::panoptic::PanopticOptions {
+                    things: thing_classes,
+                    names,
+                };
+                return print_metrics(segstream::eval::panoptic::evaluate(pp, pt, &options), json);
+            }
             let (Some(pred), Some(truth)) = (pred, truth) else {
                 eprintln!(
                     "error: eval needs --pred and --truth, --instances and --coco-truth, or \
@@ -284,17 +321,8 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::FAILURE;
             };
-            let names = match &model {
-                Some(m) => {
-                    match segstream::config::resolve_model(std::path::Path::new("eval"), m) {
-                        Ok(model) => model.config.classes.names,
-                        Err(problems) => {
-                            eprintln!("error: --model {m}: {}", problems.join("; "));
-                            return ExitCode::FAILURE;
-                        }
-                    }
-                }
-                None => Vec::new(),
+            let Ok(names) = model_names(model.as_deref()) else {
+                return ExitCode::FAILURE;
             };
             let options = segstream::eval::EvalOptions {
                 classes: classes.unwrap_or(if names.is_empty() { 19 } else { names.len() }),

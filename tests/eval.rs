@@ -155,3 +155,51 @@ fn frame_without_an_image_is_a_one_line_error() {
         "{err}"
     );
 }
+
+#[test]
+fn panoptic_quality_matches_panopticapi_in_numpy() {
+    for seed in ["1", "2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let expected: Value = serde_json::from_str(&reference(
+            "panoptic_pq.py",
+            &[dir.path().to_str().unwrap(), seed],
+        ))
+        .unwrap();
+        let (pred, truth) = (dir.path().join("pred"), dir.path().join("truth"));
+        let o = run_with_deadline(
+            segstream(&[
+                "eval",
+                "--panoptic-pred",
+                pred.to_str().unwrap(),
+                "--panoptic-truth",
+                truth.to_str().unwrap(),
+                "--thing-classes",
+                "11,12,13",
+                "--json",
+            ]),
+            std::time::Duration::from_secs(60),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let got: Value = serde_json::from_slice(&o.stdout).unwrap();
+        for part in ["all", "things", "stuff"] {
+            for key in ["pq", "sq", "rq", "classes"] {
+                close(
+                    &got[part][key],
+                    &expected[part][key],
+                    &format!("{part} {key}"),
+                );
+            }
+        }
+        let classes = expected["per_class"].as_array().unwrap();
+        assert_eq!(got["per_class"].as_array().unwrap().len(), classes.len());
+        for (i, c) in classes.iter().enumerate() {
+            for key in ["class", "tp", "fp", "fn", "pq", "sq", "rq"] {
+                close(
+                    &got["per_class"][i][key],
+                    &c[key],
+                    &format!("seed {seed} class {} {key}", c["class"]),
+                );
+            }
+        }
+    }
+}

@@ -210,6 +210,22 @@ mod tests {
     }
 
     #[test]
+    fn encodes_as_pycocotools_does() {
+        // pycocotools.mask.encode of this 7x9 mask gives b'6183K000000000OM4'.
+        let mut mask = vec![0u8; 7 * 9];
+        for y in 1..5 {
+            for x in 2..8 {
+                mask[y * 9 + x] = 1;
+            }
+        }
+        mask[6 * 9] = 1;
+        mask[8] = 1;
+        let rle = Rle::encode(7, 9, &mask);
+        assert_eq!(rle.to_string_counts(), "6183K000000000OM4");
+        assert_eq!(Rle::from_string(7, 9, "6183K000000000OM4").unwrap(), rle);
+    }
+
+    #[test]
     fn large_counts_and_differences_round_trip() {
         let counts = vec![100_000, 3, 70_000, 1, 29_996];
         let rle = Rle::from_counts(400, 500, counts).unwrap();
