@@ -95,6 +95,9 @@ pub struct BenchReport {
     pub model_only: Option<ModelOnly>,
     /// End-to-end FPS over model-only FPS.
     pub efficiency: Option<f64>,
+    /// Accuracy against the source's ground truth over every frame (warm-up included),
+    /// with `--eval`.
+    pub accuracy: Option<crate::eval::RunEval>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -282,6 +285,7 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
         bottleneck,
         efficiency: model_only.as_ref().map(|m| fps / m.fps),
         model_only,
+        accuracy: report.eval.clone(),
     })
 }
 
@@ -366,6 +370,9 @@ impl std::fmt::Display for BenchReport {
                 "\nmodel alone: {:.2} fps (median of {} runs, {:.1} ms); pipeline efficiency {:.3}",
                 m.fps, m.runs, m.median_ms, e
             )?;
+        }
+        if let Some(a) = &self.accuracy {
+            write!(f, "\n{a}")?;
         }
         Ok(())
     }

@@ -36,6 +36,10 @@ enum Command {
         /// ONNX Runtime threads for every infer stage (0 lets ONNX Runtime choose).
         #[arg(long)]
         threads: Option<usize>,
+        /// Score the label maps against the source's ground truth (synthetic sources) and
+        /// print mean IoU, pixel accuracy and Dice with the summary.
+        #[arg(long)]
+        eval: bool,
     },
     /// Measure a pipeline: end-to-end FPS and latency, each stage's busy time, the
     /// bottleneck, and the model alone in the same process.
@@ -66,6 +70,9 @@ enum Command {
         /// Also write the per-stage figures as CSV to this file.
         #[arg(long)]
         csv: Option<PathBuf>,
+        /// Also score accuracy against the source's ground truth (as `run --eval`).
+        #[arg(long)]
+        eval: bool,
     },
     /// Score predictions against ground truth: label maps (per-class IoU and Dice, mean
     /// IoU, pixel accuracy), instances (COCO mask AP) or panoptic maps (PQ, SQ, RQ).
@@ -194,8 +201,13 @@ fn main() -> ExitCode {
             output,
             frames,
             threads,
+            eval,
         } => {
-            let overrides = Overrides { input, output };
+            let overrides = Overrides {
+                input,
+                output,
+                eval,
+            };
             let pipeline = match Pipeline::load(&pipeline, &overrides) {
                 Ok(p) => p,
                 Err(e) => {
@@ -247,10 +259,12 @@ fn main() -> ExitCode {
             threads,
             json,
             csv,
+            eval,
         } => {
             let overrides = Overrides {
                 input,
-                output: None,
+                eval,
+                ..Overrides::default()
             };
             let pipeline = match Pipeline::load(&pipeline, &overrides) {
                 Ok(p) => p,
@@ -337,7 +351,11 @@ fn main() -> ExitCode {
             input,
             output,
         } => {
-            let overrides = Overrides { input, output };
+            let overrides = Overrides {
+                input,
+                output,
+                ..Overrides::default()
+            };
             let (pipeline, mut problems) = match Pipeline::load_with_problems(&path, &overrides) {
                 Ok(p) => p,
                 Err(e) => {

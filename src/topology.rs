@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::composite::Composite;
 use crate::config::{FullPolicy, Pipeline, QueueConfig, SinkConfig, SourceConfig, TransformConfig};
 use crate::decode::Decode;
+use crate::eval::EvalSink;
 use crate::infer::{EngineOptions, Infer};
 use crate::runtime::{self, Control, PipelineError, RunReport, StageSpec};
 use crate::sink::{NullSink, PngSink, VideoSink, VideoSinkKind};
@@ -93,6 +94,7 @@ pub fn run_with_source(
 
     let mut transforms = Vec::new();
     let mut palette: Vec<[u8; 3]> = Vec::new();
+    let mut class_names: Vec<String> = Vec::new();
     for (t, model) in config.transforms.iter().zip(&pipeline.models) {
         let spec = match t {
             TransformConfig::Infer {
@@ -107,6 +109,7 @@ pub fn run_with_source(
                     .clone()
                     .expect("validated pipelines have their models");
                 palette = model.palette.clone();
+                class_names = model.config.classes.names.clone();
                 let engine = EngineOptions {
                     batch: *batch,
                     tiling: *tiling,
@@ -136,7 +139,7 @@ pub fn run_with_source(
         transforms.push(spec);
     }
 
-    let sinks = config
+    let mut sinks: Vec<StageSpec> = config
         .sinks
         .iter()
         .map(|s| {
@@ -155,5 +158,14 @@ pub fn run_with_source(
         })
         .collect();
 
-    runtime::run(source, transforms, sinks, control)
+    // Scoring against the ground truth is one more sink, so it never slows the others.
+    let eval = config.eval.as_ref().map(|e| {
+        let classes = class_names.len().max(palette.len());
+        let (sink, handle) = EvalSink::new(classes, class_names.clone(), e.ignore);
+        sinks.push(spec("eval", Box::new(sink), &QueueConfig::default(), live));
+        handle
+    });
+    let mut report = runtime::run(source, transforms, sinks, control)?;
+    report.eval = eval.map(|h| h.result());
+    Ok(report)
 }

@@ -49,3 +49,74 @@ fn synthetic_scene_ground_truth_through_infer_and_eval() {
     let miou = model["mean_iou"].as_f64().unwrap();
     assert!((0.0..1.0).contains(&miou), "{miou}");
 }
+
+/// The number after `key` in the run summary, e.g. "mean IoU 12.3456%".
+fn percent_after(text: &str, key: &str) -> f64 {
+    let at = text
+        .find(key)
+        .unwrap_or_else(|| panic!("no {key:?} in {text}"));
+    text[at + key.len()..]
+        .trim_start()
+        .split('%')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|e| panic!("{key}: {e} in {text}"))
+}
+
+#[test]
+fn run_eval_reports_what_eval_computes_from_the_pngs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (labels, truth) = (dir.path().join("labels"), dir.path().join("truth"));
+    let p = pipeline_file(
+        dir.path(),
+        "synthetic.toml",
+        &format!(
+            "[source]\ntype = \"synthetic\"\nwidth = 160\nheight = 96\nframes = 5\nseed = 11\n\n\
+             [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\n\n\
+             [[sinks]]\ntype = \"png\"\ndir = {labels:?}\n\n\
+             [[sinks]]\ntype = \"png\"\ndir = {truth:?}\nwhat = \"truth\"\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap(), "--eval"]),
+        Duration::from_secs(300),
+    );
+    let summary = stderr(&o);
+    assert!(o.status.success(), "{summary}");
+    assert!(summary.contains("accuracy over 5 frames"), "{summary}");
+    let expected = eval(&labels, &truth);
+    // The summary prints percentages with four decimals.
+    for (key, field) in [
+        ("mean IoU", "mean_iou"),
+        ("pixel accuracy", "pixel_accuracy"),
+        ("mean Dice", "mean_dice"),
+    ] {
+        let got = percent_after(&summary, key);
+        let want = expected[field].as_f64().unwrap() * 100.0;
+        assert!(
+            (got - want).abs() <= 0.5e-4 + 1e-9,
+            "{key}: {got} vs {want}"
+        );
+    }
+}
+
+#[test]
+fn run_eval_without_ground_truth_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline_file(
+        dir.path(),
+        "test.toml",
+        "[source]\ntype = \"test\"\nframes = 2\n\n\
+         [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\n\n\
+         [[sinks]]\ntype = \"null\"\n",
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap(), "--eval"]),
+        Duration::from_secs(60),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("carries no ground truth"), "{err}");
+}

@@ -34,6 +34,31 @@ pub struct PipelineConfig {
     pub transforms: Vec<TransformConfig>,
     /// Where results go; every sink receives every frame.
     pub sinks: Vec<SinkConfig>,
+    /// Score the label maps against the source's ground truth as frames pass, and report
+    /// mean IoU, pixel accuracy and Dice with the run's summary (`run --eval` sets it).
+    #[serde(default)]
+    pub eval: Option<EvalConfig>,
+}
+
+/// Accuracy measured inside a run, on sources that carry ground truth (`synthetic`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Ground-truth value of pixels not to count.
+    #[serde(default = "default_eval_ignore")]
+    pub ignore: u8,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            ignore: default_eval_ignore(),
+        }
+    }
+}
+
+fn default_eval_ignore() -> u8 {
+    255
 }
 
 /// Where frames come from.
@@ -445,6 +470,8 @@ fn default_bitrate() -> u32 {
 pub struct Overrides {
     pub input: Option<String>,
     pub output: Option<PathBuf>,
+    /// Score against the source's ground truth (adds `[eval]` when the file has none).
+    pub eval: bool,
 }
 
 /// A pipeline file that parsed and passed validation, with its models loaded.
@@ -486,6 +513,9 @@ impl Pipeline {
                     "the pipeline has no mp4 or png sink to redirect",
                 ),
             }
+        }
+        if overrides.eval && config.eval.is_none() {
+            config.eval = Some(EvalConfig::default());
         }
         let models = config.check(path, &mut p);
         Ok((
@@ -681,6 +711,20 @@ impl PipelineConfig {
                     );
                 }
                 outputs.push(out);
+            }
+        }
+        if self.eval.is_some() {
+            if !has_labels {
+                p.push("eval", "eval needs an infer transform to score");
+            }
+            if !matches!(self.source, SourceConfig::Synthetic { .. }) {
+                p.push(
+                    "eval",
+                    format!(
+                        "source {} carries no ground truth (expected type = \"synthetic\")",
+                        self.source.describe()
+                    ),
+                );
             }
         }
         models

@@ -137,6 +137,8 @@ pub struct RunReport {
     pub steady_fps: Option<f64>,
     /// The run ended because of a signal or a frame limit, not end of stream.
     pub interrupted: bool,
+    /// Accuracy against the source's ground truth, when the pipeline has `[eval]`.
+    pub eval: Option<crate::eval::RunEval>,
 }
 
 impl RunReport {
@@ -228,6 +230,9 @@ impl fmt::Display for RunReport {
         }
         if self.interrupted {
             write!(f, " (stopped early)")?;
+        }
+        if let Some(eval) = &self.eval {
+            write!(f, "\n{eval}")?;
         }
         Ok(())
     }

@@ -244,6 +244,7 @@ pub fn run(
         latency: latency.percentiles(),
         steady_fps: latency.steady_fps(),
         interrupted: control.stop_requested(),
+        eval: None,
     })
 }
 
