@@ -73,6 +73,17 @@ enum Command {
         /// Also score accuracy against the source's ground truth (as `run --eval`).
         #[arg(long)]
         eval: bool,
+        /// Model configs (names or paths) to compare in place of the first infer stage's
+        /// model; prints one "FPS per model" table.
+        #[arg(long, num_args = 1..)]
+        models: Vec<String>,
+        /// Execution providers to sweep, e.g. cpu,cuda; one that cannot load is reported as
+        /// unavailable.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        providers: Vec<segstream::bench::ProviderKind>,
+        /// Precisions to sweep, e.g. fp32,fp16 (fp16: the NAME_fp16.toml variant of a model).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        precision: Vec<segstream::bench::Precision>,
     },
     /// Score predictions against ground truth: label maps (per-class IoU and Dice, mean
     /// IoU, pixel accuracy), instances (COCO mask AP) or panoptic maps (PQ, SQ, RQ).
@@ -159,6 +170,19 @@ fn model_names(model: Option<&str>) -> Result<Vec<String>, ()> {
             Err(())
         }
     }
+}
+
+/// Writes each text to its path, when one was asked for.
+fn write_outputs<const N: usize>(outputs: [(Option<PathBuf>, String); N]) -> ExitCode {
+    for (path, text) in outputs {
+        if let Some(path) = path {
+            if let Err(e) = std::fs::write(&path, text) {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// Prints eval's result as a table or JSON, or its error as one line.
@@ -260,6 +284,9 @@ fn main() -> ExitCode {
             json,
             csv,
             eval,
+            models,
+            providers,
+            precision,
         } => {
             let overrides = Overrides {
                 input,
@@ -280,6 +307,24 @@ fn main() -> ExitCode {
                 model_runs,
                 threads,
             };
+            if !(models.is_empty() && providers.is_empty() && precision.is_empty()) {
+                let sweep = segstream::bench::Sweep {
+                    models,
+                    providers,
+                    precisions: precision,
+                };
+                let comparison = match segstream::bench::compare(&pipeline, &options, &sweep) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("error: {}", one_line(&e));
+                        return ExitCode::FAILURE;
+                    }
+                };
+                println!("{comparison}");
+                let json_text =
+                    serde_json::to_string_pretty(&comparison).expect("comparison serializes");
+                return write_outputs([(json, json_text), (csv, comparison.to_csv())]);
+            }
             let report = match segstream::bench::bench(&pipeline, &options) {
                 Ok(r) => r,
                 Err(e) => {
@@ -289,15 +334,7 @@ fn main() -> ExitCode {
             };
             println!("{report}");
             let json_text = serde_json::to_string_pretty(&report).expect("report serializes");
-            for (path, text) in [(json, json_text), (csv, report.to_csv())] {
-                if let Some(path) = path {
-                    if let Err(e) = std::fs::write(&path, text) {
-                        eprintln!("error: cannot write {}: {e}", path.display());
-                        return ExitCode::FAILURE;
-                    }
-                }
-            }
-            ExitCode::SUCCESS
+            write_outputs([(json, json_text), (csv, report.to_csv())])
         }
         Command::Eval {
             pred,

@@ -83,3 +83,112 @@ fn json_report_carries_every_figure() {
     assert_eq!(csv.lines().count(), 1 + stages.len(), "{csv}");
     assert!(csv.starts_with("pipeline,stage,frames_in"));
 }
+
+/// A test model config copied into `dir` under `name`, pointing at the real ONNX file.
+fn test_config(dir: &std::path::Path, from: &str, name: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(root().join("tests/data/configs").join(from)).unwrap();
+    let models = root().join("models/test");
+    let text = text.replace("../../../models/test", models.to_str().unwrap());
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn models_table_compares_models_providers_and_precisions() {
+    let dir = tempfile::tempdir().unwrap();
+    // `seg` has an FP16 variant beside it (seg_fp16.toml); tests/data's seg_fcn has none.
+    let seg = test_config(dir.path(), "seg_fcn.toml", "seg.toml");
+    test_config(dir.path(), "seg_fp16.toml", "seg_fp16.toml");
+    let p = pipeline_file(
+        dir.path(),
+        "bench.toml",
+        "[source]\ntype = \"test\"\npattern = \"ball\"\nwidth = 96\nheight = 64\n\n\
+         [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\nthreads = 1\n\n\
+         [[transforms]]\ntype = \"composite\"\n\n[[sinks]]\ntype = \"null\"\n",
+    );
+    let (json, csv) = (dir.path().join("m.json"), dir.path().join("m.csv"));
+    let o = run_with_deadline(
+        segstream(&[
+            "bench",
+            p.to_str().unwrap(),
+            "--models",
+            seg.to_str().unwrap(),
+            "tests/data/configs/seg_fcn.toml",
+            "--providers",
+            "cpu,cuda",
+            "--precision",
+            "fp32,fp16",
+            "--frames",
+            "4",
+            "--warmup",
+            "1",
+            "--from-memory",
+            "--model-runs",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+        ]),
+        Duration::from_secs(300),
+    );
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(table.contains("FPS per model"), "{table}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = r["rows"].as_array().unwrap();
+    let combos: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap().to_owned(),
+                r["provider"].as_str().unwrap().to_owned(),
+                r["precision"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for m in ["seg", "seg_fcn"] {
+        for provider in ["CPU", "CUDA"] {
+            for precision in ["float32", "float16"] {
+                expected.push((m.to_owned(), provider.to_owned(), precision.to_owned()));
+            }
+        }
+    }
+    assert_eq!(combos, expected);
+    for row in rows {
+        let what = format!("{} {} {}", row["model"], row["provider"], row["precision"]);
+        let available = row["available"].as_bool().unwrap();
+        let no_variant = row["model"] == "seg_fcn" && row["precision"] == "float16";
+        if row["provider"] == "CPU" && !no_variant {
+            assert!(available, "{what}: {}", row["reason"]);
+        }
+        if available {
+            for k in ["fps", "model_only_fps", "efficiency", "latency_p50_ms"] {
+                let v = row[k].as_f64().unwrap_or_else(|| panic!("{what}: no {k}"));
+                assert!(v > 0.0 && v.is_finite(), "{what}: {k} = {v}");
+            }
+            // The run used the variant it names.
+            assert_eq!(
+                row["report"]["model"]["precision"], row["precision"],
+                "{what}"
+            );
+            assert_eq!(
+                row["report"]["model"]["execution_provider"], row["provider"],
+                "{what}"
+            );
+        } else {
+            let reason = row["reason"].as_str().unwrap();
+            if no_variant {
+                assert!(reason.contains("no float16 variant"), "{what}: {reason}");
+            } else {
+                assert!(reason.contains("CUDA"), "{what}: {reason}");
+            }
+            assert!(table.contains(&format!("unavailable: {reason}")), "{table}");
+        }
+    }
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv.lines().count(), 1 + rows.len(), "{csv}");
+    assert!(csv.starts_with("model,provider,precision,available,fps"));
+}
