@@ -203,3 +203,38 @@ fn panoptic_quality_matches_panopticapi_in_numpy() {
         }
     }
 }
+
+#[test]
+fn polygons_rasterize_as_pycocotools_does() {
+    use segstream::eval::rle::Rle;
+    for seed in ["1", "2"] {
+        let cases: Value = serde_json::from_str(&reference("coco_polygons.py", &[seed])).unwrap();
+        for (i, case) in cases.as_array().unwrap().iter().enumerate() {
+            let (h, w) = (
+                case["height"].as_u64().unwrap() as u32,
+                case["width"].as_u64().unwrap() as u32,
+            );
+            let polygons: Vec<Rle> = case["polygons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    let xy: Vec<f64> = p
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_f64().unwrap())
+                        .collect();
+                    Rle::from_polygon(h, w, &xy)
+                })
+                .collect();
+            let got = Rle::union(&polygons);
+            let expected = Rle::from_string(h, w, case["counts"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                got.to_row_major(),
+                expected.to_row_major(),
+                "seed {seed} case {i}: {case}"
+            );
+        }
+    }
+}

@@ -5,10 +5,11 @@
 //! Predictions are the JSONL sink's lines (one per frame); frame `seq` of stream 0 is COCO
 //! image id `seq` (or, with `MatchBy::FileName`, the image whose `file_name` stem is that
 //! number, as the PNG sink names files: `000012.png`). Ground truth is a COCO instances file
-//! with RLE segmentations (compressed or not). The computation follows COCOeval step by step
-//! (IoU thresholds .50:.05:.95, 101 recall points, at most 1/10/100 detections, the four
-//! area ranges, crowd regions matched by intersection over the detection's area and never
-//! counted as misses), so the numbers agree with it exactly.
+//! with polygon or RLE (compressed or not) segmentations, rasterized as pycocotools does.
+//! The computation follows COCOeval step by step (IoU thresholds .50:.05:.95, 101 recall
+//! points, at most 1/10/100 detections, the four area ranges, crowd regions matched by
+//! intersection over the detection's area and never counted as misses), so the numbers
+//! agree with it exactly.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::BufRead;
@@ -170,12 +171,20 @@ fn invalid(what: String, reason: impl Into<String>) -> EvalError {
 fn gt_rle(ann: &GtAnnotation, image: &GtImage, what: &str) -> Result<Rle, EvalError> {
     let bad = |r: String| invalid(what.to_owned(), r);
     let seg = &ann.segmentation;
-    if seg.is_array() {
-        return Err(bad(
-            "segmentation is polygons (expected RLE: {\"size\": [h, w], \"counts\": ...}; \
-             convert with pycocotools.mask.frPyObjects)"
-                .into(),
-        ));
+    if let Some(polygons) = seg.as_array() {
+        let polygons: Vec<Vec<f64>> = polygons
+            .iter()
+            .map(|p| p.as_array()?.iter().map(|v| v.as_f64()).collect())
+            .collect::<Option<_>>()
+            .filter(|p: &Vec<Vec<f64>>| !p.is_empty() && p.iter().all(|p| p.len() >= 6))
+            .ok_or_else(|| {
+                bad("segmentation is not a list of polygons [x0, y0, x1, y1, x2, y2, ...]".into())
+            })?;
+        let rles: Vec<Rle> = polygons
+            .iter()
+            .map(|p| Rle::from_polygon(image.height, image.width, p))
+            .collect();
+        return Ok(Rle::union(&rles));
     }
     let size = seg["size"]
         .as_array()

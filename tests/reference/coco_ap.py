@@ -5,8 +5,8 @@ COCOeval (iouType "segm").
     python coco_ap.py DIR SEED   -> DIR/gt.json, DIR/pred.jsonl; COCOeval's figures on stdout
 
 The fixture has several images of different sizes, categories with non-consecutive ids (one
-with no ground truth, and predictions of a category the ground truth does not list), crowd
-regions stored as uncompressed RLE, objects of all three area ranges, tied scores, an image
+with no ground truth, and predictions of a category the ground truth does not list), objects
+given as polygons, crowd regions stored as uncompressed RLE, objects of all three area ranges, tied scores, an image
 with no predictions line, an empty prediction line and one image with over 100 detections.
 """
 
@@ -40,6 +40,16 @@ def shape(rng, h, w, big):
     if m.sum() == 0:
         m[min(cy, h - 1), min(cx, w - 1)] = 1
     return m
+
+
+def polygon(rng, h, w):
+    """A random star-shaped polygon with fractional vertices."""
+    cx, cy = rng.uniform(w / 4, 3 * w / 4), rng.uniform(h / 4, 3 * h / 4)
+    n = int(rng.integers(3, 10))
+    angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+    radii = rng.uniform(5, 60, n)
+    return [float(v) for v in np.stack([cx + radii * np.cos(angles),
+                                        cy + radii * np.sin(angles)], axis=1).ravel()]
 
 
 def jitter(rng, m):
@@ -81,9 +91,15 @@ def main() -> None:
         preds = []
         for _ in range(int(rng.integers(2, 7))):
             cat = int(rng.choice([1, 2, 5]))
-            m = shape(rng, h, w, rng.random() < 0.5)
+            if rng.random() < 0.3:  # polygons, rasterized by pycocotools
+                polys = [polygon(rng, h, w) for _ in range(int(rng.integers(1, 3)))]
+                m = mask_util.decode(mask_util.merge(mask_util.frPyObjects(polys, h, w)))
+                segmentation = polys
+            else:
+                m = shape(rng, h, w, rng.random() < 0.5)
+                segmentation = rle(m)
             annotations.append({"id": ann_id, "image_id": img, "category_id": cat,
-                                "segmentation": rle(m), "area": float(m.sum()),
+                                "segmentation": segmentation, "area": float(m.sum()),
                                 "bbox": [0, 0, 0, 0], "iscrowd": 0})
             ann_id += 1
             for _ in range(int(rng.choice([0, 1, 1, 1, 2]))):  # misses, hits and duplicates
