@@ -245,6 +245,16 @@ pub struct TilingConfig {
     /// Weight ramp across overlaps: `linear` or `gaussian`.
     #[serde(default = "default_blend")]
     pub blend: crate::tile::Blend,
+    /// Instance models: also run the whole frame as one extra slice (large objects).
+    #[serde(default)]
+    pub full_frame: bool,
+    /// Instance models: how detections from different slices are matched for merging,
+    /// `ios` (intersection over the smaller box) or `iou`.
+    #[serde(default = "default_merge_metric")]
+    pub merge: crate::instance::merge::MatchMetric,
+    /// Instance models: detections of one class whose boxes match above this are merged.
+    #[serde(default = "default_merge_threshold")]
+    pub merge_threshold: f32,
 }
 
 /// An ONNX Runtime execution provider.
@@ -430,6 +440,12 @@ fn default_overlap() -> u32 {
 fn default_tile_scale() -> f32 {
     1.0
 }
+fn default_merge_metric() -> crate::instance::merge::MatchMetric {
+    crate::instance::merge::MatchMetric::Ios
+}
+fn default_merge_threshold() -> f32 {
+    0.5
+}
 fn default_blend() -> crate::tile::Blend {
     crate::tile::Blend::Linear
 }
@@ -585,6 +601,12 @@ impl PipelineConfig {
                     p.range(format!("{field}.batch"), *batch, 1, 256);
                     if let Some(t) = tiling {
                         p.range(format!("{field}.tiling.scale"), t.scale, 0.05, 4.0);
+                        p.range(
+                            format!("{field}.tiling.merge_threshold"),
+                            t.merge_threshold,
+                            0.0,
+                            1.0,
+                        );
                     }
                     for (j, provider) in providers.iter().enumerate() {
                         if let ProviderConfig::Cuda {
@@ -604,8 +626,6 @@ impl PipelineConfig {
                             }
                         }
                     }
-                    // Later stages may rely on labels even when this model failed to load.
-                    has_labels = true;
                     match resolve_model(path, model) {
                         Ok(m) => {
                             if let Some(t) = tiling {
@@ -613,19 +633,14 @@ impl PipelineConfig {
                                     p.push(format!("{field}.tiling"), problem);
                                 }
                             }
-                            if m.config.task != Task::Semantic {
-                                p.push(
-                                    format!("{field}.model"),
-                                    format!(
-                                        "{} is an instance-segmentation model; infer runs \
-                                         semantic models (task = \"semantic\")",
-                                        m.name
-                                    ),
-                                );
-                            }
+                            // Instance models set `instances` and leave `labels` alone.
+                            has_labels |= m.config.task == Task::Semantic;
                             models.push(Some(m));
                         }
                         Err(problems) => {
+                            // Later stages may rely on labels even when this model failed
+                            // to load.
+                            has_labels = true;
                             for problem in problems {
                                 p.push(format!("{field}.model"), problem);
                             }

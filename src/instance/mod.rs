@@ -3,6 +3,9 @@
 //! Masks are kept inside their pixel bounding window rather than at frame size, so a frame
 //! with a hundred small objects costs a hundred small buffers, not a hundred frames.
 
+pub mod merge;
+pub mod paste;
+
 /// A binary mask stored within a pixel-aligned window of the frame.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Mask {
