@@ -3,6 +3,7 @@
 //! Masks are kept inside their pixel bounding window rather than at frame size, so a frame
 //! with a hundred small objects costs a hundred small buffers, not a hundred frames.
 
+pub mod maps;
 pub mod rle;
 
 /// A binary mask stored within a pixel-aligned window of the frame.

@@ -98,7 +98,12 @@ impl Runs {
 impl Rle {
     /// Number of pixels set.
     pub fn area(&self) -> u64 {
-        self.counts.iter().skip(1).step_by(2).map(|&c| c as u64).sum()
+        self.counts
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|&c| c as u64)
+            .sum()
     }
 
     /// The compressed counts string, as pycocotools writes it in `segmentation.counts`.
@@ -246,9 +251,7 @@ mod tests {
             let (mw, mh) = (1 + next() % w, 1 + next() % h);
             let (mx, my) = (next() % (w - mw + 1), next() % (h - mh + 1));
             let density = next() % 4;
-            let data = (0..mw * mh)
-                .map(|_| (next() % 4 < density) as u8)
-                .collect();
+            let data = (0..mw * mh).map(|_| (next() % 4 < density) as u8).collect();
             let mask = Mask {
                 x: mx as u32,
                 y: my as u32,
