@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use crate::composite::Composite;
+use crate::config::Task;
 use crate::config::{FullPolicy, Pipeline, QueueConfig, SinkConfig, SourceConfig, TransformConfig};
 use crate::decode::Decode;
 use crate::infer::{EngineOptions, Infer};
+use crate::instance::maps::Classes;
 use crate::runtime::{self, Control, PipelineError, RunReport, StageSpec};
-use crate::sink::{NullSink, PngSink, VideoSink, VideoSinkKind};
+use crate::sink::{JsonlSink, NullSink, PngSink, VideoSink, VideoSinkKind};
 use crate::synthetic::Synthetic;
 
 /// Per-run knobs from the command line.
@@ -91,6 +93,17 @@ pub fn run_with_source(
     let config = &pipeline.config;
     let live = config.source.is_live();
 
+    // Class names of the semantic and instance models, for labels, JSONL and panoptic maps.
+    let mut classes = Classes::default();
+    for model in pipeline.models.iter().flatten() {
+        let names = model.config.classes.names.clone();
+        match model.config.task {
+            Task::Semantic => classes.semantic = names,
+            Task::Instance => classes.instance = names,
+        }
+    }
+    let classes = Arc::new(classes);
+
     let mut transforms = Vec::new();
     let mut palette: Vec<[u8; 3]> = Vec::new();
     for (t, model) in config.transforms.iter().zip(&pipeline.models) {
@@ -106,7 +119,9 @@ pub fn run_with_source(
                 let model = model
                     .clone()
                     .expect("validated pipelines have their models");
-                palette = model.palette.clone();
+                if model.config.task == Task::Semantic {
+                    palette = model.palette.clone();
+                }
                 let engine = EngineOptions {
                     batch: *batch,
                     tiling: *tiling,
@@ -128,7 +143,7 @@ pub fn run_with_source(
             }
             TransformConfig::Composite { alpha, .. } => spec(
                 t.name(),
-                Box::new(Composite::new(*alpha, &palette)),
+                Box::new(Composite::new(*alpha, &palette).with_classes(classes.clone())),
                 t.queue(),
                 live,
             ),
@@ -147,7 +162,12 @@ pub fn run_with_source(
                     path: path.clone(),
                     bitrate_kbps: *bitrate_kbps,
                 })),
-                SinkConfig::Png { dir, what, .. } => Box::new(PngSink::new(dir.clone(), *what)),
+                SinkConfig::Png { dir, what, .. } => {
+                    Box::new(PngSink::new(dir.clone(), *what).with_classes(&classes))
+                }
+                SinkConfig::Jsonl { path, .. } => {
+                    Box::new(JsonlSink::new(path.clone(), classes.clone()))
+                }
                 SinkConfig::Null { .. } => Box::new(NullSink),
                 SinkConfig::Display { .. } => Box::new(VideoSink::new(VideoSinkKind::Display)),
             };

@@ -335,9 +335,16 @@ pub enum SinkConfig {
     Png {
         dir: PathBuf,
         /// `labels` (8-bit, pixel = class index), `truth` (the source's true label map),
-        /// `overlay` or `frame` (RGB).
+        /// `overlay` or `frame` (RGB), `instances` or `panoptic` (16-bit).
         #[serde(default)]
         what: PngContent,
+        #[serde(default)]
+        queue: QueueConfig,
+    },
+    /// One JSON object per frame and line: stream, sequence number, timestamp, frame size and
+    /// each instance's class, score, box and mask (compressed COCO RLE at frame resolution).
+    Jsonl {
+        path: PathBuf,
         #[serde(default)]
         queue: QueueConfig,
     },
@@ -358,6 +365,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Mp4 { .. } => "mp4",
             SinkConfig::Png { .. } => "png",
+            SinkConfig::Jsonl { .. } => "jsonl",
             SinkConfig::Null { .. } => "null",
             SinkConfig::Display { .. } => "display",
         }
@@ -367,6 +375,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Mp4 { queue, .. }
             | SinkConfig::Png { queue, .. }
+            | SinkConfig::Jsonl { queue, .. }
             | SinkConfig::Null { queue }
             | SinkConfig::Display { queue } => queue,
         }
@@ -377,6 +386,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Mp4 { path, .. } => Some(path),
             SinkConfig::Png { dir, .. } => Some(dir),
+            SinkConfig::Jsonl { path, .. } => Some(path),
             _ => None,
         }
     }
@@ -385,6 +395,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Mp4 { path, .. } => *path = new,
             SinkConfig::Png { dir, .. } => *dir = new,
+            SinkConfig::Jsonl { path, .. } => *path = new,
             _ => return false,
         }
         true
@@ -399,6 +410,12 @@ pub enum PngContent {
     Truth,
     Overlay,
     Frame,
+    /// 16-bit: 0 for background, else the instance's id (its index + 1 when untracked);
+    /// where masks overlap, the higher score wins.
+    Instances,
+    /// 16-bit, Cityscapes-style: `class * 1000 + instance` for things, `class * 1000` for
+    /// stuff, 65535 for void; classes are the semantic model's.
+    Panoptic,
 }
 
 fn default_rtsp_latency() -> u32 {
@@ -583,6 +600,7 @@ impl PipelineConfig {
 
         let mut models = Vec::new();
         let mut has_labels = false;
+        let mut has_infer = false;
         for (i, t) in self.transforms.iter().enumerate() {
             let field = format!("transforms[{i}]");
             check_queue(p, &field, t.queue());
@@ -635,12 +653,14 @@ impl PipelineConfig {
                             }
                             // Instance models set `instances` and leave `labels` alone.
                             has_labels |= m.config.task == Task::Semantic;
+                            has_infer = true;
                             models.push(Some(m));
                         }
                         Err(problems) => {
                             // Later stages may rely on labels even when this model failed
                             // to load.
                             has_labels = true;
+                            has_infer = true;
                             for problem in problems {
                                 p.push(format!("{field}.model"), problem);
                             }
@@ -650,7 +670,7 @@ impl PipelineConfig {
                 }
                 TransformConfig::Composite { alpha, .. } => {
                     p.range(format!("{field}.alpha"), *alpha, 0.0, 1.0);
-                    if !has_labels {
+                    if !has_infer {
                         p.push(&field, "composite needs an infer transform before it");
                     }
                     models.push(None);
@@ -658,10 +678,12 @@ impl PipelineConfig {
             }
         }
 
+        let task = |t: Task| models.iter().flatten().any(|m: &Model| m.config.task == t);
+        let (has_semantic, has_instances) = (task(Task::Semantic), task(Task::Instance));
         if self.sinks.is_empty() {
             p.push(
                 "sinks",
-                "at least one sink is required (mp4, png, null or display)",
+                "at least one sink is required (mp4, png, jsonl, null or display)",
             );
         }
         let mut outputs: Vec<&Path> = Vec::new();
@@ -676,6 +698,20 @@ impl PipelineConfig {
                     what: PngContent::Labels,
                     ..
                 } if !has_labels => p.push(&field, "png label maps need an infer transform"),
+                SinkConfig::Png {
+                    what: PngContent::Instances,
+                    ..
+                } if !has_instances => p.push(
+                    &field,
+                    "png instance maps need an infer transform with an instance model",
+                ),
+                SinkConfig::Png {
+                    what: PngContent::Panoptic,
+                    ..
+                } if !(has_instances && has_semantic) => p.push(
+                    &field,
+                    "png panoptic maps need a semantic and an instance infer transform",
+                ),
                 SinkConfig::Display { .. }
                     if std::env::var_os("DISPLAY").is_none()
                         && std::env::var_os("WAYLAND_DISPLAY").is_none() =>
