@@ -23,6 +23,12 @@ multiples of 16), RGB, x/255 then ImageNet mean/std; 19 (Cityscapes) classes.
   [1,19,256,512].
 * ``seg_batch2``: fixed batch 2, dynamic H, W: input [2,3,H,W], output ``logits``
   [2,19,H,W].
+* ``maskrcnn_raw``: a slim Mask R-CNN (export_models.py's MobileNetV3 variant, own seed,
+  smaller calibration set) whose graph stops before mask pasting. Input ``image`` float32
+  [3,H,W] RGB in 0..1 (resizing and normalization in the graph). Outputs ``boxes`` [N,4]
+  (x1,y1,x2,y2 in input pixels), ``labels`` [N] int64, ``scores`` [N], ``masks``
+  [N,1,28,28] (the mask probabilities of each detection's class, as torchvision's
+  ``maskrcnn_inference`` leaves them) and ``masks_all`` [N,91,28,28] (every class's).
 
 All the models share one calibrated network (smp DeepLabV3Plus, MobileNetV2 encoder,
 like export_models.py's ``deeplabv3plus_mobilenet_v2`` but with its own seed and a smaller
@@ -61,6 +67,7 @@ from export_models import (  # noqa: E402
     structure_kernels_,
     synthetic_image,
     to_normalized_chw,
+    to_unit_chw,
 )
 
 CHECK_SEED = 424242
@@ -92,7 +99,11 @@ STEMS = {
     # output at a pixel depends only on the 7x7 neighbourhood, so tiles must agree with the
     # whole image wherever a tile covers that neighbourhood.
     "seg_fcn": ("float32", None, [("logits", "float32", ["N", SEG_CLASSES, "H", "W"])]),
+    # Mask R-CNN before paste (checked by check_raw_maskrcnn, not check_one).
+    "maskrcnn_raw": ("float32", None, []),
 }
+RAW_CHECK_SIZE = (240, 320)  # H, W
+RAW_MIN_DETECTIONS = 4  # with score > 0.05 on the check image
 
 
 def fcn(seed: int = 4242):
@@ -158,6 +169,94 @@ def _wrappers():
             return self.net.segmentation_head(d), self.aux_head(d)
 
     return Fp16IO, Softmax, Argmax, OutAux
+
+
+def _raw_maskrcnn_wrapper():
+    import torch
+    from torchvision.models.detection.transform import resize_boxes
+
+    class RawMasks(torch.nn.Module):
+        """torchvision Mask R-CNN up to (not including) paste_masks_in_image: boxes mapped
+        back to the input image, masks left at 28x28."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, image):
+            m = self.model
+            original = image.shape[-2:]
+            images, _ = m.transform([image])
+            feats = m.backbone(images.tensors)
+            proposals, _ = m.rpn(images, feats)
+            dets, _ = m.roi_heads(feats, proposals, images.image_sizes)
+            d = dets[0]
+            rh = m.roi_heads
+            logits = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(feats, [d["boxes"]], images.image_sizes)))
+            boxes = resize_boxes(d["boxes"], images.image_sizes[0], original)
+            return boxes, d["labels"], d["scores"], d["masks"], logits.sigmoid()
+
+    return RawMasks
+
+
+def build_raw_maskrcnn(log):
+    """export_models.py's slim MobileNetV3 Mask R-CNN with its own seed, calibrated on a
+    smaller set, wrapped to stop before mask pasting."""
+    from export_models import build_maskrcnn_mobilenet, calibrate_maskrcnn
+
+    t0 = time.time()
+    model = build_maskrcnn_mobilenet(model_seed("test_maskrcnn_raw"))
+    log("  built in %.1fs" % (time.time() - t0))
+    calibrate_maskrcnn(model, log, n_bn=8, n_head=6)
+    return _raw_maskrcnn_wrapper()(model).eval()
+
+
+def export_raw_maskrcnn(path: str, log):
+    import onnx
+    import torch
+
+    model = build_raw_maskrcnn(log)
+    dummy = torch.from_numpy(to_unit_chw(synthetic_image(320, 480, 2)))
+    tmp = path + ".tmp"
+    det = {0: "detections"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (dummy,), tmp,
+            dynamo=False,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            input_names=["image"],
+            output_names=["boxes", "labels", "scores", "masks", "masks_all"],
+            dynamic_axes={"image": {1: "height", 2: "width"}, "boxes": det, "labels": det,
+                          "scores": det, "masks": det, "masks_all": det},
+        )
+    onnx.checker.check_model(tmp, full_check=True)
+    os.replace(tmp, path)
+
+
+def check_raw_maskrcnn(path: str) -> dict:
+    sess = _session(path)
+    assert [i.name for i in sess.get_inputs()] == ["image"], sess.get_inputs()
+    names = [o.name for o in sess.get_outputs()]
+    assert names == ["boxes", "labels", "scores", "masks", "masks_all"], names
+    h, w = RAW_CHECK_SIZE
+    img = synthetic_image(h, w, CHECK_SEED)
+    t0 = time.time()
+    boxes, labels, scores, masks, masks_all = sess.run(None, {"image": to_unit_chw(img)})
+    dt = time.time() - t0
+    n = len(scores)
+    assert boxes.shape == (n, 4) and labels.shape == (n,) and labels.dtype == np.int64
+    assert masks.shape == (n, 1, 28, 28) and masks_all.shape == (n, 91, 28, 28), (masks.shape, masks_all.shape)
+    assert np.allclose(masks[:, 0], masks_all[np.arange(n), labels], atol=1e-6), "masks != masks_all[label]"
+    confident = int((scores > 0.05).sum())
+    assert confident >= RAW_MIN_DETECTIONS, "only %d detections with score > 0.05" % confident
+    fg = (masks > 0.5).mean(axis=(1, 2, 3))
+    assert ((fg > 0.05) & (fg < 0.95)).sum() >= 2, "masks are all empty or all full: %s" % fg
+    return {"stem": "maskrcnn_raw", "seconds": dt, "input": "3x%dx%d float32" % (h, w),
+            "outputs": "%d detections, scores %.3f..%.3f" % (n, scores.min(), scores.max()),
+            "labels": "classes %s; mask fg %s" % (sorted(set(labels.tolist())),
+                                                  " ".join("%.2f" % v for v in fg))}
 
 
 # ----------------------------------------------------------------------------
@@ -253,10 +352,12 @@ def export_all(out_dir: str, stems, log) -> dict:
             d[o] = {0: "batch", 1: "height", 2: "width"} if label_out else nhw
         return d
 
-    log("[build] DeepLabV3+ MobileNetV2 (shared by all the models)")
-    t0 = time.time()
-    base = build_base_deeplab(log)
-    times["base_deeplab"] = time.time() - t0
+    base = None
+    if any(s.startswith("seg_") for s in stems):
+        log("[build] DeepLabV3+ MobileNetV2 (shared by all the seg_ models)")
+        t0 = time.time()
+        base = build_base_deeplab(log)
+        times["base_deeplab"] = time.time() - t0
     jobs = {
         "seg_fp16": lambda p: export(Fp16IO(base).eval(), p, x1.half(), ["input"], ["logits"], dyn(["logits"])),
         "seg_two_outputs": lambda p: export(OutAux(base, add_aux_head(base, log)).eval(), p, x1, ["input"],
@@ -273,6 +374,7 @@ def export_all(out_dir: str, stems, log) -> dict:
         "seg_fcn": lambda p: export(fcn(), p, x1, ["input"], ["logits"], dyn(["logits"])),
         "seg_batch2": lambda p: export(base, p, x2, ["input"], ["logits"],
                                        {"input": {2: "height", 3: "width"}, "logits": {2: "height", 3: "width"}}),
+        "maskrcnn_raw": lambda p: export_raw_maskrcnn(p, log),
     }
     for stem in [s for s in STEMS if s in stems]:
         t0 = time.time()
@@ -398,7 +500,7 @@ def main(argv=None) -> int:
                 rows.append({"stem": stem, "status": "MISSING"})
                 continue
             try:
-                row = check_one(stem, path)
+                row = check_raw_maskrcnn(path) if stem == "maskrcnn_raw" else check_one(stem, path)
                 row["status"] = "ok"
             except AssertionError as e:
                 row = {"stem": stem, "status": "FAIL: %s" % e}

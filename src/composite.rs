@@ -1,19 +1,104 @@
-//! composite: class colours blended over the frame.
+//! composite: class colours blended over the frame, then each instance drawn on top.
 //!
 //! `[[transforms]] type = "composite", alpha = 0.5`
+//!
+//! Semantic labels are blended through a colour look-up table. Instances get a colour of
+//! their own, kept from frame to frame for the same object by matching boxes with the
+//! previous frame's (IoU), then their mask is blended, outlined, boxed and labelled with the
+//! class name and score.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use opencv::core::{self, Mat, Vec3b};
+use opencv::core::{self, Mat, Point, Rect, Scalar, Vec3b, Vector};
 use opencv::imgproc;
 
 use crate::frame::{Frame, LabelMap, RgbImage};
+use crate::instance::maps::Classes;
+use crate::instance::Instance;
 use crate::runtime::{BoxError, Output, Stage};
 
 pub struct Composite {
     alpha: f64,
     /// 256 RGB colours, one per possible class index, for `cv::LUT`.
     palette: Vec<Vec3b>,
+    classes: Arc<Classes>,
+    /// One tracker per stream, so objects keep their colours.
+    trackers: HashMap<u32, Tracker>,
+}
+
+/// Box IoU from which an instance is taken to be the previous frame's same-class object.
+pub const TRACK_IOU: f32 = 0.3;
+
+/// Gives instances ids that persist across frames: each instance takes the id of the
+/// previous frame's instance of the same class with the highest box IoU (at least
+/// [`TRACK_IOU`]), greedily from the best pair down; the rest get new ids.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    next: u32,
+    previous: Vec<(u32, u32, [f32; 4])>,
+}
+
+/// Intersection over union of two `[x1, y1, x2, y2]` boxes.
+pub fn box_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    let union = area(a) + area(b) - inter;
+    if union > 0.0 {
+        inter / union
+    } else {
+        0.0
+    }
+}
+
+impl Tracker {
+    pub fn assign(&mut self, instances: &mut [Instance]) {
+        let mut pairs = Vec::new();
+        for (i, inst) in instances.iter().enumerate() {
+            for (j, (_, class, bbox)) in self.previous.iter().enumerate() {
+                let iou = box_iou(&inst.bbox, bbox);
+                if *class == inst.class && iou >= TRACK_IOU {
+                    pairs.push((iou, i, j));
+                }
+            }
+        }
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut taken = vec![false; self.previous.len()];
+        let mut ids = vec![0u32; instances.len()];
+        for (_, i, j) in pairs {
+            if ids[i] == 0 && !taken[j] {
+                ids[i] = self.previous[j].0;
+                taken[j] = true;
+            }
+        }
+        for (inst, id) in instances.iter_mut().zip(ids) {
+            inst.id = if id != 0 {
+                id
+            } else {
+                self.next += 1;
+                self.next
+            };
+        }
+        self.previous = instances.iter().map(|i| (i.id, i.class, i.bbox)).collect();
+    }
+}
+
+/// A bright colour for instance `id`, far from its neighbours' (golden-ratio hues).
+pub fn instance_colour(id: u32) -> [u8; 3] {
+    let hue = (id as f32 * 0.618_034).fract() * 6.0;
+    let x = 1.0 - (hue % 2.0 - 1.0).abs();
+    let (r, g, b) = match hue as u32 {
+        0 => (1.0, x, 0.0),
+        1 => (x, 1.0, 0.0),
+        2 => (0.0, 1.0, x),
+        3 => (0.0, x, 1.0),
+        4 => (x, 0.0, 1.0),
+        _ => (1.0, 0.0, x),
+    };
+    let c = |v: f32| (55.0 + 200.0 * v) as u8;
+    [c(r), c(g), c(b)]
 }
 
 impl Composite {
@@ -25,7 +110,131 @@ impl Composite {
         Composite {
             alpha: alpha as f64,
             palette: lut,
+            classes: Arc::default(),
+            trackers: HashMap::new(),
         }
+    }
+
+    /// Names the classes that instance labels show.
+    pub fn with_classes(mut self, classes: Arc<Classes>) -> Self {
+        self.classes = classes;
+        self
+    }
+
+    /// Draws instances over `image` (already blended with semantic colours, if any): mask
+    /// tinted in the instance's colour, its contour, its box and a "class score" label.
+    pub fn draw_instances(
+        &self,
+        image: &mut RgbImage,
+        instances: &[Instance],
+    ) -> Result<(), opencv::Error> {
+        let (w, h) = (image.width, image.height);
+        let alpha = self.alpha as f32;
+        let mut order: Vec<&Instance> = instances.iter().collect();
+        order.sort_by(|a, b| a.score.total_cmp(&b.score));
+        // Lines and text scale with the frame: 2 px and 0.8 at 720p.
+        let thickness = ((w.min(h) as f32 / 360.0).round() as i32).max(1);
+        let font_scale = 0.4 * thickness as f64;
+        for inst in &order {
+            let colour = instance_colour(inst.id.max(1));
+            let m = &inst.mask;
+            let len = (m.x + m.width).min(w).saturating_sub(m.x) as usize;
+            for y in m.y..(m.y + m.height).min(h) {
+                let src = &m.data[((y - m.y) * m.width) as usize..][..len];
+                let row = &mut image.data[((y * w + m.x) * 3) as usize..][..len * 3];
+                for (px, &on) in row.chunks_exact_mut(3).zip(src) {
+                    if on != 0 {
+                        for (v, c) in px.iter_mut().zip(colour) {
+                            *v = (*v as f32 * (1.0 - alpha) + c as f32 * alpha + 0.5) as u8;
+                        }
+                    }
+                }
+            }
+        }
+        let mut frame =
+            Mat::new_rows_cols_with_bytes_mut::<Vec3b>(h as i32, w as i32, &mut image.data)?;
+        for inst in &order {
+            let [r, g, b] = instance_colour(inst.id.max(1));
+            let colour = Scalar::new(r as f64, g as f64, b as f64, 0.0);
+            let m = &inst.mask;
+            if m.width > 0 && m.height > 0 {
+                let window =
+                    Mat::new_rows_cols_with_bytes::<u8>(m.height as i32, m.width as i32, &m.data)?;
+                let mut contours = Vector::<Vector<Point>>::new();
+                imgproc::find_contours(
+                    &window,
+                    &mut contours,
+                    imgproc::RETR_EXTERNAL,
+                    imgproc::CHAIN_APPROX_SIMPLE,
+                    Point::new(m.x as i32, m.y as i32),
+                )?;
+                imgproc::draw_contours(
+                    &mut frame,
+                    &contours,
+                    -1,
+                    colour,
+                    thickness,
+                    imgproc::LINE_8,
+                    &core::no_array(),
+                    i32::MAX,
+                    Point::default(),
+                )?;
+            }
+            let [x1, y1, x2, y2] = inst.bbox;
+            let rect = Rect::new(
+                x1.round() as i32,
+                y1.round() as i32,
+                ((x2 - x1).round() as i32).max(1),
+                ((y2 - y1).round() as i32).max(1),
+            );
+            imgproc::rectangle(&mut frame, rect, colour, thickness, imgproc::LINE_8, 0)?;
+            let text = format!(
+                "{} {:.2}",
+                self.classes.instance_name(inst.class),
+                inst.score
+            );
+            let font = imgproc::FONT_HERSHEY_SIMPLEX;
+            let mut baseline = 0;
+            let size = imgproc::get_text_size(
+                &text,
+                font,
+                font_scale,
+                (thickness + 1) / 2,
+                &mut baseline,
+            )?;
+            // Above the box when there is room, else inside its top edge.
+            let top = if rect.y >= size.height + baseline + thickness {
+                rect.y - size.height - baseline - thickness
+            } else {
+                rect.y.max(0)
+            };
+            let label = Rect::new(
+                rect.x.max(0),
+                top,
+                size.width + 2 * thickness,
+                size.height + baseline + thickness,
+            );
+            imgproc::rectangle(
+                &mut frame,
+                label,
+                colour,
+                imgproc::FILLED,
+                imgproc::LINE_8,
+                0,
+            )?;
+            imgproc::put_text(
+                &mut frame,
+                &text,
+                Point::new(label.x + thickness, label.y + size.height + thickness / 2),
+                font,
+                font_scale,
+                Scalar::new(0.0, 0.0, 0.0, 0.0),
+                (thickness + 1) / 2,
+                imgproc::LINE_AA,
+                false,
+            )?;
+        }
+        Ok(())
     }
 
     /// `image * (1 - alpha) + palette[labels] * alpha`.
@@ -65,10 +274,85 @@ impl Composite {
 
 impl Stage for Composite {
     fn process(&mut self, mut frame: Frame, out: &mut Output) -> Result<(), BoxError> {
-        if let Some(labels) = &frame.labels {
-            frame.overlay = Some(Arc::new(self.blend(&frame.image, labels)?));
+        let blended = match &frame.labels {
+            Some(labels) => Some(self.blend(&frame.image, labels)?),
+            None => None,
+        };
+        if let Some(instances) = frame.instances.as_mut() {
+            let tracker = self.trackers.entry(frame.stream).or_default();
+            tracker.assign(Arc::make_mut(instances).as_mut_slice());
+            let mut image = blended.unwrap_or_else(|| (*frame.image).clone());
+            self.draw_instances(&mut image, instances)?;
+            frame.overlay = Some(Arc::new(image));
+        } else if let Some(image) = blended {
+            frame.overlay = Some(Arc::new(image));
         }
         out.send(frame)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::Mask;
+
+    fn inst(class: u32, bbox: [f32; 4]) -> Instance {
+        let (x, y) = (bbox[0] as u32, bbox[1] as u32);
+        let (w, h) = ((bbox[2] - bbox[0]) as u32, (bbox[3] - bbox[1]) as u32);
+        Instance {
+            class,
+            score: 0.9,
+            bbox,
+            mask: Mask {
+                x,
+                y,
+                width: w,
+                height: h,
+                data: vec![1; (w * h) as usize],
+            },
+            id: 0,
+        }
+    }
+
+    #[test]
+    fn tracker_keeps_ids_of_moving_objects() {
+        let mut t = Tracker::default();
+        let mut a = vec![
+            inst(3, [10.0, 10.0, 50.0, 50.0]),
+            inst(1, [100.0, 10.0, 120.0, 60.0]),
+        ];
+        t.assign(&mut a);
+        assert_eq!((a[0].id, a[1].id), (1, 2));
+        // Both move a little and swap order; a new car appears; the person changes class.
+        let mut b = vec![
+            inst(1, [103.0, 12.0, 123.0, 62.0]),
+            inst(3, [14.0, 10.0, 54.0, 50.0]),
+            inst(3, [200.0, 200.0, 220.0, 220.0]),
+        ];
+        t.assign(&mut b);
+        assert_eq!((b[0].id, b[1].id, b[2].id), (2, 1, 3));
+        let mut c = vec![inst(3, [103.0, 12.0, 123.0, 62.0])];
+        t.assign(&mut c);
+        assert_eq!(c[0].id, 4);
+    }
+
+    #[test]
+    fn instances_are_tinted_outlined_and_boxed() {
+        let composite = Composite::new(0.5, &[]);
+        let mut image = RgbImage::new(64, 48, vec![100; 64 * 48 * 3]);
+        let mut i = inst(1, [20.0, 20.0, 40.0, 40.0]);
+        i.id = 7;
+        composite.draw_instances(&mut image, &[i]).unwrap();
+        let px = |x: usize, y: usize| &image.data[(y * 64 + x) * 3..][..3];
+        let [r, g, b] = instance_colour(7);
+        let tint = |c: u8| ((100.0 * 0.5 + c as f32 * 0.5) + 0.5) as u8;
+        // Inside the mask, away from the outline: tinted.
+        assert_eq!(px(30, 30), &[tint(r), tint(g), tint(b)]);
+        // The box's left edge is drawn in the instance's colour.
+        assert_eq!(px(20, 38), &[r, g, b]);
+        // Far from everything: untouched.
+        assert_eq!(px(5, 45), &[100, 100, 100]);
+        assert_eq!(px(60, 45), &[100, 100, 100]);
     }
 }

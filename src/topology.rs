@@ -3,12 +3,14 @@
 use std::sync::Arc;
 
 use crate::composite::Composite;
+use crate::config::Task;
 use crate::config::{FullPolicy, Pipeline, QueueConfig, SinkConfig, SourceConfig, TransformConfig};
 use crate::decode::Decode;
 use crate::eval::EvalSink;
 use crate::infer::{EngineOptions, Infer};
+use crate::instance::maps::Classes;
 use crate::runtime::{self, Control, PipelineError, RunReport, StageSpec};
-use crate::sink::{NullSink, PngSink, VideoSink, VideoSinkKind};
+use crate::sink::{JsonlSink, NullSink, PngSink, VideoSink, VideoSinkKind};
 use crate::synthetic::Synthetic;
 
 /// Per-run knobs from the command line.
@@ -92,9 +94,19 @@ pub fn run_with_source(
     let config = &pipeline.config;
     let live = config.source.is_live();
 
+    // Class names of the semantic and instance models, for labels, JSONL and panoptic maps.
+    let mut classes = Classes::default();
+    for model in pipeline.models.iter().flatten() {
+        let names = model.config.classes.names.clone();
+        match model.config.task {
+            Task::Semantic => classes.semantic = names,
+            Task::Instance => classes.instance = names,
+        }
+    }
+    let classes = Arc::new(classes);
+
     let mut transforms = Vec::new();
     let mut palette: Vec<[u8; 3]> = Vec::new();
-    let mut class_names: Vec<String> = Vec::new();
     for (t, model) in config.transforms.iter().zip(&pipeline.models) {
         let spec = match t {
             TransformConfig::Infer {
@@ -108,8 +120,9 @@ pub fn run_with_source(
                 let model = model
                     .clone()
                     .expect("validated pipelines have their models");
-                palette = model.palette.clone();
-                class_names = model.config.classes.names.clone();
+                if model.config.task == Task::Semantic {
+                    palette = model.palette.clone();
+                }
                 let engine = EngineOptions {
                     batch: *batch,
                     tiling: *tiling,
@@ -131,7 +144,7 @@ pub fn run_with_source(
             }
             TransformConfig::Composite { alpha, .. } => spec(
                 t.name(),
-                Box::new(Composite::new(*alpha, &palette)),
+                Box::new(Composite::new(*alpha, &palette).with_classes(classes.clone())),
                 t.queue(),
                 live,
             ),
@@ -150,7 +163,12 @@ pub fn run_with_source(
                     path: path.clone(),
                     bitrate_kbps: *bitrate_kbps,
                 })),
-                SinkConfig::Png { dir, what, .. } => Box::new(PngSink::new(dir.clone(), *what)),
+                SinkConfig::Png { dir, what, .. } => {
+                    Box::new(PngSink::new(dir.clone(), *what).with_classes(&classes))
+                }
+                SinkConfig::Jsonl { path, .. } => {
+                    Box::new(JsonlSink::new(path.clone(), classes.clone()))
+                }
                 SinkConfig::Null { .. } => Box::new(NullSink),
                 SinkConfig::Display { .. } => Box::new(VideoSink::new(VideoSinkKind::Display)),
             };
@@ -160,8 +178,8 @@ pub fn run_with_source(
 
     // Scoring against the ground truth is one more sink, so it never slows the others.
     let eval = config.eval.as_ref().map(|e| {
-        let classes = class_names.len().max(palette.len());
-        let (sink, handle) = EvalSink::new(classes, class_names.clone(), e.ignore);
+        let count = classes.semantic.len().max(palette.len());
+        let (sink, handle) = EvalSink::new(count, classes.semantic.clone(), e.ignore);
         sinks.push(spec("eval", Box::new(sink), &QueueConfig::default(), live));
         handle
     });

@@ -127,6 +127,9 @@ fn fully_convolutional_tiles_agree_with_the_whole_image_in_tile_interiors() {
         overlap: 16,
         scale: 1.0,
         blend: Blend::Linear,
+        full_frame: false,
+        merge: segstream::instance::merge::MatchMetric::Ios,
+        merge_threshold: 0.5,
     };
     let options = |tiling| EngineOptions { batch: 4, tiling };
     let whole = Segmenter::new(model.clone(), &[], 1, options(None))

@@ -155,6 +155,9 @@ pub enum OutputConfig {
         score_threshold: f32,
         #[serde(default = "default_max_detections")]
         max_detections: u32,
+        /// Keep only detections of these classes (by name); all classes when absent.
+        #[serde(default)]
+        classes: Option<Vec<String>>,
     },
 }
 
@@ -270,13 +273,45 @@ impl Model {
         })
     }
 
+    /// True for instance-segmentation models (detections), false for semantic ones.
+    pub fn is_instance(&self) -> bool {
+        self.config.task == Task::Instance
+    }
+
     pub fn num_classes(&self) -> usize {
         self.config.classes.names.len()
+    }
+
+    /// Which class indices an instance model keeps (`output.classes`), by class index;
+    /// `None` keeps every class.
+    pub fn class_filter(&self) -> Option<Vec<bool>> {
+        let OutputConfig::Detections {
+            classes: Some(keep),
+            ..
+        } = &self.config.output
+        else {
+            return None;
+        };
+        Some(
+            self.config
+                .classes
+                .names
+                .iter()
+                .map(|n| keep.contains(n))
+                .collect(),
+        )
     }
 
     /// The tile size for `tiling` with this model, or what is wrong with it.
     pub fn tile_size(&self, tiling: &super::TilingConfig) -> Result<(u32, u32), Vec<String>> {
         let mut problems = Vec::new();
+        if self.config.task == Task::Instance && tiling.scale != 1.0 {
+            problems.push(format!(
+                "{} is an instance model: its slices are cut at native resolution \
+                 (expected scale = 1)",
+                self.name
+            ));
+        }
         if matches!(self.config.output, OutputConfig::Labels { .. }) {
             problems.push(format!(
                 "{} outputs labels; tiles can only be blended from scores (logits or probabilities)",
@@ -361,9 +396,25 @@ impl ModelConfig {
                 "output.kind",
                 "`detections` is for task = \"instance\" (expected logits, probabilities or labels)",
             ),
-            (Task::Instance, OutputConfig::Detections { score_threshold, max_detections, .. }) => {
+            (
+                Task::Instance,
+                OutputConfig::Detections {
+                    score_threshold,
+                    max_detections,
+                    classes,
+                    ..
+                },
+            ) => {
                 p.range("output.score_threshold", *score_threshold, 0.0, 1.0);
                 p.range("output.max_detections", *max_detections, 1, 10000);
+                for (i, name) in classes.iter().flatten().enumerate() {
+                    if !self.classes.names.contains(name) {
+                        p.push(
+                            format!("output.classes[{i}]"),
+                            format!("{name:?} is not one of the model's classes.names"),
+                        );
+                    }
+                }
             }
             (Task::Instance, _) => {
                 p.push("output.kind", "task = \"instance\" needs kind = \"detections\"")

@@ -270,6 +270,16 @@ pub struct TilingConfig {
     /// Weight ramp across overlaps: `linear` or `gaussian`.
     #[serde(default = "default_blend")]
     pub blend: crate::tile::Blend,
+    /// Instance models: also run the whole frame as one extra slice (large objects).
+    #[serde(default)]
+    pub full_frame: bool,
+    /// Instance models: how detections from different slices are matched for merging,
+    /// `ios` (intersection over the smaller box) or `iou`.
+    #[serde(default = "default_merge_metric")]
+    pub merge: crate::instance::merge::MatchMetric,
+    /// Instance models: detections of one class whose boxes match above this are merged.
+    #[serde(default = "default_merge_threshold")]
+    pub merge_threshold: f32,
 }
 
 /// An ONNX Runtime execution provider.
@@ -350,9 +360,16 @@ pub enum SinkConfig {
     Png {
         dir: PathBuf,
         /// `labels` (8-bit, pixel = class index), `truth` (the source's true label map),
-        /// `overlay` or `frame` (RGB).
+        /// `overlay` or `frame` (RGB), `instances` or `panoptic` (16-bit).
         #[serde(default)]
         what: PngContent,
+        #[serde(default)]
+        queue: QueueConfig,
+    },
+    /// One JSON object per frame and line: stream, sequence number, timestamp, frame size and
+    /// each instance's class, score, box and mask (compressed COCO RLE at frame resolution).
+    Jsonl {
+        path: PathBuf,
         #[serde(default)]
         queue: QueueConfig,
     },
@@ -373,6 +390,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Mp4 { .. } => "mp4",
             SinkConfig::Png { .. } => "png",
+            SinkConfig::Jsonl { .. } => "jsonl",
             SinkConfig::Null { .. } => "null",
             SinkConfig::Display { .. } => "display",
         }
@@ -382,6 +400,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Mp4 { queue, .. }
             | SinkConfig::Png { queue, .. }
+            | SinkConfig::Jsonl { queue, .. }
             | SinkConfig::Null { queue }
             | SinkConfig::Display { queue } => queue,
         }
@@ -392,6 +411,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Mp4 { path, .. } => Some(path),
             SinkConfig::Png { dir, .. } => Some(dir),
+            SinkConfig::Jsonl { path, .. } => Some(path),
             _ => None,
         }
     }
@@ -400,6 +420,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Mp4 { path, .. } => *path = new,
             SinkConfig::Png { dir, .. } => *dir = new,
+            SinkConfig::Jsonl { path, .. } => *path = new,
             _ => return false,
         }
         true
@@ -414,6 +435,12 @@ pub enum PngContent {
     Truth,
     Overlay,
     Frame,
+    /// 16-bit: 0 for background, else the instance's id (its index + 1 when untracked);
+    /// where masks overlap, the higher score wins.
+    Instances,
+    /// 16-bit, Cityscapes-style: `class * 1000 + instance` for things, `class * 1000` for
+    /// stuff, 65535 for void; classes are the semantic model's.
+    Panoptic,
 }
 
 fn default_rtsp_latency() -> u32 {
@@ -454,6 +481,12 @@ fn default_overlap() -> u32 {
 }
 fn default_tile_scale() -> f32 {
     1.0
+}
+fn default_merge_metric() -> crate::instance::merge::MatchMetric {
+    crate::instance::merge::MatchMetric::Ios
+}
+fn default_merge_threshold() -> f32 {
+    0.5
 }
 fn default_blend() -> crate::tile::Blend {
     crate::tile::Blend::Linear
@@ -597,6 +630,7 @@ impl PipelineConfig {
 
         let mut models = Vec::new();
         let mut has_labels = false;
+        let mut has_infer = false;
         for (i, t) in self.transforms.iter().enumerate() {
             let field = format!("transforms[{i}]");
             check_queue(p, &field, t.queue());
@@ -615,6 +649,12 @@ impl PipelineConfig {
                     p.range(format!("{field}.batch"), *batch, 1, 256);
                     if let Some(t) = tiling {
                         p.range(format!("{field}.tiling.scale"), t.scale, 0.05, 4.0);
+                        p.range(
+                            format!("{field}.tiling.merge_threshold"),
+                            t.merge_threshold,
+                            0.0,
+                            1.0,
+                        );
                     }
                     for (j, provider) in providers.iter().enumerate() {
                         if let ProviderConfig::Cuda {
@@ -634,8 +674,6 @@ impl PipelineConfig {
                             }
                         }
                     }
-                    // Later stages may rely on labels even when this model failed to load.
-                    has_labels = true;
                     match resolve_model(path, model) {
                         Ok(m) => {
                             if let Some(t) = tiling {
@@ -643,19 +681,16 @@ impl PipelineConfig {
                                     p.push(format!("{field}.tiling"), problem);
                                 }
                             }
-                            if m.config.task != Task::Semantic {
-                                p.push(
-                                    format!("{field}.model"),
-                                    format!(
-                                        "{} is an instance-segmentation model; infer runs \
-                                         semantic models (task = \"semantic\")",
-                                        m.name
-                                    ),
-                                );
-                            }
+                            // Instance models set `instances` and leave `labels` alone.
+                            has_labels |= m.config.task == Task::Semantic;
+                            has_infer = true;
                             models.push(Some(m));
                         }
                         Err(problems) => {
+                            // Later stages may rely on labels even when this model failed
+                            // to load.
+                            has_labels = true;
+                            has_infer = true;
                             for problem in problems {
                                 p.push(format!("{field}.model"), problem);
                             }
@@ -665,7 +700,7 @@ impl PipelineConfig {
                 }
                 TransformConfig::Composite { alpha, .. } => {
                     p.range(format!("{field}.alpha"), *alpha, 0.0, 1.0);
-                    if !has_labels {
+                    if !has_infer {
                         p.push(&field, "composite needs an infer transform before it");
                     }
                     models.push(None);
@@ -673,10 +708,12 @@ impl PipelineConfig {
             }
         }
 
+        let task = |t: Task| models.iter().flatten().any(|m: &Model| m.config.task == t);
+        let (has_semantic, has_instances) = (task(Task::Semantic), task(Task::Instance));
         if self.sinks.is_empty() {
             p.push(
                 "sinks",
-                "at least one sink is required (mp4, png, null or display)",
+                "at least one sink is required (mp4, png, jsonl, null or display)",
             );
         }
         let mut outputs: Vec<&Path> = Vec::new();
@@ -691,6 +728,20 @@ impl PipelineConfig {
                     what: PngContent::Labels,
                     ..
                 } if !has_labels => p.push(&field, "png label maps need an infer transform"),
+                SinkConfig::Png {
+                    what: PngContent::Instances,
+                    ..
+                } if !has_instances => p.push(
+                    &field,
+                    "png instance maps need an infer transform with an instance model",
+                ),
+                SinkConfig::Png {
+                    what: PngContent::Panoptic,
+                    ..
+                } if !(has_instances && has_semantic) => p.push(
+                    &field,
+                    "png panoptic maps need a semantic and an instance infer transform",
+                ),
                 SinkConfig::Display { .. }
                     if std::env::var_os("DISPLAY").is_none()
                         && std::env::var_os("WAYLAND_DISPLAY").is_none() =>
@@ -715,7 +766,7 @@ impl PipelineConfig {
         }
         if self.eval.is_some() {
             if !has_labels {
-                p.push("eval", "eval needs an infer transform to score");
+                p.push("eval", "eval needs a semantic infer transform to score");
             }
             if !matches!(self.source, SourceConfig::Synthetic { .. }) {
                 p.push(

@@ -1,9 +1,11 @@
-//! infer: runs a semantic segmentation model on every frame and attaches its label map.
+//! infer: runs a model on every frame and attaches what it found: a label map (semantic
+//! models) or the detected instances (Mask R-CNN), leaving the other untouched.
 //!
 //! `[[transforms]] type = "infer", model = "deeplabv3plus_mobilenet_v2"`
 //!
 //! One ONNX Runtime session per stage, created on the stage's thread.
 
+pub mod detect;
 mod postprocess;
 mod preprocess;
 mod session;
@@ -21,8 +23,11 @@ use half::f16;
 use ort::session::Session;
 use ort::value::{Tensor, TensorElementType, ValueType};
 
-use crate::config::{InputType, Layout, Model, OutputConfig, ProviderConfig, TilingConfig};
+use crate::config::{
+    InputType, Layout, Model, OutputConfig, ProviderConfig, SizePolicy, TilingConfig,
+};
 use crate::frame::{Frame, LabelMap, RgbImage};
+use crate::instance::{merge, Instance};
 use crate::runtime::{BoxError, Output, Stage};
 use crate::tile::{Tile, TileGrid};
 
@@ -148,6 +153,10 @@ impl Segmenter {
             Layout::CHW => 1,
             _ => fixed_batch.unwrap_or(options.batch.max(1)),
         };
+        if model.is_instance() {
+            // Each image's detections come as their own tensors.
+            options.batch = 1;
+        }
         Ok(Segmenter {
             model,
             session,
@@ -272,9 +281,19 @@ impl Segmenter {
         image: &RgbImage,
         runs: usize,
     ) -> Result<Vec<std::time::Duration>, InferError> {
+        let mut times = vec![std::time::Duration::ZERO; runs];
+        if self.model.is_instance() {
+            let (jobs, prepared) = self.prepare_detections(image)?;
+            for job in &jobs {
+                self.load_input(std::slice::from_ref(job), &prepared, job.size)?;
+                for t in times.iter_mut() {
+                    *t += self.run_detections(job)?.1;
+                }
+            }
+            return Ok(times);
+        }
         let (jobs, prepared, _) = self.prepare(&[image])?;
         let chunks = self.chunks(&jobs);
-        let mut times = vec![std::time::Duration::ZERO; runs];
         for chunk in chunks {
             self.load_input(chunk, &prepared, chunk[0].size)?;
             for t in times.iter_mut() {
@@ -341,6 +360,217 @@ impl Segmenter {
             .into_iter()
             .map(|r| r.expect("every image has a result"))
             .collect())
+    }
+
+    /// Detects the objects in one image (instance models): boxes, classes, scores and masks in
+    /// frame coordinates, by descending score. With tiling, every slice (and, with
+    /// `full_frame`, the whole frame too) goes through the model and detections that match
+    /// across slices are merged.
+    pub fn detect(&mut self, image: &RgbImage) -> Result<Vec<Instance>, InferError> {
+        let OutputConfig::Detections { max_detections, .. } = self.model.config.output else {
+            return Err(InferError::Run {
+                model: self.model.name.clone(),
+                reason: "semantic models do not detect instances (expected output kind \
+                         \"detections\")"
+                    .into(),
+            });
+        };
+        let (jobs, prepared) = self.prepare_detections(image)?;
+        let mut found = Vec::new();
+        for job in &jobs {
+            self.load_input(std::slice::from_ref(job), &prepared, job.size)?;
+            found.extend(self.run_detections(job)?.0);
+        }
+        let mut found = match &self.options.tiling {
+            Some(t) if jobs.len() > 1 => merge::merge(found, t.merge, t.merge_threshold),
+            _ => found,
+        };
+        found.sort_by(|a, b| b.score.total_cmp(&a.score));
+        found.truncate(max_detections as usize);
+        Ok(found)
+    }
+
+    /// The jobs for one image of an instance model (the whole frame, or its slices) and the
+    /// normalized images they read.
+    fn prepare_detections(
+        &self,
+        image: &RgbImage,
+    ) -> Result<(Vec<Job>, Vec<Normalized>), InferError> {
+        let name = &self.model.name;
+        let input = &self.model.config.input;
+        let pre = |source| InferError::Preprocess {
+            model: name.clone(),
+            source,
+        };
+        let normalized = normalize(image, input);
+        let (w, h) = (image.width, image.height);
+        let whole = |index: usize| -> Job {
+            let geometry = Geometry::for_frame(w, h, input.size);
+            let (mw, mh) = (geometry.model_width, geometry.model_height);
+            let region = if geometry.stretched { (mw, mh) } else { (w, h) };
+            Job {
+                image: index,
+                tile: None,
+                geometry,
+                size: (mw, mh),
+                region: (0, 0, region.0, region.1),
+            }
+        };
+        let stretched = |normalized: Normalized| -> Result<Normalized, InferError> {
+            match input.size {
+                SizePolicy::Stretch { width, height } => {
+                    resize(normalized, width, height).map_err(pre)
+                }
+                SizePolicy::Pad { .. } => Ok(normalized),
+            }
+        };
+        let (Some(t), Some((tw, th))) = (self.options.tiling, self.tile) else {
+            return Ok((vec![whole(0)], vec![stretched(normalized)?]));
+        };
+        let grid = TileGrid::new(w, h, tw, th, t.overlap).map_err(|e| InferError::Run {
+            model: name.clone(),
+            reason: e.to_string(),
+        })?;
+        let geometry = Geometry {
+            frame_width: w,
+            frame_height: h,
+            model_width: tw,
+            model_height: th,
+            stretched: false,
+        };
+        let mut jobs: Vec<Job> = grid
+            .tiles()
+            .map(|tile| Job {
+                image: 0,
+                tile: Some(tile),
+                geometry,
+                size: (tw, th),
+                region: (tile.x, tile.y, tile.width, tile.height),
+            })
+            .collect();
+        let mut prepared = Vec::new();
+        if t.full_frame && jobs.len() > 1 {
+            let copy = Normalized {
+                width: normalized.width,
+                height: normalized.height,
+                data: normalized.data.clone(),
+            };
+            prepared.push(copy);
+            prepared.push(stretched(normalized)?);
+            jobs.push(whole(1));
+        } else {
+            prepared.push(normalized);
+        }
+        Ok((jobs, prepared))
+    }
+
+    /// Runs the session on the loaded input of `job` and decodes the detections into frame
+    /// coordinates; also returns how long the session run took.
+    fn run_detections(
+        &mut self,
+        job: &Job,
+    ) -> Result<(Vec<Instance>, std::time::Duration), InferError> {
+        let name = &self.model.name;
+        let run_err = |e: ort::Error| InferError::Run {
+            model: name.clone(),
+            reason: e.to_string(),
+        };
+        let OutputConfig::Detections {
+            boxes,
+            labels,
+            scores,
+            masks,
+            masks_format,
+            score_threshold,
+            ..
+        } = &self.model.config.output
+        else {
+            unreachable!("run_detections is for instance models");
+        };
+        let input_name = self.model.config.input.name.as_str();
+        let started = std::time::Instant::now();
+        let outputs = match self.model.config.input.dtype {
+            InputType::Float32 => {
+                let tensor = self.input_f32.as_ref().expect("load_input ran");
+                self.session
+                    .run(ort::inputs![input_name => tensor])
+                    .map_err(run_err)?
+            }
+            InputType::Float16 => {
+                let tensor = self.input_f16.as_ref().expect("load_input ran");
+                self.session
+                    .run(ort::inputs![input_name => tensor])
+                    .map_err(run_err)?
+            }
+        };
+        let took = started.elapsed();
+        let get = |output: &str| {
+            outputs.get(output).ok_or_else(|| InferError::Run {
+                model: name.clone(),
+                reason: format!("output {output:?} missing from the results"),
+            })
+        };
+        let (_, box_data) = floats(get(boxes)?).map_err(run_err)?;
+        let (_, score_data) = floats(get(scores)?).map_err(run_err)?;
+        let (mask_shape, mask_data) = floats(get(masks)?).map_err(run_err)?;
+        let label_value = get(labels)?;
+        let label_data: Cow<[i64]> = match label_value.dtype() {
+            ValueType::Tensor {
+                ty: TensorElementType::Int32,
+                ..
+            } => Cow::Owned(
+                label_value
+                    .try_extract_tensor::<i32>()
+                    .map_err(run_err)?
+                    .1
+                    .iter()
+                    .map(|&v| v as i64)
+                    .collect(),
+            ),
+            _ => Cow::Borrowed(label_value.try_extract_tensor::<i64>().map_err(run_err)?.1),
+        };
+        let mask_shape: [usize; 4] = match mask_shape[..] {
+            [n, c, h, w] => [n as usize, c as usize, h as usize, w as usize],
+            [n, h, w] => [n as usize, 1, h as usize, w as usize],
+            _ => {
+                return Err(InferError::Run {
+                    model: name.clone(),
+                    reason: format!(
+                        "output {masks:?} has shape {mask_shape:?} (expected [N, C, h, w])"
+                    ),
+                })
+            }
+        };
+        let out = detect::DetOutputs {
+            boxes: &box_data,
+            labels: &label_data,
+            scores: &score_data,
+            masks: &mask_data,
+            mask_shape,
+        };
+        let (offset, stretched) = match job.tile {
+            Some(tile) => ((tile.x, tile.y), false),
+            None => ((0, 0), job.geometry.stretched),
+        };
+        let place = detect::Placement {
+            frame_width: job.geometry.frame_width,
+            frame_height: job.geometry.frame_height,
+            model: job.size,
+            region: (job.region.2, job.region.3),
+            offset,
+            stretched,
+        };
+        let params = detect::DetectParams {
+            format: *masks_format,
+            score_threshold: *score_threshold,
+            keep: self.model.class_filter(),
+            num_classes: self.model.num_classes(),
+        };
+        let found = detect::decode(&out, &place, &params).map_err(|reason| InferError::Run {
+            model: name.clone(),
+            reason,
+        })?;
+        Ok((found, took))
     }
 
     /// Runs the model on equally sized items, padding up to a fixed batch.
@@ -498,6 +728,23 @@ impl Segmenter {
     }
 }
 
+/// A float tensor's shape and values, half precision widened.
+fn floats<'a>(value: &'a ort::value::DynValue) -> Result<(Vec<i64>, Cow<'a, [f32]>), ort::Error> {
+    if let ValueType::Tensor {
+        ty: TensorElementType::Float16,
+        ..
+    } = value.dtype()
+    {
+        let (s, d) = value.try_extract_tensor::<f16>()?;
+        return Ok((
+            s.to_vec(),
+            Cow::Owned(d.iter().map(|v| v.to_f32()).collect()),
+        ));
+    }
+    let (s, d) = value.try_extract_tensor::<f32>()?;
+    Ok((s.to_vec(), Cow::Borrowed(d)))
+}
+
 /// The infer stage.
 pub struct Infer {
     model: Model,
@@ -549,6 +796,14 @@ impl Stage for Infer {
 
     fn process_batch(&mut self, frames: Vec<Frame>, out: &mut Output) -> Result<(), BoxError> {
         let segmenter = self.segmenter.as_mut().expect("start() ran");
+        if segmenter.model().is_instance() {
+            for mut frame in frames {
+                let found = segmenter.detect(&frame.image)?;
+                frame.instances = Some(Arc::new(found));
+                out.send(frame)?;
+            }
+            return Ok(());
+        }
         let images: Vec<&RgbImage> = frames.iter().map(|f| f.image.as_ref()).collect();
         let labels = segmenter.segment_batch(&images)?;
         for (mut frame, labels) in frames.into_iter().zip(labels) {

@@ -3,6 +3,11 @@
 //! Masks are kept inside their pixel bounding window rather than at frame size, so a frame
 //! with a hundred small objects costs a hundred small buffers, not a hundred frames.
 
+pub mod maps;
+pub mod merge;
+pub mod paste;
+pub mod rle;
+
 /// A binary mask stored within a pixel-aligned window of the frame.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Mask {

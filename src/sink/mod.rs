@@ -1,9 +1,11 @@
 //! Sinks: where finished frames go. Every sink sees every frame.
 
+mod jsonl;
 mod png;
 mod video;
 
-pub use self::png::PngSink;
+pub use self::jsonl::JsonlSink;
+pub use self::png::{write_png, write_png16, PngSink};
 pub use self::video::{VideoSink, VideoSinkKind};
 
 use crate::frame::Frame;

@@ -1,7 +1,8 @@
 //! png: one 8-bit PNG per frame, named by sequence number.
 //!
 //! `[[sinks]] type = "png", dir = "out/labels"` writes `out/labels/000000.png`, ... where
-//! each pixel is the class index (or the overlay / plain frame as RGB).
+//! each pixel is the class index (or the overlay / plain frame as RGB; or, 16-bit, instance
+//! ids or panoptic labels).
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::PngContent;
 use crate::frame::Frame;
+use crate::instance::maps::{self, Classes};
 use crate::runtime::{BoxError, Output, Stage};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,11 +29,23 @@ pub enum PngError {
 pub struct PngSink {
     dir: PathBuf,
     what: PngContent,
+    /// Semantic class of each instance class, for panoptic maps.
+    things: Vec<Option<u8>>,
 }
 
 impl PngSink {
     pub fn new(dir: PathBuf, what: PngContent) -> Self {
-        PngSink { dir, what }
+        PngSink {
+            dir,
+            what,
+            things: Vec::new(),
+        }
+    }
+
+    /// Names the pipeline's classes, which panoptic maps need to put things among stuff.
+    pub fn with_classes(mut self, classes: &Classes) -> Self {
+        self.things = classes.thing_classes();
+        self
     }
 
     /// `000042.png` for stream 0, `s1_000042.png` for other streams.
@@ -42,6 +56,25 @@ impl PngSink {
             format!("s{stream}_{seq:06}.png")
         }
     }
+}
+
+/// Writes a 16-bit grayscale PNG.
+pub fn write_png16(path: &Path, width: u32, height: u32, data: &[u16]) -> Result<(), PngError> {
+    let err = |reason: String| PngError::Write {
+        path: path.to_owned(),
+        reason,
+    };
+    let file = File::create(path).map_err(|e| err(e.to_string()))?;
+    let mut encoder = ::png::Encoder::new(BufWriter::new(file), width, height);
+    encoder.set_color(::png::ColorType::Grayscale);
+    encoder.set_depth(::png::BitDepth::Sixteen);
+    encoder.set_compression(::png::Compression::Fast);
+    let mut writer = encoder.write_header().map_err(|e| err(e.to_string()))?;
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_be_bytes()).collect();
+    writer
+        .write_image_data(&bytes)
+        .map_err(|e| err(e.to_string()))?;
+    writer.finish().map_err(|e| err(e.to_string()))
 }
 
 /// Writes an 8-bit grayscale or RGB PNG.
@@ -98,6 +131,24 @@ impl Stage for PngSink {
                     what: "true label map",
                 })?;
                 write_png(&path, truth.width, truth.height, false, &truth.data)?;
+            }
+            PngContent::Instances => {
+                let instances = frame.instances.as_ref().ok_or(PngError::Missing {
+                    seq: frame.seq,
+                    what: "instance list",
+                })?;
+                let (w, h) = (frame.image.width, frame.image.height);
+                write_png16(&path, w, h, &maps::instance_ids(w, h, instances))?;
+            }
+            PngContent::Panoptic => {
+                let missing = |what| PngError::Missing {
+                    seq: frame.seq,
+                    what,
+                };
+                let instances = frame.instances.as_ref().ok_or(missing("instance list"))?;
+                let labels = frame.labels.as_ref().ok_or(missing("label map"))?;
+                let map = maps::panoptic(labels, instances, &self.things);
+                write_png16(&path, labels.width, labels.height, &map)?;
             }
             PngContent::Overlay | PngContent::Frame => {
                 let image = if self.what == PngContent::Overlay {
