@@ -197,7 +197,7 @@ fn gt_rle(ann: &GtAnnotation, image: &GtImage, what: &str) -> Result<Rle, EvalEr
         )));
     }
     match &seg["counts"] {
-        Value::String(s) => Rle::from_string(size[0], size[1], s),
+        Value::String(s) => Rle::from_counts_string(s, size[0], size[1]).map_err(|e| e.to_string()),
         Value::Array(a) => a
             .iter()
             .map(|v| v.as_u64().and_then(|v| u32::try_from(v).ok()))
@@ -327,8 +327,8 @@ pub fn evaluate(pred: &Path, truth: &Path, match_by: MatchBy) -> Result<CocoMetr
                     ),
                 ));
             }
-            let rle = Rle::from_string(h, w, &inst.segmentation.counts)
-                .map_err(|r| invalid(what.clone(), r))?;
+            let rle = Rle::from_counts_string(&inst.segmentation.counts, h, w)
+                .map_err(|r| invalid(what.clone(), r.to_string()))?;
             dts.entry((image_id, inst.category_id))
                 .or_default()
                 .push(Detection {

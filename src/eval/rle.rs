@@ -1,62 +1,16 @@
-//! COCO run-length encoded masks, as pycocotools stores them.
+//! What scoring needs of COCO run-length encoded masks, on top of the instance module's
+//! codec (`crate::instance::rle`): intersection and IoU as pycocotools computes them, and
+//! polygon ground truth rasterized and merged exactly as `frPyObjects` and `merge` do.
 //!
-//! `let mask = Rle::from_string(h, w, "PPY1...")?;` then `mask.area()`, `mask.iou(&other)`.
+//! `let iou = detection.iou(&truth, truth_is_crowd);`
 //!
-//! Runs go down the columns (column-major), alternating background and foreground, starting
-//! with background. The compressed string form packs each count (after the third, as a
-//! difference from the count two before) into 5-bit groups offset by 48, as `maskApi.c`.
+//! Runs go down the columns (column-major), alternating background and foreground,
+//! starting with background.
 
-/// A binary mask of `height x width` as alternating run lengths, the first one background.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rle {
-    pub height: u32,
-    pub width: u32,
-    pub counts: Vec<u32>,
-}
+pub use crate::instance::rle::Rle;
 
 impl Rle {
-    /// Decodes pycocotools' compressed counts string.
-    pub fn from_string(height: u32, width: u32, s: &str) -> Result<Rle, String> {
-        let bytes = s.as_bytes();
-        let mut counts: Vec<u32> = Vec::new();
-        let mut p = 0;
-        while p < bytes.len() {
-            let (mut x, mut k, mut more) = (0i64, 0u32, true);
-            while more {
-                let Some(&b) = bytes.get(p) else {
-                    return Err("compressed counts end in the middle of a number".into());
-                };
-                if !(48..48 + 64).contains(&b) {
-                    return Err(format!(
-                        "byte {p} of the compressed counts is {:?} (expected characters '0' to 'o')",
-                        b as char
-                    ));
-                }
-                if k >= 12 {
-                    return Err("a count in the compressed counts is too long".into());
-                }
-                let c = (b - 48) as i64;
-                x |= (c & 0x1f) << (5 * k);
-                more = c & 0x20 != 0;
-                p += 1;
-                k += 1;
-                if !more && c & 0x10 != 0 {
-                    x |= -1i64 << (5 * k);
-                }
-            }
-            let m = counts.len();
-            if m > 2 {
-                x += counts[m - 2] as i64;
-            }
-            let Ok(v) = u32::try_from(x) else {
-                return Err(format!("count {m} of the compressed counts is {x}"));
-            };
-            counts.push(v);
-        }
-        Rle::from_counts(height, width, counts)
-    }
-
-    /// Checks that the runs cover exactly `height * width` pixels.
+    /// Plain run lengths (COCO's uncompressed form); they must cover `height * width`.
     pub fn from_counts(height: u32, width: u32, counts: Vec<u32>) -> Result<Rle, String> {
         let total: u64 = counts.iter().map(|&c| c as u64).sum();
         if total != height as u64 * width as u64 {
@@ -70,53 +24,6 @@ impl Rle {
             width,
             counts,
         })
-    }
-
-    /// Encodes a row-major `width * height` mask (non-zero = set).
-    pub fn encode(height: u32, width: u32, row_major: &[u8]) -> Rle {
-        let (h, w) = (height as usize, width as usize);
-        assert_eq!(row_major.len(), h * w, "mask buffer size");
-        let mut counts = Vec::new();
-        let (mut current, mut run) = (false, 0u32);
-        for x in 0..w {
-            for y in 0..h {
-                let v = row_major[y * w + x] != 0;
-                if v != current {
-                    counts.push(run);
-                    current = v;
-                    run = 0;
-                }
-                run += 1;
-            }
-        }
-        counts.push(run);
-        Rle {
-            height,
-            width,
-            counts,
-        }
-    }
-
-    /// The compressed counts string, byte for byte as pycocotools writes it.
-    pub fn to_string_counts(&self) -> String {
-        let mut s = String::new();
-        for (i, &c) in self.counts.iter().enumerate() {
-            let mut x = c as i64;
-            if i > 2 {
-                x -= self.counts[i - 2] as i64;
-            }
-            let mut more = true;
-            while more {
-                let mut c = (x & 0x1f) as u8;
-                x >>= 5;
-                more = if c & 0x10 != 0 { x != -1 } else { x != 0 };
-                if more {
-                    c |= 0x20;
-                }
-                s.push((c + 48) as char);
-            }
-        }
-        s
     }
 
     /// Rasterizes one polygon `[x0, y0, x1, y1, ...]` (pixel coordinates) exactly as
@@ -258,16 +165,6 @@ impl Rle {
         merged
     }
 
-    /// Pixels set.
-    pub fn area(&self) -> u64 {
-        self.counts
-            .iter()
-            .skip(1)
-            .step_by(2)
-            .map(|&c| c as u64)
-            .sum()
-    }
-
     /// Pixels set in both masks (of the same size).
     pub fn intersection(&self, other: &Rle) -> u64 {
         let (a, b) = (&self.counts, &other.counts);
@@ -315,77 +212,53 @@ impl Rle {
         };
         i as f64 / u as f64
     }
-
-    /// Decodes to a row-major mask of 0 and 1.
-    pub fn to_row_major(&self) -> Vec<u8> {
-        let (h, w) = (self.height as usize, self.width as usize);
-        let mut out = vec![0u8; h * w];
-        let mut pos = 0usize;
-        for (i, &c) in self.counts.iter().enumerate() {
-            if i % 2 == 1 {
-                for p in pos..pos + c as usize {
-                    out[(p % h) * w + p / h] = 1;
-                }
-            }
-            pos += c as usize;
-        }
-        out
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trips_through_the_string_form() {
-        // 3x4 mask with a few set pixels.
-        let mask = [0, 1, 1, 0, 0, 1, 0, 0, 1, 1, 1, 1];
-        let rle = Rle::encode(3, 4, &mask);
-        assert_eq!(rle.area(), 7);
-        assert_eq!(rle.to_row_major(), mask);
-        let s = rle.to_string_counts();
-        assert_eq!(Rle::from_string(3, 4, &s).unwrap(), rle);
-    }
-
-    #[test]
-    fn encodes_as_pycocotools_does() {
-        // pycocotools.mask.encode of this 7x9 mask gives b'6183K000000000OM4'.
-        let mut mask = vec![0u8; 7 * 9];
-        for y in 1..5 {
-            for x in 2..8 {
-                mask[y * 9 + x] = 1;
+    /// Run-length encodes a row-major mask, straight from the definition.
+    fn encode(height: u32, width: u32, row_major: &[u8]) -> Rle {
+        let (h, w) = (height as usize, width as usize);
+        let mut counts = Vec::new();
+        let (mut current, mut run) = (0u8, 0u32);
+        for x in 0..w {
+            for y in 0..h {
+                let v = row_major[y * w + x];
+                if v != current {
+                    counts.push(run);
+                    current = v;
+                    run = 0;
+                }
+                run += 1;
             }
         }
-        mask[6 * 9] = 1;
-        mask[8] = 1;
-        let rle = Rle::encode(7, 9, &mask);
-        assert_eq!(rle.to_string_counts(), "6183K000000000OM4");
-        assert_eq!(Rle::from_string(7, 9, "6183K000000000OM4").unwrap(), rle);
-    }
-
-    #[test]
-    fn large_counts_and_differences_round_trip() {
-        let counts = vec![100_000, 3, 70_000, 1, 29_996];
-        let rle = Rle::from_counts(400, 500, counts).unwrap();
-        let s = rle.to_string_counts();
-        assert_eq!(Rle::from_string(400, 500, &s).unwrap(), rle);
+        counts.push(run);
+        Rle::from_counts(height, width, counts).unwrap()
     }
 
     #[test]
     fn iou_plain_and_crowd() {
-        let a = Rle::encode(2, 2, &[1, 1, 0, 0]);
-        let b = Rle::encode(2, 2, &[1, 0, 1, 0]);
+        let a = encode(2, 2, &[1, 1, 0, 0]);
+        let b = encode(2, 2, &[1, 0, 1, 0]);
         assert_eq!(a.intersection(&b), 1);
         assert!((a.iou(&b, false) - 1.0 / 3.0).abs() < 1e-15);
         assert!((a.iou(&b, true) - 0.5).abs() < 1e-15);
+        let empty = encode(2, 2, &[0, 0, 0, 0]);
+        assert_eq!(a.iou(&empty, false), 0.0);
     }
 
     #[test]
-    fn bad_strings_are_errors() {
-        assert!(Rle::from_string(2, 2, "4").is_ok()); // 4 background pixels
-        assert!(Rle::from_string(2, 2, "5").is_err()); // 5 pixels in a 2x2 mask
-        assert!(Rle::from_string(2, 2, "~").is_err());
-        assert!(Rle::from_string(2, 2, "P").is_err()); // continuation bit, then nothing
+    fn union_of_two_masks() {
+        let a = encode(2, 3, &[1, 0, 0, 0, 0, 1]);
+        let b = encode(2, 3, &[0, 1, 0, 0, 0, 1]);
+        assert_eq!(Rle::union(&[a, b]).decode(), [1, 1, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn uncompressed_counts_must_cover_the_mask() {
+        assert!(Rle::from_counts(2, 2, vec![1, 2, 1]).is_ok());
+        assert!(Rle::from_counts(2, 2, vec![1, 2]).is_err());
     }
 }
