@@ -89,7 +89,9 @@ pub fn decode(
         ));
     }
     match params.format {
-        MasksFormat::Pasted if mc != 1 || mh < place.region.1 as usize || mw < place.region.0 as usize => {
+        MasksFormat::Pasted
+            if mc != 1 || mh < place.region.1 as usize || mw < place.region.0 as usize =>
+        {
             return Err(format!(
                 "pasted masks have shape {:?} (expected [N, 1, {}, {}], the input size)",
                 out.mask_shape, place.model.1, place.model.0

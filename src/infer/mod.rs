@@ -736,7 +736,10 @@ fn floats<'a>(value: &'a ort::value::DynValue) -> Result<(Vec<i64>, Cow<'a, [f32
     } = value.dtype()
     {
         let (s, d) = value.try_extract_tensor::<f16>()?;
-        return Ok((s.to_vec(), Cow::Owned(d.iter().map(|v| v.to_f32()).collect())));
+        return Ok((
+            s.to_vec(),
+            Cow::Owned(d.iter().map(|v| v.to_f32()).collect()),
+        ));
     }
     let (s, d) = value.try_extract_tensor::<f32>()?;
     Ok((s.to_vec(), Cow::Borrowed(d)))

@@ -138,7 +138,10 @@ mod tests {
         assert!((overlap(&a, &b, MatchMetric::Ios) - 0.5).abs() < 1e-6);
         let inner = [2.0, 2.0, 4.0, 4.0];
         assert_eq!(overlap(&a, &inner, MatchMetric::Ios), 1.0);
-        assert_eq!(overlap(&a, &[20.0, 20.0, 30.0, 30.0], MatchMetric::Iou), 0.0);
+        assert_eq!(
+            overlap(&a, &[20.0, 20.0, 30.0, 30.0], MatchMetric::Iou),
+            0.0
+        );
         assert_eq!(overlap(&a, &[3.0, 3.0, 3.0, 3.0], MatchMetric::Ios), 0.0);
     }
 
@@ -149,7 +152,12 @@ mod tests {
         let other_class = det(1, 0.8, [10.0, 10.0, 30.0, 20.0]);
         let far = det(3, 0.7, [100.0, 100.0, 110.0, 110.0]);
         let out = merge(
-            vec![part.clone(), far.clone(), whole.clone(), other_class.clone()],
+            vec![
+                part.clone(),
+                far.clone(),
+                whole.clone(),
+                other_class.clone(),
+            ],
             MatchMetric::Ios,
             0.5,
         );

@@ -176,7 +176,10 @@ pub fn set_window(map: &[f32], w: usize, h: usize) -> Option<Window> {
         let Some(first) = row.iter().position(|&v| v > THRESHOLD) else {
             continue;
         };
-        let last = row.iter().rposition(|&v| v > THRESHOLD).expect("first exists");
+        let last = row
+            .iter()
+            .rposition(|&v| v > THRESHOLD)
+            .expect("first exists");
         x0 = x0.min(first);
         x1 = x1.max(last + 1);
         y0 = y0.min(y);
@@ -281,8 +284,14 @@ mod tests {
     #[test]
     fn boxes_outside_the_frame_give_empty_masks() {
         let probs = vec![1.0f32; 28 * 28];
-        assert_eq!(paste(&probs, 28, [200.0, 10.0, 260.0, 40.0], 100, 80), Mask::empty());
-        assert_eq!(paste(&probs, 28, [-90.0, -60.0, -30.0, -20.0], 100, 80), Mask::empty());
+        assert_eq!(
+            paste(&probs, 28, [200.0, 10.0, 260.0, 40.0], 100, 80),
+            Mask::empty()
+        );
+        assert_eq!(
+            paste(&probs, 28, [-90.0, -60.0, -30.0, -20.0], 100, 80),
+            Mask::empty()
+        );
     }
 
     #[test]
