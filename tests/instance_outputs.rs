@@ -104,7 +104,10 @@ fn jsonl_without_instance_model_still_describes_frames() {
     assert_eq!(lines.len(), 3);
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["seq"], i as u64);
-        assert_eq!((l["width"].as_u64(), l["height"].as_u64()), (Some(64), Some(48)));
+        assert_eq!(
+            (l["width"].as_u64(), l["height"].as_u64()),
+            (Some(64), Some(48))
+        );
         assert!(l.get("instances").is_none());
     }
 }

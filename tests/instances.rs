@@ -82,18 +82,18 @@ fn paste_matches_torchvision_paste_masks_in_image() {
     let (w, h) = (64u32, 48u32);
     let mut rng = Rng(0x9E3779B97F4A7C15);
     let mut boxes: Vec<[f32; 4]> = vec![
-        [10.3, 12.7, 50.2, 40.9],  // inside
-        [20.0, 20.0, 21.0, 21.0],  // a 1-pixel box
-        [33.6, 7.2, 34.1, 7.9],    // smaller than a pixel
-        [20.0, 20.0, 20.0, 20.0],  // zero size
-        [-10.5, -5.2, 30.1, 20.3], // partly outside, top-left
-        [50.0, 30.0, 90.0, 70.0],  // partly outside, bottom-right
-        [0.0, 0.0, 64.0, 48.0],    // the whole frame, touching every edge
-        [40.0, 0.0, 64.0, 10.0],   // touching the top and right edges
-        [0.0, 37.5, 12.0, 48.0],   // touching the left and bottom edges
-        [63.0, 47.0, 64.0, 48.0],  // the last pixel
+        [10.3, 12.7, 50.2, 40.9],    // inside
+        [20.0, 20.0, 21.0, 21.0],    // a 1-pixel box
+        [33.6, 7.2, 34.1, 7.9],      // smaller than a pixel
+        [20.0, 20.0, 20.0, 20.0],    // zero size
+        [-10.5, -5.2, 30.1, 20.3],   // partly outside, top-left
+        [50.0, 30.0, 90.0, 70.0],    // partly outside, bottom-right
+        [0.0, 0.0, 64.0, 48.0],      // the whole frame, touching every edge
+        [40.0, 0.0, 64.0, 10.0],     // touching the top and right edges
+        [0.0, 37.5, 12.0, 48.0],     // touching the left and bottom edges
+        [63.0, 47.0, 64.0, 48.0],    // the last pixel
         [-30.0, -20.0, 100.0, 90.0], // larger than the frame
-        [70.0, 10.0, 90.0, 20.0],  // outside
+        [70.0, 10.0, 90.0, 20.0],    // outside
     ];
     for _ in 0..40 {
         let (x, y) = (rng.range(-15.0, 70.0), rng.range(-15.0, 55.0));
@@ -112,7 +112,12 @@ fn paste_matches_torchvision_paste_masks_in_image() {
     std::fs::write(&input, serde_json::json!({ "cases": cases }).to_string()).unwrap();
     reference(
         "paste_masks.py",
-        &["--cases", input.to_str().unwrap(), "--out", output.to_str().unwrap()],
+        &[
+            "--cases",
+            input.to_str().unwrap(),
+            "--out",
+            output.to_str().unwrap(),
+        ],
     );
     let expected: Value = serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
     let mut differing = Vec::new();
@@ -122,17 +127,29 @@ fn paste_matches_torchvision_paste_masks_in_image() {
         let theirs = bits(expected["masks"][i].as_str().unwrap());
         let diff = ours.iter().zip(&theirs).filter(|(a, b)| a != b).count();
         if diff > 0 {
-            differing.push(format!("box {b:?}: {diff} pixels, IoU {:.4}", iou(&ours, &theirs)));
+            differing.push(format!(
+                "box {b:?}: {diff} pixels, IoU {:.4}",
+                iou(&ours, &theirs)
+            ));
         }
         // The window stays inside the frame and holds the whole mask.
-        assert!(mask.x + mask.width <= w && mask.y + mask.height <= h, "{b:?}");
+        assert!(
+            mask.x + mask.width <= w && mask.y + mask.height <= h,
+            "{b:?}"
+        );
         assert_eq!(mask.area(), ours.iter().filter(|v| **v).count(), "{b:?}");
     }
-    assert!(differing.is_empty(), "differs from torchvision: {differing:#?}");
+    assert!(
+        differing.is_empty(),
+        "differs from torchvision: {differing:#?}"
+    );
     // torchvision raises for boxes wholly outside the image; segstream gives an empty mask.
     for i in expected["failed"].as_array().unwrap() {
         let b = boxes[i.as_u64().unwrap() as usize];
-        assert!(b[0] >= w as f32 || b[1] >= h as f32 || b[2] < 0.0 || b[3] < 0.0, "{b:?}");
+        assert!(
+            b[0] >= w as f32 || b[1] >= h as f32 || b[2] < 0.0 || b[3] < 0.0,
+            "{b:?}"
+        );
     }
 }
 
@@ -167,20 +184,29 @@ fn reference_detections(config: &Path, image: &Path, extra: &[&str]) -> Vec<Valu
 /// each reference detection takes an unmatched one of its class with the same score and box
 /// (within float noise) and the best mask IoU, which must be at least 0.99.
 fn assert_same_detections(ours: &[Instance], theirs: &[Value], w: u32, h: u32) {
-    let summary = |d: &[Instance]| d.iter().map(|d| (d.class, d.score, d.bbox)).collect::<Vec<_>>();
+    let summary = |d: &[Instance]| {
+        d.iter()
+            .map(|d| (d.class, d.score, d.bbox))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
         ours.len(),
         theirs.len(),
         "detection counts differ: ours {:?}, reference {:?}",
         summary(ours),
-        theirs.iter().map(|d| (&d["class"], &d["score"], &d["box"])).collect::<Vec<_>>()
+        theirs
+            .iter()
+            .map(|d| (&d["class"], &d["score"], &d["box"]))
+            .collect::<Vec<_>>()
     );
     let maps: Vec<Vec<bool>> = ours.iter().map(|d| bitmap(&d.mask, w, h)).collect();
     let mut used = vec![false; ours.len()];
     for t in theirs {
         let class = t["class"].as_u64().unwrap() as u32;
         let score = t["score"].as_f64().unwrap() as f32;
-        let bbox: Vec<f32> = (0..4).map(|k| t["box"][k].as_f64().unwrap() as f32).collect();
+        let bbox: Vec<f32> = (0..4)
+            .map(|k| t["box"][k].as_f64().unwrap() as f32)
+            .collect();
         let mask = bits(t["mask"].as_str().unwrap());
         let best = (0..ours.len())
             .filter(|&i| {
@@ -199,7 +225,10 @@ fn assert_same_detections(ours: &[Instance], theirs: &[Value], w: u32, h: u32) {
             );
         };
         used[i] = true;
-        assert!(overlap >= 0.99, "class {class} box {bbox:?}: mask IoU {overlap}");
+        assert!(
+            overlap >= 0.99,
+            "class {class} box {bbox:?}: mask IoU {overlap}"
+        );
     }
 }
 
@@ -210,7 +239,10 @@ fn check_against_reference(config: &str) {
     let mut seg = Segmenter::new(model.clone(), &[], 2, EngineOptions::default()).unwrap();
     let ours = seg.detect(&img).unwrap();
     let theirs = reference_detections(&model.config_path, &path, &[]);
-    assert!(theirs.len() >= 4, "the test model should find several objects");
+    assert!(
+        theirs.len() >= 4,
+        "the test model should find several objects"
+    );
     assert!(ours.iter().any(|d| d.mask.area() > 0));
     assert_same_detections(&ours, &theirs, img.width, img.height);
 }
@@ -235,7 +267,11 @@ fn with_classes(dir: &Path, config: &str, classes: &[&str]) -> Model {
     let model = load(config);
     let text = std::fs::read_to_string(&model.config_path).unwrap();
     let onnx = model.onnx_path.display().to_string();
-    let list = classes.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ");
+    let list = classes
+        .iter()
+        .map(|c| format!("{c:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let text: String = text
         .lines()
         .map(|l| {
@@ -281,7 +317,10 @@ fn unknown_filter_classes_are_config_errors() {
     let model = load("maskrcnn_raw.toml");
     let text = std::fs::read_to_string(&model.config_path)
         .unwrap()
-        .replace("max_detections = 100", "max_detections = 100\nclasses = [\"car\", \"unicorn\"]")
+        .replace(
+            "max_detections = 100",
+            "max_detections = 100\nclasses = [\"car\", \"unicorn\"]",
+        )
         .replace(
             "../../../models/test/maskrcnn_raw.onnx",
             &model.onnx_path.display().to_string(),
@@ -289,7 +328,10 @@ fn unknown_filter_classes_are_config_errors() {
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, text).unwrap();
     let err = Model::load(&path).unwrap_err().to_string();
-    assert!(err.contains("output.classes[1]") && err.contains("unicorn"), "{err}");
+    assert!(
+        err.contains("output.classes[1]") && err.contains("unicorn"),
+        "{err}"
+    );
 }
 
 fn slices(width: u32, height: u32, overlap: u32, full_frame: bool) -> TilingConfig {
