@@ -132,9 +132,9 @@ impl Composite {
         let alpha = self.alpha as f32;
         let mut order: Vec<&Instance> = instances.iter().collect();
         order.sort_by(|a, b| a.score.total_cmp(&b.score));
-        // Lines and text scale with the frame: 2 px and 0.5 at 720p.
+        // Lines and text scale with the frame: 2 px and 0.8 at 720p.
         let thickness = ((w.min(h) as f32 / 360.0).round() as i32).max(1);
-        let font_scale = 0.25 * thickness as f64;
+        let font_scale = 0.4 * thickness as f64;
         for inst in &order {
             let colour = instance_colour(inst.id.max(1));
             let m = &inst.mask;
