@@ -377,3 +377,95 @@ fn raw_slices_merge_like_the_reference() {
 fn pasted_slices_and_the_full_frame_merge_like_the_reference() {
     check_slices("maskrcnn_pasted.toml", true);
 }
+
+#[test]
+fn a_mask_convention_the_model_does_not_have_is_a_clear_error() {
+    // The bundled torchvision export pastes its masks; a config calling them raw is wrong.
+    let dir = tempfile::tempdir().unwrap();
+    let model = load("maskrcnn_pasted.toml");
+    let text = std::fs::read_to_string(&model.config_path)
+        .unwrap()
+        .replace("masks_format = \"pasted\"", "masks_format = \"raw\"")
+        .replace(
+            "../../../models/maskrcnn_mobilenet_v3.onnx",
+            &model.onnx_path.display().to_string(),
+        );
+    let path = dir.path().join("wrong.toml");
+    std::fs::write(&path, text).unwrap();
+    // Its masks' size is symbolic, so the mismatch shows on the first frame.
+    let (_, img) = image(dir.path(), 160, 120, 3);
+    let err = Segmenter::new(
+        Model::load(&path).unwrap(),
+        &[],
+        1,
+        EngineOptions::default(),
+    )
+    .unwrap()
+    .detect(&img)
+    .expect_err("raw masks must be m x m")
+    .to_string();
+    assert!(
+        err.contains("raw masks have shape") && err.contains("m, m]"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn instance_slices_must_be_native_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("p.toml");
+    let config = root().join("tests/data/configs/maskrcnn_raw.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[source]\ntype = \"test\"\n\n[[transforms]]\ntype = \"infer\"\nmodel = {:?}\n\
+             tiling = {{ width = 192, height = 160, overlap = 32, scale = 0.5 }}\n\n\
+             [[sinks]]\ntype = \"null\"\n",
+            config.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = common::run_with_deadline(
+        common::segstream(&["validate", pipeline.to_str().unwrap()]),
+        std::time::Duration::from_secs(60),
+    );
+    let err = common::stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("tiling") && err.contains("scale = 1"), "{err}");
+}
+
+#[test]
+fn an_instance_stage_after_a_semantic_one_keeps_its_labels() {
+    // DeepLabV3+ then Mask R-CNN in one pipeline: PNG label maps (from the semantic stage)
+    // and instances both come out.
+    let dir = tempfile::tempdir().unwrap();
+    let img = make_image(dir.path(), 160, 120, 5);
+    let pipeline = dir.path().join("p.toml");
+    let labels = dir.path().join("labels");
+    let seg = root().join("tests/data/configs/seg_fcn.toml");
+    let inst = root().join("tests/data/configs/maskrcnn_raw.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[source]\ntype = \"file\"\npath = {:?}\n\n\
+             [[transforms]]\ntype = \"infer\"\nmodel = {:?}\n\n\
+             [[transforms]]\ntype = \"infer\"\nmodel = {:?}\n\n\
+             [[sinks]]\ntype = \"png\"\nwhat = \"labels\"\ndir = {:?}\n",
+            img.display().to_string(),
+            seg.display().to_string(),
+            inst.display().to_string(),
+            labels.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = common::run_with_deadline(
+        common::segstream(&["run", pipeline.to_str().unwrap()]),
+        std::time::Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let written: Vec<_> = std::fs::read_dir(&labels).unwrap().collect();
+    assert_eq!(written.len(), 1);
+    let png = read_png(&written[0].as_ref().unwrap().path());
+    assert_eq!((png.width, png.height, png.channels), (160, 120, 1));
+}

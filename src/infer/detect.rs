@@ -113,7 +113,8 @@ pub fn decode(
     for i in 0..n {
         let score = out.scores[i];
         let label = out.labels[i];
-        if !(score >= params.score_threshold) {
+        // NaN scores fail this too.
+        if score.is_nan() || score < params.score_threshold {
             continue;
         }
         if label < 0 || label as usize >= params.num_classes {

@@ -12,7 +12,7 @@ use ort::session::Session;
 use ort::value::{Outlet, TensorElementType, ValueType};
 
 use super::InferError;
-use crate::config::{Model, OutputConfig, ProviderConfig, SizePolicy};
+use crate::config::{MasksFormat, Model, OutputConfig, ProviderConfig, SizePolicy};
 
 /// Where the ONNX Runtime shared library is looked for, in order.
 pub fn library_candidates() -> Vec<PathBuf> {
@@ -306,6 +306,36 @@ pub fn check_model(session: &Session, model: &Model) -> Vec<String> {
                     problems.push(format!(
                         "output {} is {ty}, expected int64 or int32",
                         describe(output)
+                    ));
+                }
+            }
+            OutputConfig::Detections {
+                masks,
+                masks_format,
+                ..
+            } if name == masks.as_str() => {
+                let n = model.num_classes() as i64;
+                let ok = match (masks_format, &shape[..]) {
+                    (MasksFormat::Pasted, [_, c, _, _]) => *c == 1 || *c < 0,
+                    (MasksFormat::Raw, [_, c, h, w]) => {
+                        (*c < 0 || *c == 1 || *c == n) && (*h < 0 || *w < 0 || h == w)
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    problems.push(format!(
+                        "output {} does not hold {} masks (expected {})",
+                        describe(output),
+                        if *masks_format == MasksFormat::Raw {
+                            "raw"
+                        } else {
+                            "pasted"
+                        },
+                        if *masks_format == MasksFormat::Raw {
+                            format!("[N, 1 or {n}, m, m]")
+                        } else {
+                            "[N, 1, H, W]".to_string()
+                        }
                     ));
                 }
             }

@@ -37,6 +37,10 @@ pub enum RleError {
 /// Run-length encodes `mask` (a window of the frame) over the whole `width x height` frame.
 ///
 /// Only the mask's window is visited: the columns outside it are single runs of zeros.
+/// COCO's runs go down columns, but the window is stored by rows; rather than striding down
+/// each column, rows are compared with the row above eight bytes at a time, and only where
+/// a pixel differs from the one above (a run boundary) is anything recorded. The boundaries
+/// are then grouped by column (a counting sort keeps each column's rows in order).
 pub fn encode(mask: &Mask, width: u32, height: u32) -> Rle {
     let mut runs = Runs::default();
     let h = height as u64;
@@ -45,16 +49,63 @@ pub fn encode(mask: &Mask, width: u32, height: u32) -> Rle {
     let x1 = (mask.x + mask.width).min(width);
     let y0 = mask.y.min(height);
     let y1 = (mask.y + mask.height).min(height);
-    runs.push(0, x0 as u64 * h);
+    let cols = (x1 - x0) as usize;
     let stride = mask.width as usize;
-    for x in x0..x1 {
-        runs.push(0, y0 as u64);
-        let mut idx = (x - mask.x) as usize + (y0 - mask.y) as usize * stride;
-        for _ in y0..y1 {
-            runs.push(mask.data[idx].min(1), 1);
-            idx += stride;
+    let first = (x0 - mask.x) as usize;
+    // (column, frame row) of every boundary, found row by row.
+    let mut edges: Vec<(u32, u32)> = Vec::new();
+    let zeros = vec![0u8; cols];
+    let mut above: &[u8] = &zeros;
+    for y in y0..y1 {
+        let start = (y - mask.y) as usize * stride + first;
+        let row = &mask.data[start..start + cols];
+        let mut x = 0;
+        for (a, b) in row.chunks_exact(8).zip(above.chunks_exact(8)) {
+            if a != b {
+                for k in 0..8 {
+                    if (a[k] != 0) != (b[k] != 0) {
+                        edges.push(((x + k) as u32, y));
+                    }
+                }
+            }
+            x += 8;
         }
-        runs.push(0, (height - y1) as u64);
+        for k in x..cols {
+            if (row[k] != 0) != (above[k] != 0) {
+                edges.push((k as u32, y));
+            }
+        }
+        above = row;
+    }
+    for (k, &v) in above.iter().enumerate() {
+        if v != 0 {
+            edges.push((k as u32, y1));
+        }
+    }
+    // Group by column, keeping row order.
+    let mut starts = vec![0usize; cols + 1];
+    for &(x, _) in &edges {
+        starts[x as usize + 1] += 1;
+    }
+    for k in 0..cols {
+        starts[k + 1] += starts[k];
+    }
+    let mut rows = vec![0u32; edges.len()];
+    let mut fill = starts.clone();
+    for &(x, y) in &edges {
+        rows[fill[x as usize]] = y;
+        fill[x as usize] += 1;
+    }
+
+    runs.push(0, x0 as u64 * h);
+    for k in 0..cols {
+        let (mut at, mut value) = (0u32, 0u8);
+        for &y in &rows[starts[k]..starts[k + 1]] {
+            runs.push(value, (y - at) as u64);
+            at = y;
+            value ^= 1;
+        }
+        runs.push(0, (height - at) as u64);
     }
     runs.push(0, (width - x1) as u64 * h);
     Rle {
