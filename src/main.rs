@@ -7,6 +7,8 @@ use segstream::config::{Overrides, Pipeline, TransformConfig};
 use segstream::runtime::Control;
 use segstream::topology::{self, RunOptions};
 
+mod status;
+
 /// Real-time video segmentation: GStreamer in, ONNX Runtime models, video and label maps out.
 #[derive(Parser)]
 #[command(version, about)]
@@ -36,6 +38,10 @@ enum Command {
         /// ONNX Runtime threads for every infer stage (0 lets ONNX Runtime choose).
         #[arg(long)]
         threads: Option<usize>,
+        /// Seconds between status lines (frames, FPS, drops, latency p50/p95/p99); a
+        /// progress bar instead when stderr is a terminal; 0 turns both off.
+        #[arg(long, default_value_t = 5.0)]
+        status_interval: f64,
     },
     /// Measure a pipeline: end-to-end FPS and latency, each stage's busy time, the
     /// bottleneck, and the model alone in the same process.
@@ -127,6 +133,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     match cli.command {
@@ -136,6 +143,7 @@ fn main() -> ExitCode {
             output,
             frames,
             threads,
+            status_interval,
         } => {
             let overrides = Overrides { input, output };
             let pipeline = match Pipeline::load(&pipeline, &overrides) {
@@ -159,7 +167,13 @@ fn main() -> ExitCode {
                 tracing::warn!("Cannot install the signal handler: {e}.");
             }
             let options = RunOptions { frames, threads };
-            match topology::run(&pipeline, &options, control) {
+            let status = (status_interval > 0.0)
+                .then(|| status::spawn(control.clone(), status_interval, frames));
+            let result = topology::run(&pipeline, &options, control);
+            if let Some(status) = status {
+                status.finish();
+            }
+            match result {
                 Ok(report) => {
                     eprintln!("{report}");
                     for sink in &pipeline.config.sinks {

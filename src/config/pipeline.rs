@@ -55,9 +55,23 @@ pub enum SourceConfig {
         /// Jitter-buffer latency in milliseconds.
         #[serde(default = "default_rtsp_latency")]
         latency_ms: u32,
-        /// Seconds to wait for the server before giving up.
+        /// Seconds without a frame after which the stream counts as lost (and, before the
+        /// first frame, after which an unanswering server is an error).
         #[serde(default = "default_rtsp_timeout")]
         timeout_s: f64,
+        /// Lower transport: `auto` (UDP, falling back to TCP), `tcp` or `udp`.
+        #[serde(default)]
+        transport: RtspTransport,
+        /// Reconnect on its own when the stream drops or the server restarts.
+        #[serde(default = "yes")]
+        reconnect: bool,
+        /// Longest wait between reconnection attempts, in seconds (the wait doubles from
+        /// half a second up to this).
+        #[serde(default = "default_backoff_max")]
+        backoff_max_s: f64,
+        /// Give up when one outage lasts longer than this many seconds; never when absent.
+        #[serde(default)]
+        max_outage_s: Option<f64>,
     },
     /// A V4L2 camera.
     Camera {
@@ -109,6 +123,10 @@ impl SourceConfig {
                 url: input.to_owned(),
                 latency_ms: default_rtsp_latency(),
                 timeout_s: default_rtsp_timeout(),
+                transport: RtspTransport::default(),
+                reconnect: true,
+                backoff_max_s: default_backoff_max(),
+                max_outage_s: None,
             }
         } else if input.starts_with("/dev/video") {
             SourceConfig::Camera {
@@ -168,6 +186,19 @@ impl SourceConfig {
             SourceConfig::Synthetic { seed, .. } => format!("synthetic:{seed}"),
         }
     }
+}
+
+/// How RTSP media travels.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RtspTransport {
+    /// UDP, falling back to TCP (interleaved) when UDP gets nothing.
+    #[default]
+    Auto,
+    /// Interleaved in the RTSP connection: passes firewalls, no packet loss.
+    Tcp,
+    /// Unicast UDP: lowest latency, packets may be lost.
+    Udp,
 }
 
 /// A stage between the source and the sinks.
@@ -397,6 +428,12 @@ fn default_rtsp_latency() -> u32 {
 fn default_rtsp_timeout() -> f64 {
     10.0
 }
+fn default_backoff_max() -> f64 {
+    5.0
+}
+fn yes() -> bool {
+    true
+}
 fn default_camera() -> PathBuf {
     "/dev/video0".into()
 }
@@ -524,6 +561,9 @@ impl PipelineConfig {
                 url,
                 timeout_s,
                 latency_ms,
+                backoff_max_s,
+                max_outage_s,
+                ..
             } => {
                 if !url.starts_with("rtsp://") && !url.starts_with("rtsps://") {
                     p.push(
@@ -533,6 +573,10 @@ impl PipelineConfig {
                 }
                 p.range("source.timeout_s", *timeout_s, 0.1, 3600.0);
                 p.range("source.latency_ms", *latency_ms, 0, 60000);
+                p.range("source.backoff_max_s", *backoff_max_s, 0.1, 3600.0);
+                if let Some(m) = max_outage_s {
+                    p.range("source.max_outage_s", *m, 0.1, 1e9);
+                }
             }
             SourceConfig::Camera { .. } => {}
             SourceConfig::Synthetic {

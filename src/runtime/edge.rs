@@ -60,9 +60,10 @@ impl EdgeTx {
                     Ok(()) => break,
                     Err(TrySendError::Full(f)) => {
                         if let Ok(old) = drain.try_recv() {
-                            self.consumer.dropped.fetch_add(1, Ordering::Relaxed);
+                            self.consumer.record_drop(old.stream);
                             tracing::trace!(
                                 stage = %self.consumer.name,
+                                stream = old.stream,
                                 seq = old.seq,
                                 "Frame dropped: queue full."
                             );
@@ -73,9 +74,9 @@ impl EdgeTx {
                 }
             },
         }
-        self.consumer
-            .queue_peak
-            .fetch_max(self.tx.len(), Ordering::Relaxed);
+        let depth = self.tx.len();
+        self.consumer.queue_peak.fetch_max(depth, Ordering::Relaxed);
+        self.consumer.queue_depth.store(depth, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -106,6 +107,16 @@ impl Output {
             edge.send(frame.clone(), &self.control)?;
         }
         last.send(frame, &self.control)
+    }
+
+    /// Counts one loss of the source's stream (it reconnects on its own).
+    pub fn count_outage(&self) {
+        self.metrics.outages.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Tells the status line how many frames to expect (a file's duration times its rate).
+    pub fn set_expected_frames(&self, n: u64) {
+        self.control.expected.store(n, Ordering::Relaxed);
     }
 
     /// Whether the user asked the pipeline to stop (Ctrl-C, SIGTERM, frame limit).

@@ -7,14 +7,16 @@
 
 mod edge;
 mod metrics;
+mod status;
 
 pub use edge::Output;
 pub use metrics::{
     write_stage_table, LatencyMetrics, RunReport, StageMetrics, StageRow, StageSummary,
 };
+pub use status::{RunMetrics, Status, StatusMark};
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::Instant;
 
@@ -70,6 +72,10 @@ pub struct Control {
     stop: AtomicBool,
     abort: AtomicBool,
     error: Mutex<Option<PipelineError>>,
+    /// The running pipeline's counters, once it started.
+    metrics: OnceLock<Arc<RunMetrics>>,
+    /// Frames the source expects to produce (0: unknown).
+    expected: AtomicU64,
 }
 
 impl Control {
@@ -88,6 +94,16 @@ impl Control {
 
     pub fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// The running pipeline's counters, for status lines and the metrics endpoint.
+    pub fn metrics(&self) -> Option<Arc<RunMetrics>> {
+        self.metrics.get().cloned()
+    }
+
+    /// Frames the source expects to produce, when it knows (files of known duration).
+    pub fn expected_frames(&self) -> Option<u64> {
+        Some(self.expected.load(Ordering::Relaxed)).filter(|n| *n > 0)
     }
 
     fn is_aborted(&self) -> bool {
@@ -190,7 +206,14 @@ pub fn run(
         transform_metrics.push(metrics);
     }
     transform_metrics.reverse();
+    let output = 1 + transform_metrics.len();
     all_metrics.splice(1..1, transform_metrics);
+    let _ = control.metrics.set(Arc::new(RunMetrics {
+        stages: all_metrics.clone(),
+        latency: latency.clone(),
+        output,
+        started,
+    }));
 
     let mut out = Output {
         collect: None,

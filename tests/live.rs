@@ -1,0 +1,311 @@
+//! Live sources: RTSP served in-process on 127.0.0.1, outages and reconnection, unanswering
+//! servers, bounded latency under a slow stage, several streams at once.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An RTSP server on 127.0.0.1:`port` with one H.264 test stream at `/live` (160x120,
+/// 15 fps, moving ball), running on its own thread and main context until dropped.
+struct RtspServer {
+    main_loop: glib::MainLoop,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RtspServer {
+    fn start(port: u16, mounts_: &[&str]) -> RtspServer {
+        gst::init().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mounts_: Vec<String> = mounts_.iter().map(|s| s.to_string()).collect();
+        let thread = std::thread::spawn(move || {
+            let context = glib::MainContext::new();
+            let main_loop = glib::MainLoop::new(Some(&context), false);
+            let server = rtsp::RTSPServer::new();
+            server.set_address("127.0.0.1");
+            server.set_service(&port.to_string());
+            let mounts = server.mount_points().unwrap();
+            for (i, mount) in mounts_.iter().enumerate() {
+                let factory = rtsp::RTSPMediaFactory::new();
+                // Each stream has its own pattern, so outputs can be told apart.
+                let pattern = ["ball", "snow"][i % 2];
+                factory.set_launch(&format!(
+                    "( videotestsrc is-live=true pattern={pattern} \
+                     ! video/x-raw,width=160,height=120,framerate=15/1 \
+                     ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 \
+                     ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+                ));
+                mounts.add_factory(mount, factory);
+            }
+            let source = server.attach(Some(&context)).unwrap();
+            tx.send(main_loop.clone()).unwrap();
+            main_loop.run();
+            // Close every client connection and the listening socket.
+            server.client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
+            if let Some(listener) = context.find_source_by_id(&source) {
+                listener.destroy();
+            }
+            // Let the closes run on this context before it goes away.
+            while context.iteration(false) {}
+        });
+        let main_loop = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        RtspServer {
+            main_loop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.main_loop.quit();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A running `segstream run`, with its stderr collected as it comes.
+struct Running {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn start(pipeline: &Path, extra: &[&str]) -> Running {
+        let mut args = vec!["run", pipeline.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut child = segstream(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Running {
+            child,
+            stderr,
+            reader: Some(reader),
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until stderr contains `text`; fails the test after `limit`.
+    fn wait_for(&mut self, text: &str, limit: Duration) {
+        let start = Instant::now();
+        while !self.stderr().contains(text) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "segstream exited ({status}) before {text:?}: {}",
+                    self.stderr()
+                );
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("no {text:?} after {limit:?}: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    fn signal(&self, signal: &str) {
+        assert!(Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// Waits for the exit (killing it after `limit`) and returns the status and all stderr.
+    fn finish(mut self, limit: Duration) -> (ExitStatus, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("segstream hung after {limit:?}: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        (status, self.stderr())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Frames written by the sink named `name`, from the summary table.
+fn sink_frames(stderr: &str, name: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no {name} row in the summary: {stderr}"));
+    line.split_whitespace()
+        .nth(name.split_whitespace().count())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The value of a `key=value` field in the first log line containing `message`.
+fn log_field(stderr: &str, message: &str, key: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(message))
+        .unwrap_or_else(|| panic!("no {message:?} line: {stderr}"));
+    let at = line
+        .find(&format!("{key}="))
+        .unwrap_or_else(|| panic!("no {key} in {line}"));
+    line[at + key.len() + 1..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn rtsp_server_restart_is_one_outage_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let out = dir.path().join("rtsp.mp4");
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"rtsp\"\nurl = \"rtsp://127.0.0.1:{port}/live\"\n\
+             transport = \"tcp\"\nlatency_ms = 50\ntimeout_s = 2\nbackoff_max_s = 1\n\n\
+             [[sinks]]\ntype = \"mp4\"\npath = {out:?}\n"
+        ),
+    );
+    let server = RtspServer::start(port, &["/live"]);
+    let mut run = Running::start(&p, &["--log-level", "warn", "--status-interval", "0.5"]);
+    // Frames flow: the status line counts some.
+    let start = Instant::now();
+    while !run.stderr().lines().any(|l| {
+        l.starts_with("status:")
+            && l.split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n >= 10)
+    }) {
+        assert!(run.is_running(), "segstream ended early: {}", run.stderr());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no frames: {}",
+            run.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    drop(server);
+    run.wait_for("Stream lost; reconnecting.", Duration::from_secs(30));
+    // Down long enough for several failed attempts.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(run.is_running(), "segstream gave up: {}", run.stderr());
+
+    let server = RtspServer::start(port, &["/live"]);
+    run.wait_for("Stream back.", Duration::from_secs(60));
+    // Let a second's worth of frames through after the outage.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(run.is_running(), "{}", run.stderr());
+    run.signal("-INT");
+    let (status, err) = run.finish(Duration::from_secs(60));
+    drop(server);
+
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert_eq!(
+        err.matches("Stream lost; reconnecting.").count(),
+        1,
+        "one outage expected: {err}"
+    );
+    assert!(err.contains("1 outage(s) of the source"), "{err}");
+    let before = log_field(&err, "Stream lost; reconnecting.", "frames");
+    let written = sink_frames(&err, "sink mp4");
+    assert!(
+        written > before + 5,
+        "{written} frames written, {before} before the outage: no frames after it"
+    );
+    // One file, kept open across the outage, with every frame processed.
+    assert_eq!(video_info(&out), (written, 160, 120));
+}
+
+#[test]
+fn rtsp_server_that_never_answers_fails_after_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // One port with nothing listening, one that accepts connections and never replies.
+    let refused = free_port();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    for port in [refused, silent_port] {
+        let url = format!("rtsp://127.0.0.1:{port}/none");
+        let p = pipeline_file(
+            dir.path(),
+            &format!("p{port}.toml"),
+            &format!(
+                "[source]\ntype = \"rtsp\"\nurl = \"{url}\"\ntimeout_s = 2\n\n\
+                 [[sinks]]\ntype = \"null\"\n"
+            ),
+        );
+        let o = run_with_deadline(
+            segstream(&["run", p.to_str().unwrap()]),
+            Duration::from_secs(60),
+        );
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(
+            lines[0].contains(&url) && lines[0].contains("no frame within 2 s"),
+            "{}",
+            lines[0]
+        );
+    }
+    drop(silent);
+}
