@@ -7,6 +7,7 @@ pub mod bench;
 pub mod composite;
 pub mod config;
 pub mod decode;
+pub mod delay;
 pub mod eval;
 pub mod frame;
 pub mod infer;

@@ -176,6 +176,10 @@ fn main() -> ExitCode {
             match result {
                 Ok(report) => {
                     eprintln!("{report}");
+                    if let Some((now, peak)) = segstream::runtime::memory() {
+                        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+                        eprintln!("memory: peak {:.1} MiB, now {:.1} MiB", mib(peak), mib(now));
+                    }
                     for sink in &pipeline.config.sinks {
                         if let Some(path) = sink.output_path() {
                             println!("output: {}", path.display());

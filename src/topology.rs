@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::composite::Composite;
 use crate::config::{FullPolicy, Pipeline, QueueConfig, SinkConfig, SourceConfig, TransformConfig};
 use crate::decode::Decode;
+use crate::delay::Delay;
 use crate::infer::{EngineOptions, Infer};
 use crate::runtime::{self, Control, PipelineError, RunReport, StageSpec};
 use crate::sink::{NullSink, PngSink, VideoSink, VideoSinkKind};
@@ -129,6 +130,12 @@ pub fn run_with_source(
             TransformConfig::Composite { alpha, .. } => spec(
                 t.name(),
                 Box::new(Composite::new(*alpha, &palette)),
+                t.queue(),
+                live,
+            ),
+            TransformConfig::Delay { ms, .. } => spec(
+                t.name(),
+                Box::new(Delay(std::time::Duration::from_millis(*ms))),
                 t.queue(),
                 live,
             ),

@@ -309,3 +309,156 @@ fn rtsp_server_that_never_answers_fails_after_the_timeout() {
     }
     drop(silent);
 }
+
+/// The columns (in, out, dropped) of a stage's row in the summary table.
+fn stage_row(stderr: &str, name: &str) -> (u64, u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} row in the summary: {stderr}"));
+    let n: Vec<u64> = line[name.len()..]
+        .split_whitespace()
+        .take(3)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    (n[0], n[1], n[2])
+}
+
+/// The p99 capture-to-output latency of the summary, in milliseconds.
+fn latency_p99_ms(stderr: &str) -> f64 {
+    let at = stderr
+        .find("p99 ")
+        .unwrap_or_else(|| panic!("no latency in the summary: {stderr}"));
+    stderr[at + 4..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A 100 ms stage behind a 30 fps live source: frames are dropped (and counted) so the
+/// newest frame is processed; latency stays within what the queues can hold.
+#[test]
+fn slow_stage_on_a_live_source_drops_frames_and_bounds_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let (delay_ms, capacity) = (100u64, 2u64);
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"test\"\nwidth = 160\nheight = 120\nfps = 30\nlive = true\n\n\
+             [[transforms]]\ntype = \"delay\"\nms = {delay_ms}\nqueue = {{ capacity = {capacity} }}\n\n\
+             [[sinks]]\ntype = \"null\"\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap(), "--frames", "90"]),
+        Duration::from_secs(120),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let (_, decoded, _) = stage_row(&err, "decode");
+    let (delay_in, _, dropped) = stage_row(&err, "delay");
+    let (sink_in, _, _) = stage_row(&err, "sink null");
+    assert_eq!(decoded, 90);
+    assert!(dropped > 30, "only {dropped} of 90 frames dropped: {err}");
+    assert_eq!(
+        delay_in + dropped,
+        decoded,
+        "every frame is processed or counted"
+    );
+    assert_eq!(sink_in, delay_in);
+    // A frame waits behind at most `capacity` queued frames and the one in progress; the
+    // rest is slack for a loaded machine. Blocking instead would reach seconds here.
+    let bound = ((capacity + 1) * delay_ms + 250) as f64;
+    let p99 = latency_p99_ms(&err);
+    assert!(p99 < bound, "p99 latency {p99} ms over {bound} ms: {err}");
+}
+
+/// The same slow stage on a file is lossless: back-pressure instead of drops.
+#[test]
+fn slow_stage_on_a_file_processes_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.mp4");
+    make_video(&input, 45, 160, 120, "pattern=ball");
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"file\"\npath = {input:?}\n\n\
+             [[transforms]]\ntype = \"delay\"\nms = 20\nqueue = {{ capacity = 2 }}\n\n\
+             [[sinks]]\ntype = \"null\"\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap()]),
+        Duration::from_secs(120),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let (frames, _, _) = video_info(&input);
+    assert_eq!(stage_row(&err, "delay"), (frames, frames, 0), "{err}");
+    assert_eq!(stage_row(&err, "sink null").0, frames, "{err}");
+}
+
+/// Resident memory (MiB) of a `segstream run` on a live test source, from its status
+/// lines: at the first line with at least `early` frames out, and at the last line.
+fn memory_over_run(pipeline: &Path, early: u64, frames: u64) -> (u64, f64, u64, f64) {
+    let o = run_with_deadline(
+        segstream(&[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--frames",
+            &frames.to_string(),
+            "--status-interval",
+            "0.2",
+        ]),
+        Duration::from_secs(180),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(stage_row(&err, "decode").1, frames);
+    let readings: Vec<(u64, f64)> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("status: "))
+        .map(|l| {
+            let n = l.split('/').next().unwrap().parse().unwrap();
+            let at = l.find("memory ").expect("memory in the status line");
+            let mib = l[at + 7..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (n, mib)
+        })
+        .collect();
+    let &(n0, m0) = readings
+        .iter()
+        .find(|(n, _)| *n >= early)
+        .unwrap_or_else(|| panic!("no status line after {early} frames: {err}"));
+    let &(n1, m1) = readings.last().unwrap();
+    assert!(n1 >= frames * 9 / 10, "last status at {n1} frames: {err}");
+    (n0, m0, n1, m1)
+}
+
+/// Ten times the frames, the same memory: nothing grows per frame.
+#[test]
+fn memory_stays_flat_over_a_long_live_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        "[source]\ntype = \"test\"\npattern = \"ball\"\nwidth = 320\nheight = 180\n\
+         fps = 1000\nlive = true\n\n\
+         [[transforms]]\ntype = \"delay\"\nms = 0\n\n\
+         [[sinks]]\ntype = \"null\"\n",
+    );
+    let (n0, early, n1, late) = memory_over_run(&p, 1_000, 10_000);
+    eprintln!("resident memory: {early:.1} MiB at {n0} frames, {late:.1} MiB at {n1}");
+    assert!(
+        (late - early).abs() / early < 0.05,
+        "resident memory {early:.1} MiB at {n0} frames, {late:.1} MiB at {n1}"
+    );
+}

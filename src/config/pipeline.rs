@@ -238,6 +238,14 @@ pub enum TransformConfig {
         #[serde(default)]
         queue: QueueConfig,
     },
+    /// Holds every frame for `ms` milliseconds: stands in for a slow model, to see how a
+    /// live pipeline drops frames and keeps latency bounded.
+    Delay {
+        /// Milliseconds per frame.
+        ms: u64,
+        #[serde(default)]
+        queue: QueueConfig,
+    },
 }
 
 impl TransformConfig {
@@ -245,14 +253,15 @@ impl TransformConfig {
         match self {
             TransformConfig::Infer { .. } => "infer",
             TransformConfig::Composite { .. } => "composite",
+            TransformConfig::Delay { .. } => "delay",
         }
     }
 
     pub fn queue(&self) -> &QueueConfig {
         match self {
-            TransformConfig::Infer { queue, .. } | TransformConfig::Composite { queue, .. } => {
-                queue
-            }
+            TransformConfig::Infer { queue, .. }
+            | TransformConfig::Composite { queue, .. }
+            | TransformConfig::Delay { queue, .. } => queue,
         }
     }
 }
@@ -682,6 +691,10 @@ impl PipelineConfig {
                     if !has_labels {
                         p.push(&field, "composite needs an infer transform before it");
                     }
+                    models.push(None);
+                }
+                TransformConfig::Delay { ms, .. } => {
+                    p.range(format!("{field}.ms"), *ms, 0, 60_000);
                     models.push(None);
                 }
             }

@@ -13,7 +13,7 @@ pub use edge::Output;
 pub use metrics::{
     write_stage_table, LatencyMetrics, RunReport, StageMetrics, StageRow, StageSummary,
 };
-pub use status::{RunMetrics, Status, StatusMark};
+pub use status::{memory, RunMetrics, Status, StatusMark};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};

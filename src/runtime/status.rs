@@ -44,6 +44,29 @@ pub struct Status {
     pub outages: u64,
     /// Frames the source is expected to produce (files with a known duration).
     pub expected: Option<u64>,
+    /// Resident memory of the process now, in bytes (Linux).
+    pub rss: Option<u64>,
+}
+
+/// Resident memory of this process now and at its peak, in bytes, from /proc/self/status
+/// (`VmRSS`, `VmHWM`); None where that file does not exist.
+pub fn memory() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |key: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(key))?;
+        let kib: u64 = line[key.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 impl RunMetrics {
@@ -83,6 +106,7 @@ impl RunMetrics {
                 .map(|m| m.outages.load(Ordering::Relaxed))
                 .sum(),
             expected,
+            rss: memory().map(|(now, _)| now),
         }
     }
 }
@@ -114,6 +138,9 @@ impl Status {
         }
         if self.outages > 0 {
             s.push_str(&format!(", {} outage(s)", self.outages));
+        }
+        if let Some(rss) = self.rss {
+            s.push_str(&format!(", memory {:.1} MiB", mib(rss)));
         }
         s
     }
