@@ -120,12 +120,6 @@ impl Decode {
         }
     }
 
-    /// The same source as stream `id` of a multi-source pipeline.
-    pub fn with_stream(mut self, id: u32) -> Self {
-        self.stream = id;
-        self
-    }
-
     fn input(&self) -> String {
         self.config.describe()
     }
@@ -474,7 +468,7 @@ impl Decode {
                     out.count_outage();
                     tracing::warn!(
                         stage = "decode",
-                        stream = self.stream,
+                        stream = out.stream(),
                         input = %input,
                         frames = self.seq,
                         error = %last,
@@ -595,7 +589,7 @@ impl Decode {
                     if let Some(since) = self.outage_since.take() {
                         tracing::warn!(
                             stage = "decode",
-                            stream = self.stream,
+                            stream = out.stream(),
                             input = %input,
                             outage_s = since.elapsed().as_secs_f64(),
                             "Stream back."

@@ -182,7 +182,14 @@ fn main() -> ExitCode {
                     }
                     for sink in &pipeline.config.sinks {
                         if let Some(path) = sink.output_path() {
-                            println!("output: {}", path.display());
+                            let streams = pipeline.config.sources.len() as u32;
+                            let template = path
+                                .to_string_lossy()
+                                .contains(segstream::config::STREAM_PLACEHOLDER);
+                            for stream in 0..if template { streams } else { 1 } {
+                                let path = segstream::config::stream_path(path, stream);
+                                println!("output: {}", path.display());
+                            }
                         }
                     }
                     if report.interrupted {

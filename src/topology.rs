@@ -3,12 +3,15 @@
 use std::sync::Arc;
 
 use crate::composite::Composite;
-use crate::config::{FullPolicy, Pipeline, QueueConfig, SinkConfig, SourceConfig, TransformConfig};
+use crate::config::{
+    stream_path, FullPolicy, Pipeline, QueueConfig, SinkConfig, SourceConfig, TransformConfig,
+    STREAM_PLACEHOLDER,
+};
 use crate::decode::Decode;
 use crate::delay::Delay;
 use crate::infer::{EngineOptions, Infer};
 use crate::runtime::{self, Control, PipelineError, RunReport, StageSpec};
-use crate::sink::{NullSink, PngSink, VideoSink, VideoSinkKind};
+use crate::sink::{NullSink, PerStream, PngSink, VideoSink, VideoSinkKind};
 use crate::synthetic::Synthetic;
 
 /// Per-run knobs from the command line.
@@ -34,6 +37,10 @@ fn spec(name: &str, stage: Box<dyn runtime::Stage>, queue: &QueueConfig, live: b
     )
 }
 
+fn is_template(path: &std::path::Path) -> bool {
+    path.to_string_lossy().contains(STREAM_PLACEHOLDER)
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -46,12 +53,15 @@ pub fn run(
     options: &RunOptions,
     control: Arc<Control>,
 ) -> Result<RunReport, PipelineError> {
-    run_with_source(
-        pipeline,
-        options,
-        source(&pipeline.config.source, options.frames),
-        control,
-    )
+    let sources = &pipeline.config.sources;
+    let source = if sources.len() > 1 {
+        Box::new(runtime::Merge(
+            sources.iter().map(|s| source(s, options.frames)).collect(),
+        ))
+    } else {
+        source(&pipeline.config.source, options.frames)
+    };
+    run_with_source(pipeline, options, source, control)
 }
 
 /// The source for a source config: GStreamer's decode, or the synthetic scene.
@@ -90,7 +100,7 @@ pub fn run_with_source(
     control: Arc<Control>,
 ) -> Result<RunReport, PipelineError> {
     let config = &pipeline.config;
-    let live = config.source.is_live();
+    let live = config.is_live();
 
     let mut transforms = Vec::new();
     let mut palette: Vec<[u8; 3]> = Vec::new();
@@ -148,6 +158,23 @@ pub fn run_with_source(
         .iter()
         .map(|s| {
             let stage: Box<dyn runtime::Stage> = match s {
+                SinkConfig::Mp4 {
+                    path, bitrate_kbps, ..
+                } if is_template(path) => {
+                    let (path, bitrate_kbps) = (path.clone(), *bitrate_kbps);
+                    Box::new(PerStream::new(move |stream| {
+                        Box::new(VideoSink::new(VideoSinkKind::Mp4 {
+                            path: stream_path(&path, stream),
+                            bitrate_kbps,
+                        }))
+                    }))
+                }
+                SinkConfig::Png { dir, what, .. } if is_template(dir) => {
+                    let (dir, what) = (dir.clone(), *what);
+                    Box::new(PerStream::new(move |stream| {
+                        Box::new(PngSink::new(stream_path(&dir, stream), what))
+                    }))
+                }
                 SinkConfig::Mp4 {
                     path, bitrate_kbps, ..
                 } => Box::new(VideoSink::new(VideoSinkKind::Mp4 {

@@ -462,3 +462,72 @@ fn memory_stays_flat_over_a_long_live_run() {
         "resident memory {early:.1} MiB at {n0} frames, {late:.1} MiB at {n1}"
     );
 }
+
+/// Share of near-black pixels in an RGB frame: the `ball` pattern is mostly black, `snow`
+/// almost never.
+fn dark_share(png: &Png) -> f64 {
+    let dark = png
+        .data
+        .chunks(png.channels)
+        .filter(|p| p.iter().all(|v| *v < 40))
+        .count();
+    dark as f64 / (png.width * png.height) as f64
+}
+
+#[test]
+fn two_rtsp_sources_write_two_separate_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = RtspServer::start(port, &["/ball", "/snow"]);
+    let out = dir.path().join("cam{stream}.mp4");
+    let frames = dir.path().join("frames{stream}");
+    let source = |mount: &str| {
+        format!(
+            "[[sources]]\ntype = \"rtsp\"\nurl = \"rtsp://127.0.0.1:{port}/{mount}\"\n\
+             transport = \"tcp\"\nlatency_ms = 50\ntimeout_s = 10\n\n"
+        )
+    };
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "{}{}\
+             [[sinks]]\ntype = \"mp4\"\npath = {out:?}\nqueue = {{ when_full = \"block\" }}\n\n\
+             [[sinks]]\ntype = \"png\"\ndir = {frames:?}\nwhat = \"frame\"\n\
+             queue = {{ when_full = \"block\" }}\n",
+            source("ball"),
+            source("snow")
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap(), "--frames", "30"]),
+        Duration::from_secs(120),
+    );
+    drop(server);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for (stream, ball) in [(0, true), (1, false)] {
+        let mp4 = dir.path().join(format!("cam{stream}.mp4"));
+        assert!(
+            stdout.contains(&format!("output: {}", mp4.display())),
+            "{stdout}"
+        );
+        assert_eq!(video_info(&mp4), (30, 160, 120), "stream {stream}");
+        // Every frame of the stream is its own pattern: the streams never mix.
+        for i in 0..30 {
+            // The png sink prefixes the stream id of streams other than 0.
+            let name = match stream {
+                0 => format!("{i:06}.png"),
+                s => format!("s{s}_{i:06}.png"),
+            };
+            let png = read_png(&dir.path().join(format!("frames{stream}")).join(name));
+            let dark = dark_share(&png);
+            assert!(
+                if ball { dark > 0.8 } else { dark < 0.2 },
+                "stream {stream} frame {i}: {:.0}% dark",
+                100.0 * dark
+            );
+        }
+    }
+}

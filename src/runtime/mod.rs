@@ -64,6 +64,51 @@ pub trait Source: Send {
     fn run(&mut self, out: &mut Output) -> Result<(), BoxError>;
 }
 
+/// Several sources at once, each on its own thread: frames of source `i` carry stream id
+/// `i`. Ends when every source has ended; the first failure stops them all.
+pub struct Merge(pub Vec<Box<dyn Source>>);
+
+impl Source for Merge {
+    fn run(&mut self, out: &mut Output) -> Result<(), BoxError> {
+        let failed = thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .0
+                .iter_mut()
+                .enumerate()
+                .map(|(i, source)| {
+                    let mut out = out.for_stream(i as u32);
+                    thread::Builder::new()
+                        .name(format!("segstream-decode-{i}"))
+                        .spawn_scoped(scope, move || {
+                            let result = source.run(&mut out);
+                            if let Err(e) = result {
+                                if !e.is::<Aborted>() {
+                                    // Fail now, so the other sources stop too.
+                                    out.control.fail("decode", e);
+                                }
+                                return true;
+                            }
+                            false
+                        })
+                        .expect("spawn source thread")
+                })
+                .collect();
+            let mut failed = false;
+            for h in handles {
+                match h.join() {
+                    Ok(f) => failed |= f,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            failed
+        });
+        if failed {
+            return Err(Box::new(Aborted));
+        }
+        Ok(())
+    }
+}
+
 /// State shared by every stage of one run.
 #[derive(Default)]
 pub struct Control {
@@ -181,6 +226,7 @@ pub fn run(
             edges: Vec::new(),
             metrics: metrics.clone(),
             control: control.clone(),
+            stream: None,
         };
         // Every sink sees every frame: the first one stands for the pipeline's output.
         handles.push(spawn_stage(
@@ -201,6 +247,7 @@ pub fn run(
             edges,
             metrics: metrics.clone(),
             control: control.clone(),
+            stream: None,
         };
         handles.push(spawn_stage(spec, rx, out, None));
         transform_metrics.push(metrics);
@@ -220,6 +267,7 @@ pub fn run(
         edges: downstream,
         metrics: source_metrics,
         control: control.clone(),
+        stream: None,
     };
     let mut source = source;
     let source_handle = thread::Builder::new()
@@ -390,6 +438,7 @@ fn spawn_parallel(
             edges: Vec::new(),
             metrics: out.metrics.clone(),
             control: out.control.clone(),
+            stream: None,
         };
         let latency = latency.clone();
         let handle = thread::Builder::new()
