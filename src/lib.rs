@@ -9,6 +9,7 @@ pub mod config;
 pub mod decode;
 pub mod delay;
 pub mod eval;
+pub mod exporter;
 pub mod frame;
 pub mod infer;
 pub mod instance;

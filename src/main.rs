@@ -42,6 +42,9 @@ enum Command {
         /// progress bar instead when stderr is a terminal; 0 turns both off.
         #[arg(long, default_value_t = 5.0)]
         status_interval: f64,
+        /// Serve Prometheus metrics at http://ADDRESS/metrics, e.g. 127.0.0.1:9464.
+        #[arg(long, value_name = "ADDRESS")]
+        metrics: Option<String>,
     },
     /// Measure a pipeline: end-to-end FPS and latency, each stage's busy time, the
     /// bottleneck, and the model alone in the same process.
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
             frames,
             threads,
             status_interval,
+            metrics,
         } => {
             let overrides = Overrides { input, output };
             let pipeline = match Pipeline::load(&pipeline, &overrides) {
@@ -166,6 +170,16 @@ fn main() -> ExitCode {
             if let Err(e) = installed {
                 tracing::warn!("Cannot install the signal handler: {e}.");
             }
+            let _exporter = match metrics
+                .map(|a| segstream::exporter::Exporter::serve(&a, control.clone()))
+                .transpose()
+            {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("error: {}", one_line(&e));
+                    return ExitCode::FAILURE;
+                }
+            };
             let options = RunOptions { frames, threads };
             let status = (status_interval > 0.0)
                 .then(|| status::spawn(control.clone(), status_interval, frames));

@@ -531,3 +531,84 @@ fn two_rtsp_sources_write_two_separate_outputs() {
         }
     }
 }
+
+/// One HTTP GET on 127.0.0.1; returns the body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "{head}"
+    );
+    body.to_owned()
+}
+
+/// The value of the sample `name` (with its labels, exactly as exported).
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_endpoint_serves_counters_and_histograms() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        "[source]\ntype = \"test\"\nwidth = 160\nheight = 120\nfps = 30\nlive = true\n\n\
+         [[transforms]]\ntype = \"delay\"\nms = 60\nqueue = { capacity = 1 }\n\n\
+         [[sinks]]\ntype = \"null\"\n",
+    );
+    let address = format!("127.0.0.1:{port}");
+    let mut run = Running::start(&p, &["--metrics", &address, "--status-interval", "0.2"]);
+    run.wait_for("status: ", Duration::from_secs(60));
+    // Let frames be dropped behind the slow stage.
+    std::thread::sleep(Duration::from_secs(2));
+    let text = http_get(port, "/metrics");
+    run.signal("-INT");
+    let (status, err) = run.finish(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(130), "{err}");
+
+    let decoded = sample(&text, "segstream_frames_out_total{stage=\"decode\"}");
+    let taken = sample(&text, "segstream_frames_in_total{stage=\"delay\"}");
+    let dropped = sample(
+        &text,
+        "segstream_dropped_total{stage=\"delay\",stream=\"0\"}",
+    );
+    assert!(decoded > 30.0, "{text}");
+    assert!(dropped > 0.0, "{text}");
+    // Frames in the queue or on their way are neither taken nor dropped yet.
+    assert!(
+        (decoded - taken - dropped).abs() <= 3.0,
+        "decoded {decoded}, taken {taken}, dropped {dropped}"
+    );
+    assert_eq!(sample(&text, "segstream_outages_total"), 0.0);
+    // Every delay frame took at least 60 ms: none in the buckets up to 50 ms.
+    let count = sample(&text, "segstream_stage_busy_seconds_count{stage=\"delay\"}");
+    assert!(count > 0.0);
+    assert_eq!(
+        sample(
+            &text,
+            "segstream_stage_busy_seconds_bucket{le=\"0.05\",stage=\"delay\"}"
+        ),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "segstream_stage_busy_seconds_bucket{le=\"0.5\",stage=\"delay\"}"
+        ),
+        count
+    );
+    assert!(sample(&text, "segstream_latency_seconds_count") > 0.0);
+    assert!(text.contains("segstream_queue_depth{stage=\"delay\"}"));
+}

@@ -320,7 +320,7 @@ pub fn run(
 
 /// Takes the next frames from a stage's input: blocks for the first, then adds whatever is
 /// already queued, up to `batch`.
-fn take(rx: &Receiver<Frame>, batch: usize) -> Option<Vec<Frame>> {
+fn take(rx: &Receiver<Frame>, batch: usize, metrics: &StageMetrics) -> Option<Vec<Frame>> {
     let first = rx.recv().ok()?;
     let mut frames = vec![first];
     while frames.len() < batch {
@@ -329,6 +329,7 @@ fn take(rx: &Receiver<Frame>, batch: usize) -> Option<Vec<Frame>> {
             Err(_) => break,
         }
     }
+    metrics.queue_depth.store(rx.len(), Ordering::Relaxed);
     Some(frames)
 }
 
@@ -392,7 +393,7 @@ fn spawn_stage(
             .spawn(move || {
                 let result = (|| -> Result<(), BoxError> {
                     stage.start()?;
-                    while let Some(frames) = take(&rx, batch) {
+                    while let Some(frames) = take(&rx, batch, &out.metrics) {
                         process(stage.as_mut(), frames, &mut out, &latency)?;
                     }
                     stage.flush(&mut out)
@@ -450,7 +451,7 @@ fn spawn_parallel(
                         // The lock is held while waiting, so tickets follow arrival order.
                         let taken = {
                             let mut guard = input.lock().unwrap_or_else(|e| e.into_inner());
-                            let Some(frames) = take(&guard.0, batch) else {
+                            let Some(frames) = take(&guard.0, batch, &collect.metrics) else {
                                 break;
                             };
                             let first = guard.1;
