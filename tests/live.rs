@@ -612,3 +612,63 @@ fn metrics_endpoint_serves_counters_and_histograms() {
     assert!(sample(&text, "segstream_latency_seconds_count") > 0.0);
     assert!(text.contains("segstream_queue_depth{stage=\"delay\"}"));
 }
+
+/// A stream that changes resolution mid-way: the MP4 keeps its first size and every frame.
+#[test]
+fn resolution_change_mid_stream_keeps_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = dir.path().join("seq");
+    std::fs::create_dir_all(&seq).unwrap();
+    // Frames 0-4: a ball on black at 64x48 (about 60% black); frames 5-9: colour bars at
+    // 96x64 (about 20% black once letterboxed).
+    for i in 0..10 {
+        let (pattern, w, h) = if i < 5 {
+            ("ball", 64, 48)
+        } else {
+            ("smpte", 96, 64)
+        };
+        let pipeline = format!(
+            "videotestsrc num-buffers=1 pattern={pattern} ! video/x-raw,width={w},height={h} \
+             ! pngenc ! filesink location={}",
+            seq.join(format!("{i:05}.png")).display()
+        );
+        let mut cmd = Command::new("gst-launch-1.0");
+        cmd.arg("-q").args(pipeline.split_whitespace());
+        assert!(run_with_deadline(cmd, Duration::from_secs(60))
+            .status
+            .success());
+    }
+    let out = dir.path().join("out.mp4");
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"file\"\npath = {:?}\n\n[[sinks]]\ntype = \"mp4\"\npath = {out:?}\n",
+            seq.join("%05d.png")
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("Resolution changed") && err.contains("from=64x48 to=96x64"),
+        "{err}"
+    );
+    assert_eq!(video_info(&out), (10, 64, 48));
+    let decoded = dir.path().join("decoded");
+    reference(
+        "video.py",
+        &["frames", out.to_str().unwrap(), decoded.to_str().unwrap()],
+    );
+    for i in 0..10 {
+        let dark = dark_share(&read_png(&decoded.join(format!("{i:06}.png"))));
+        assert!(
+            if i < 5 { dark > 0.45 } else { dark < 0.3 },
+            "frame {i}: {:.0}% dark",
+            100.0 * dark
+        );
+    }
+}
