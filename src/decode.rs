@@ -360,6 +360,17 @@ impl Decode {
     }
 }
 
+/// Frames a live stream skipped between the end of one frame and the start of the next
+/// (`gap`), at `num/den` frames per second: GStreamer's appsink drops the oldest frame when
+/// segstream falls behind, and networks lose some. Half a frame of jitter is tolerated.
+fn missed_frames(gap: gst::ClockTime, num: i32, den: i32) -> u64 {
+    if num <= 0 || den <= 0 {
+        return 0;
+    }
+    let frames = gap.nseconds() as f64 * 1e-9 * num as f64 / den as f64;
+    (frames + 0.5).floor().max(0.0) as u64
+}
+
 /// Sets an enum property from its nick, with an error listing the valid nicks.
 fn set_enum_by_nick(element: &gst::Element, property: &str, nick: &str) -> Result<(), String> {
     let pspec = element
@@ -627,6 +638,12 @@ impl Decode {
                     frame.rate = rate;
                     if let Some(b) = buffer {
                         if let Some(pts) = b.pts() {
+                            if let (true, Some(end), Some((n, d))) = (live, last_end, rate) {
+                                let lost = missed_frames(pts.saturating_sub(end), n, d);
+                                if lost > 0 {
+                                    out.count_source_drops(lost);
+                                }
+                            }
                             last_end = Some(pts + b.duration().unwrap_or(gst::ClockTime::ZERO));
                         }
                     }
@@ -677,5 +694,22 @@ impl Decode {
             "Source finished."
         );
         Ok(ended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_in_a_live_stream_count_whole_missed_frames() {
+        let ms = gst::ClockTime::from_mseconds;
+        // 30 fps: a frame lasts 33.3 ms; end of one frame to start of the next.
+        assert_eq!(missed_frames(ms(0), 30, 1), 0);
+        assert_eq!(missed_frames(ms(10), 30, 1), 0, "jitter is not a drop");
+        assert_eq!(missed_frames(ms(33), 30, 1), 1);
+        assert_eq!(missed_frames(ms(100), 30, 1), 3);
+        assert_eq!(missed_frames(ms(100), 30000, 1001), 3);
+        assert_eq!(missed_frames(ms(1000), 0, 1), 0, "unknown rate");
     }
 }

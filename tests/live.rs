@@ -376,6 +376,36 @@ fn slow_stage_on_a_live_source_drops_frames_and_bounds_latency() {
     assert!(p99 < bound, "p99 latency {p99} ms over {bound} ms: {err}");
 }
 
+/// A live source cannot be blocked: with `when_full = "block"` the capture buffer in front
+/// of segstream drops instead, and those drops are counted at decode from the gaps in the
+/// stream's timestamps.
+#[test]
+fn blocking_a_live_source_counts_the_frames_it_loses() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        "[source]\ntype = \"test\"\nwidth = 160\nheight = 120\nfps = 30\nlive = true\n\n\
+         [[transforms]]\ntype = \"delay\"\nms = 100\n\
+         queue = { capacity = 2, when_full = \"block\" }\n\n\
+         [[sinks]]\ntype = \"null\"\n",
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap(), "--frames", "30"]),
+        Duration::from_secs(120),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let (_, decoded, lost) = stage_row(&err, "decode");
+    assert_eq!(decoded, 30);
+    assert_eq!(stage_row(&err, "delay"), (30, 30, 0), "{err}");
+    // 30 frames at 10 per second take 3 s, in which the source made about 90.
+    assert!(
+        (40..=80).contains(&lost),
+        "{lost} frames lost at decode, expected about 60: {err}"
+    );
+}
+
 /// The same slow stage on a file is lossless: back-pressure instead of drops.
 #[test]
 fn slow_stage_on_a_file_processes_every_frame() {

@@ -131,6 +131,12 @@ impl Output {
         self.metrics.outages.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts frames the source lost before it could hand them over (a live stream's
+    /// capture buffer overflowed, or the network lost them): the source's own drops.
+    pub fn count_source_drops(&self, n: u64) {
+        self.metrics.record_drops(self.stream(), n);
+    }
+
     /// The stream id of the frames this output sends (0 for a single source).
     pub fn stream(&self) -> u32 {
         self.stream.unwrap_or(0)

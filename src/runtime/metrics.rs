@@ -47,13 +47,18 @@ impl StageMetrics {
 
     /// Counts one frame of `stream` dropped from this stage's input queue.
     pub fn record_drop(&self, stream: u32) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.record_drops(stream, 1);
+    }
+
+    /// Counts `n` frames of `stream` dropped.
+    pub fn record_drops(&self, stream: u32, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
         if let Ok(mut by) = self.dropped_streams.lock() {
             let i = stream as usize;
             if by.len() <= i {
                 by.resize(i + 1, 0);
             }
-            by[i] += 1;
+            by[i] += n;
         }
     }
 
