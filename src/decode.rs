@@ -393,8 +393,54 @@ fn set_enum_by_nick(element: &gst::Element, property: &str, nick: &str) -> Resul
     }
 }
 
-/// Copies a sample's RGB pixels into a tightly packed image (GStreamer pads rows to 4 bytes).
-fn to_image(sample: &gst::Sample) -> Result<(RgbImage, Option<(i32, i32)>), String> {
+/// Frame buffers the pipeline has finished with, reused for the next frames: a long run
+/// does not allocate (and fault in) a frame-sized buffer per frame.
+#[derive(Default)]
+struct ImagePool {
+    /// Images sent downstream, oldest first; one whose only owner is the pool is free.
+    sent: std::collections::VecDeque<Arc<RgbImage>>,
+}
+
+/// Free buffers kept at most; more would only hold memory.
+const POOL_FREE: usize = 3;
+
+impl ImagePool {
+    /// A free buffer, emptied, if there is one.
+    fn take(&mut self) -> Vec<u8> {
+        let free = self.sent.iter().position(|a| Arc::strong_count(a) == 1);
+        free.and_then(|i| self.sent.remove(i))
+            .and_then(|a| Arc::try_unwrap(a).ok())
+            .map(|image| {
+                let mut data = image.data;
+                data.clear();
+                data
+            })
+            .unwrap_or_default()
+    }
+
+    /// Remembers an image sent downstream; lets go of the oldest free ones beyond a few.
+    fn sent(&mut self, image: Arc<RgbImage>) {
+        self.sent.push_back(image);
+        let mut free = self
+            .sent
+            .iter()
+            .filter(|a| Arc::strong_count(a) == 1)
+            .count();
+        while free > POOL_FREE {
+            if let Some(i) = self.sent.iter().position(|a| Arc::strong_count(a) == 1) {
+                self.sent.remove(i);
+            }
+            free -= 1;
+        }
+    }
+}
+
+/// Copies a sample's RGB pixels into `data` (emptied, reused) as a tightly packed image
+/// (GStreamer pads rows to 4 bytes).
+fn to_image(
+    sample: &gst::Sample,
+    mut data: Vec<u8>,
+) -> Result<(RgbImage, Option<(i32, i32)>), String> {
     let caps = sample.caps().ok_or("sample without caps")?;
     let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
     let buffer = sample.buffer().ok_or("sample without buffer")?;
@@ -403,7 +449,7 @@ fn to_image(sample: &gst::Sample) -> Result<(RgbImage, Option<(i32, i32)>), Stri
     let (w, h) = (info.width() as usize, info.height() as usize);
     let stride = frame.plane_stride()[0] as usize;
     let plane = frame.plane_data(0).map_err(|e| e.to_string())?;
-    let mut data = Vec::with_capacity(w * h * 3);
+    data.reserve(w * h * 3);
     for row in 0..h {
         data.extend_from_slice(&plane[row * stride..row * stride + w * 3]);
     }
@@ -564,6 +610,7 @@ impl Decode {
         }
 
         let first_seq = self.seq;
+        let mut pool = ImagePool::default();
         // The first timestamp of this connection, to continue the timeline after a reconnect.
         let mut first_pts: Option<Duration> = None;
         // Time spent waiting for the next frame (not time spent blocked downstream).
@@ -591,7 +638,7 @@ impl Decode {
             )) {
                 Some(sample) => {
                     waiting = Duration::ZERO;
-                    let (image, rate) = to_image(&sample).map_err(|message| {
+                    let (image, rate) = to_image(&sample, pool.take()).map_err(|message| {
                         Box::new(DecodeError::Stream {
                             input: input.clone(),
                             message,
@@ -647,6 +694,7 @@ impl Decode {
                             last_end = Some(pts + b.duration().unwrap_or(gst::ClockTime::ZERO));
                         }
                     }
+                    pool.sent(frame.image.clone());
                     out.send(frame)?;
                     self.seq += 1;
                 }
@@ -700,6 +748,24 @@ impl Decode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pool_reuses_buffers_the_pipeline_let_go_of() {
+        let mut pool = ImagePool::default();
+        let a = Arc::new(RgbImage::new(2, 1, vec![1; 6]));
+        let ptr = a.data.as_ptr();
+        pool.sent(a.clone());
+        // Still held downstream: not free.
+        assert!(pool.take().is_empty() && pool.take().capacity() == 0);
+        drop(a);
+        let reused = pool.take();
+        assert_eq!((reused.len(), reused.as_ptr()), (0, ptr));
+        // Free buffers beyond a few are let go.
+        for _ in 0..10 {
+            pool.sent(Arc::new(RgbImage::new(2, 1, vec![0; 6])));
+        }
+        assert_eq!(pool.sent.len(), POOL_FREE);
+    }
 
     #[test]
     fn gaps_in_a_live_stream_count_whole_missed_frames() {
