@@ -181,8 +181,11 @@ fn main() -> ExitCode {
                 }
             };
             let options = RunOptions { frames, threads };
-            let status = (status_interval > 0.0)
-                .then(|| status::spawn(control.clone(), status_interval, frames));
+            let status = (status_interval > 0.0).then(|| {
+                // Live sources drop frames: the output does not reach the frame limit.
+                let limit = frames.filter(|_| !pipeline.config.is_live());
+                status::spawn(control.clone(), status_interval, limit)
+            });
             let result = topology::run(&pipeline, &options, control);
             if let Some(status) = status {
                 status.finish();

@@ -29,16 +29,17 @@ pub fn spawn(control: Arc<Control>, interval_s: f64, limit: Option<u64>) -> Stat
     let stop = done.clone();
     let interval = Duration::from_secs_f64(interval_s.max(0.05));
     let handle = std::thread::spawn(move || {
+        // Live streams have no end: a spinner with the count; files get a bar and an ETA.
+        let style =
+            |template: &str| ProgressStyle::with_template(template).expect("valid template");
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} frames, ETA {eta} {msg}",
-                )
-                .expect("valid template"),
-            );
+            bar.set_style(style(
+                "{spinner} [{elapsed_precise}] {pos} frames, {wide_msg}",
+            ));
             bar
         });
+        let mut has_length = false;
         let mut mark = StatusMark::default();
         let mut next = Instant::now() + interval;
         // The bar redraws often; its figures (drops, latency) refresh every interval.
@@ -65,6 +66,13 @@ pub fn spawn(control: Arc<Control>, interval_s: f64, limit: Option<u64>) -> Stat
             match &bar {
                 Some(bar) => {
                     if let Some(total) = expected {
+                        if !has_length {
+                            has_length = true;
+                            bar.set_style(style(
+                                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} frames, \
+                                 ETA {eta}, {wide_msg}",
+                            ));
+                        }
                         bar.set_length(total);
                     }
                     bar.set_position(metrics.frames_out());
