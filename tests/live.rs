@@ -399,9 +399,10 @@ fn blocking_a_live_source_counts_the_frames_it_loses() {
     let (_, decoded, lost) = stage_row(&err, "decode");
     assert_eq!(decoded, 30);
     assert_eq!(stage_row(&err, "delay"), (30, 30, 0), "{err}");
-    // 30 frames at 10 per second take 3 s, in which the source made about 90.
+    // 30 frames at 10 per second take about 3 s, in which the source made about 90; a busy
+    // machine shifts that, so only the order of magnitude is checked.
     assert!(
-        (40..=80).contains(&lost),
+        (20..=150).contains(&lost),
         "{lost} frames lost at decode, expected about 60: {err}"
     );
 }
@@ -453,7 +454,13 @@ fn memory_over_run(pipeline: &Path, early: u64, frames: u64) -> (u64, f64, u64, 
         .lines()
         .filter_map(|l| l.strip_prefix("status: "))
         .map(|l| {
-            let n = l.split('/').next().unwrap().parse().unwrap();
+            // `N frames` for live sources (`N/TOTAL frames` when the total is known).
+            let n = l
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
             let at = l.find("memory ").expect("memory in the status line");
             let mib = l[at + 7..]
                 .split_whitespace()
