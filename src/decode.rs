@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -15,7 +15,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
-use crate::config::SourceConfig;
+use crate::config::{RtspTransport, SourceConfig};
 use crate::frame::{Frame, RgbImage};
 use crate::runtime::{BoxError, Output, Source};
 
@@ -61,6 +61,19 @@ pub enum DecodeError {
         ended: f64,
         duration: f64,
     },
+    #[error("{input}: no frame within {timeout_s} s of starting (expected an RTSP server answering there; last error: {last})")]
+    NoAnswer {
+        input: String,
+        timeout_s: f64,
+        last: String,
+    },
+    #[error("{input}: stream lost for more than {max_outage_s} s after {frames} frames (last error: {last})")]
+    Lost {
+        input: String,
+        max_outage_s: f64,
+        frames: u64,
+        last: String,
+    },
     #[error("cannot start GStreamer: {0}")]
     Init(#[from] gst::glib::Error),
     #[error("GStreamer element {0} is missing (install the GStreamer plugin packages; see scripts/setup)")]
@@ -73,6 +86,24 @@ pub struct Decode {
     /// Stop after this many frames.
     max_frames: Option<u64>,
     stream: u32,
+    /// Frames sent so far, over every connection.
+    seq: u64,
+    /// Since when the stream has been lost, while reconnecting.
+    outage_since: Option<Instant>,
+    /// Timestamps of a reconnected stream continue from here.
+    pts_base: Duration,
+    /// End of the last frame sent, on the continued timeline.
+    pts_end: Duration,
+    /// Connections made so far (the first is 0).
+    attempt: u32,
+}
+
+/// How one connection to the source ended.
+enum Ended {
+    /// End of stream.
+    Eos,
+    /// Stop request or frame limit.
+    Stopped,
 }
 
 impl Decode {
@@ -81,6 +112,11 @@ impl Decode {
             config,
             max_frames,
             stream: 0,
+            seq: 0,
+            outage_since: None,
+            pts_base: Duration::ZERO,
+            pts_end: Duration::ZERO,
+            attempt: 0,
         }
     }
 
@@ -204,14 +240,26 @@ impl Decode {
                 url,
                 latency_ms,
                 timeout_s,
+                transport,
+                ..
             } => {
                 let bin = make("uridecodebin")?;
                 bin.set_property("uri", url.as_str());
                 let (latency, timeout_us) = (*latency_ms, (*timeout_s * 1e6) as u64);
+                let protocols = match transport {
+                    RtspTransport::Auto => None,
+                    RtspTransport::Tcp => Some("tcp"),
+                    RtspTransport::Udp => Some("udp"),
+                };
                 bin.connect("source-setup", false, move |args| {
                     if let Ok(src) = args[1].get::<gst::Element>() {
                         if src.find_property("latency").is_some() {
                             src.set_property("latency", latency);
+                        }
+                        if let Some(p) =
+                            protocols.filter(|_| src.find_property("protocols").is_some())
+                        {
+                            src.set_property_from_str("protocols", p);
                         }
                         if src.find_property("tcp-timeout").is_some() {
                             src.set_property("tcp-timeout", timeout_us);
@@ -312,6 +360,17 @@ impl Decode {
     }
 }
 
+/// Frames a live stream skipped between the end of one frame and the start of the next
+/// (`gap`), at `num/den` frames per second: GStreamer's appsink drops the oldest frame when
+/// segstream falls behind, and networks lose some. Half a frame of jitter is tolerated.
+fn missed_frames(gap: gst::ClockTime, num: i32, den: i32) -> u64 {
+    if num <= 0 || den <= 0 {
+        return 0;
+    }
+    let frames = gap.nseconds() as f64 * 1e-9 * num as f64 / den as f64;
+    (frames + 0.5).floor().max(0.0) as u64
+}
+
 /// Sets an enum property from its nick, with an error listing the valid nicks.
 fn set_enum_by_nick(element: &gst::Element, property: &str, nick: &str) -> Result<(), String> {
     let pspec = element
@@ -334,8 +393,54 @@ fn set_enum_by_nick(element: &gst::Element, property: &str, nick: &str) -> Resul
     }
 }
 
-/// Copies a sample's RGB pixels into a tightly packed image (GStreamer pads rows to 4 bytes).
-fn to_image(sample: &gst::Sample) -> Result<(RgbImage, Option<(i32, i32)>), String> {
+/// Frame buffers the pipeline has finished with, reused for the next frames: a long run
+/// does not allocate (and fault in) a frame-sized buffer per frame.
+#[derive(Default)]
+struct ImagePool {
+    /// Images sent downstream, oldest first; one whose only owner is the pool is free.
+    sent: std::collections::VecDeque<Arc<RgbImage>>,
+}
+
+/// Free buffers kept at most; more would only hold memory.
+const POOL_FREE: usize = 3;
+
+impl ImagePool {
+    /// A free buffer, emptied, if there is one.
+    fn take(&mut self) -> Vec<u8> {
+        let free = self.sent.iter().position(|a| Arc::strong_count(a) == 1);
+        free.and_then(|i| self.sent.remove(i))
+            .and_then(|a| Arc::try_unwrap(a).ok())
+            .map(|image| {
+                let mut data = image.data;
+                data.clear();
+                data
+            })
+            .unwrap_or_default()
+    }
+
+    /// Remembers an image sent downstream; lets go of the oldest free ones beyond a few.
+    fn sent(&mut self, image: Arc<RgbImage>) {
+        self.sent.push_back(image);
+        let mut free = self
+            .sent
+            .iter()
+            .filter(|a| Arc::strong_count(a) == 1)
+            .count();
+        while free > POOL_FREE {
+            if let Some(i) = self.sent.iter().position(|a| Arc::strong_count(a) == 1) {
+                self.sent.remove(i);
+            }
+            free -= 1;
+        }
+    }
+}
+
+/// Copies a sample's RGB pixels into `data` (emptied, reused) as a tightly packed image
+/// (GStreamer pads rows to 4 bytes).
+fn to_image(
+    sample: &gst::Sample,
+    mut data: Vec<u8>,
+) -> Result<(RgbImage, Option<(i32, i32)>), String> {
     let caps = sample.caps().ok_or("sample without caps")?;
     let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
     let buffer = sample.buffer().ok_or("sample without buffer")?;
@@ -344,7 +449,7 @@ fn to_image(sample: &gst::Sample) -> Result<(RgbImage, Option<(i32, i32)>), Stri
     let (w, h) = (info.width() as usize, info.height() as usize);
     let stride = frame.plane_stride()[0] as usize;
     let plane = frame.plane_data(0).map_err(|e| e.to_string())?;
-    let mut data = Vec::with_capacity(w * h * 3);
+    data.reserve(w * h * 3);
     for row in 0..h {
         data.extend_from_slice(&plane[row * stride..row * stride + w * 3]);
     }
@@ -355,7 +460,110 @@ fn to_image(sample: &gst::Sample) -> Result<(RgbImage, Option<(i32, i32)>), Stri
 
 impl Source for Decode {
     fn run(&mut self, out: &mut Output) -> Result<(), BoxError> {
+        let SourceConfig::Rtsp {
+            timeout_s,
+            reconnect,
+            backoff_max_s,
+            max_outage_s,
+            ..
+        } = self.config
+        else {
+            return self.connect(out, None).map(|_| ());
+        };
+        self.run_reconnecting(out, timeout_s, reconnect, backoff_max_s, max_outage_s)
+    }
+}
+
+impl Decode {
+    /// Keeps a live stream going: a lost connection (error, end of stream, or no frame for
+    /// `timeout_s`) is one outage, retried with a doubling wait until frames flow again.
+    fn run_reconnecting(
+        &mut self,
+        out: &mut Output,
+        timeout_s: f64,
+        reconnect: bool,
+        backoff_max_s: f64,
+        max_outage_s: Option<f64>,
+    ) -> Result<(), BoxError> {
         let input = self.input();
+        let timeout = Duration::from_secs_f64(timeout_s);
+        let backoff_max = Duration::from_secs_f64(backoff_max_s);
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let before = self.seq;
+            let result = self.connect(out, Some(timeout));
+            let last = match result {
+                Ok(Ended::Stopped) => return Ok(()),
+                Ok(Ended::Eos) => "the server ended the stream".to_owned(),
+                Err(e) if e.is::<crate::runtime::Aborted>() => return Err(e),
+                Err(e) => e.to_string(),
+            };
+            if out.stop_requested() {
+                return Ok(());
+            }
+            if self.seq > before {
+                backoff = Duration::from_millis(500);
+            }
+            if self.seq == 0 {
+                // Never answered: retry until the timeout, then fail clearly.
+                if started.elapsed() >= timeout {
+                    return Err(Box::new(DecodeError::NoAnswer {
+                        input,
+                        timeout_s,
+                        last,
+                    }));
+                }
+            } else {
+                if !reconnect {
+                    return Err(Box::new(DecodeError::Stream {
+                        input,
+                        message: last,
+                    }));
+                }
+                let since = *self.outage_since.get_or_insert_with(|| {
+                    out.count_outage();
+                    tracing::warn!(
+                        stage = "decode",
+                        stream = out.stream(),
+                        input = %input,
+                        frames = self.seq,
+                        error = %last,
+                        "Stream lost; reconnecting."
+                    );
+                    Instant::now()
+                });
+                if let Some(max) = max_outage_s {
+                    if since.elapsed().as_secs_f64() > max {
+                        return Err(Box::new(DecodeError::Lost {
+                            input,
+                            max_outage_s: max,
+                            frames: self.seq,
+                            last,
+                        }));
+                    }
+                }
+                tracing::debug!(stage = "decode", error = %last, wait = ?backoff, "Reconnecting.");
+            }
+            // Wait, looking up often enough to honour a stop request.
+            let wait_until = Instant::now() + backoff;
+            while Instant::now() < wait_until {
+                if out.stop_requested() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            backoff = (backoff * 2).min(backoff_max);
+        }
+    }
+
+    /// One connection to the source, from building its pipeline to end of stream, stop,
+    /// or error. With `stall`, going that long without a frame is an error (live streams).
+    fn connect(&mut self, out: &mut Output, stall: Option<Duration>) -> Result<Ended, BoxError> {
+        let input = self.input();
+        let attempt = self.attempt;
+        self.attempt += 1;
+        self.pts_base = self.pts_end;
         let (pipeline, appsink, linked) = self.build()?;
         let bus = pipeline.bus().expect("pipeline has a bus");
         // Stops the pipeline however this function returns.
@@ -401,15 +609,18 @@ impl Source for Decode {
             }));
         }
 
-        let mut seq = 0u64;
+        let first_seq = self.seq;
+        let mut pool = ImagePool::default();
+        // The first timestamp of this connection, to continue the timeline after a reconnect.
+        let mut first_pts: Option<Duration> = None;
         // Time spent waiting for the next frame (not time spent blocked downstream).
         let mut waiting = Duration::ZERO;
         let live = self.config.is_live();
         // End time of the last frame, to notice files that stop before their declared end.
         let mut last_end: Option<gst::ClockTime> = None;
-        loop {
-            if out.stop_requested() || self.max_frames.is_some_and(|m| seq >= m) {
-                break;
+        let ended = loop {
+            if out.stop_requested() || self.max_frames.is_some_and(|m| self.seq >= m) {
+                break Ended::Stopped;
             }
             while let Some(msg) =
                 bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Warning])
@@ -427,25 +638,65 @@ impl Source for Decode {
             )) {
                 Some(sample) => {
                     waiting = Duration::ZERO;
-                    let (image, rate) = to_image(&sample).map_err(|message| {
+                    let (image, rate) = to_image(&sample, pool.take()).map_err(|message| {
                         Box::new(DecodeError::Stream {
                             input: input.clone(),
                             message,
                         }) as BoxError
                     })?;
-                    let mut frame = Frame::new(self.stream, seq, image);
-                    frame.pts = sample
-                        .buffer()
+                    if let Some(since) = self.outage_since.take() {
+                        tracing::warn!(
+                            stage = "decode",
+                            stream = out.stream(),
+                            input = %input,
+                            outage_s = since.elapsed().as_secs_f64(),
+                            "Stream back."
+                        );
+                    }
+                    if self.seq == 0 && !live {
+                        if let (Some(d), Some((n, den))) =
+                            (pipeline.query_duration::<gst::ClockTime>(), rate)
+                        {
+                            let frames = d.seconds_f64() * n as f64 / den.max(1) as f64;
+                            out.set_expected_frames(frames.round() as u64);
+                        }
+                    }
+                    let mut frame = Frame::new(self.stream, self.seq, image);
+                    let buffer = sample.buffer();
+                    let pts = buffer
                         .and_then(|b| b.pts())
                         .map(|t| Duration::from_nanos(t.nseconds()));
+                    let duration = buffer
+                        .and_then(|b| b.duration())
+                        .map(|t| Duration::from_nanos(t.nseconds()))
+                        .unwrap_or(Duration::ZERO);
+                    frame.pts = pts.map(|p| {
+                        if attempt == 0 {
+                            p
+                        } else {
+                            // A new connection starts its clock again; carry on after the
+                            // last frame of the previous one.
+                            self.pts_base + p.saturating_sub(*first_pts.get_or_insert(p))
+                        }
+                    });
+                    if let Some(p) = frame.pts {
+                        self.pts_end = p + duration;
+                    }
                     frame.rate = rate;
-                    if let Some(b) = sample.buffer() {
+                    if let Some(b) = buffer {
                         if let Some(pts) = b.pts() {
+                            if let (true, Some(end), Some((n, d))) = (live, last_end, rate) {
+                                let lost = missed_frames(pts.saturating_sub(end), n, d);
+                                if lost > 0 {
+                                    out.count_source_drops(lost);
+                                }
+                            }
                             last_end = Some(pts + b.duration().unwrap_or(gst::ClockTime::ZERO));
                         }
                     }
+                    pool.sent(frame.image.clone());
                     out.send(frame)?;
-                    seq += 1;
+                    self.seq += 1;
                 }
                 None if appsink.is_eos() => {
                     // An error may have been posted right before end of stream.
@@ -455,10 +706,16 @@ impl Source for Decode {
                         }
                     }
                     self.check_complete(&pipeline, last_end)?;
-                    break;
+                    break Ended::Eos;
                 }
                 None => {
                     waiting += PULL_TIMEOUT;
+                    if let Some(stall) = stall.filter(|s| waiting >= *s) {
+                        return Err(Box::new(DecodeError::Stream {
+                            input: input.clone(),
+                            message: format!("no frame for {:.1} s", stall.as_secs_f64()),
+                        }));
+                    }
                     if !live && waiting >= FILE_STALL {
                         return Err(Box::new(DecodeError::Stream {
                             input: input.clone(),
@@ -471,15 +728,54 @@ impl Source for Decode {
                     }
                 }
             }
-        }
-        if seq == 0 && !out.stop_requested() {
+        };
+        if self.seq == 0 && !out.stop_requested() && stall.is_none() {
             return Err(Box::new(if linked.load(Ordering::Relaxed) {
                 DecodeError::NoFrames { input }
             } else {
                 DecodeError::NoVideo { input }
             }));
         }
-        tracing::debug!(stage = "decode", frames = seq, "Source finished.");
-        Ok(())
+        tracing::debug!(
+            stage = "decode",
+            frames = self.seq - first_seq,
+            "Source finished."
+        );
+        Ok(ended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_reuses_buffers_the_pipeline_let_go_of() {
+        let mut pool = ImagePool::default();
+        let a = Arc::new(RgbImage::new(2, 1, vec![1; 6]));
+        let ptr = a.data.as_ptr();
+        pool.sent(a.clone());
+        // Still held downstream: not free.
+        assert!(pool.take().is_empty() && pool.take().capacity() == 0);
+        drop(a);
+        let reused = pool.take();
+        assert_eq!((reused.len(), reused.as_ptr()), (0, ptr));
+        // Free buffers beyond a few are let go.
+        for _ in 0..10 {
+            pool.sent(Arc::new(RgbImage::new(2, 1, vec![0; 6])));
+        }
+        assert_eq!(pool.sent.len(), POOL_FREE);
+    }
+
+    #[test]
+    fn gaps_in_a_live_stream_count_whole_missed_frames() {
+        let ms = gst::ClockTime::from_mseconds;
+        // 30 fps: a frame lasts 33.3 ms; end of one frame to start of the next.
+        assert_eq!(missed_frames(ms(0), 30, 1), 0);
+        assert_eq!(missed_frames(ms(10), 30, 1), 0, "jitter is not a drop");
+        assert_eq!(missed_frames(ms(33), 30, 1), 1);
+        assert_eq!(missed_frames(ms(100), 30, 1), 3);
+        assert_eq!(missed_frames(ms(100), 30000, 1001), 3);
+        assert_eq!(missed_frames(ms(1000), 0, 1), 0, "unknown rate");
     }
 }

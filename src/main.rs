@@ -7,6 +7,8 @@ use segstream::config::{Overrides, Pipeline, TransformConfig};
 use segstream::runtime::Control;
 use segstream::topology::{self, RunOptions};
 
+mod status;
+
 /// Real-time video segmentation: GStreamer in, ONNX Runtime models, video and label maps out.
 #[derive(Parser)]
 #[command(version, about)]
@@ -40,6 +42,13 @@ enum Command {
         /// print mean IoU, pixel accuracy and Dice with the summary.
         #[arg(long)]
         eval: bool,
+        /// Seconds between status lines (frames, FPS, drops, latency p50/p95/p99); a
+        /// progress bar instead when stderr is a terminal; 0 turns both off.
+        #[arg(long, default_value_t = 5.0)]
+        status_interval: f64,
+        /// Serve Prometheus metrics at http://ADDRESS/metrics, e.g. 127.0.0.1:9464.
+        #[arg(long, value_name = "ADDRESS")]
+        metrics: Option<String>,
     },
     /// Measure a pipeline: end-to-end FPS and latency, each stage's busy time, the
     /// bottleneck, and the model alone in the same process.
@@ -216,6 +225,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     match cli.command {
@@ -226,6 +236,8 @@ fn main() -> ExitCode {
             frames,
             threads,
             eval,
+            status_interval,
+            metrics,
         } => {
             let overrides = Overrides {
                 input,
@@ -252,13 +264,43 @@ fn main() -> ExitCode {
             if let Err(e) = installed {
                 tracing::warn!("Cannot install the signal handler: {e}.");
             }
+            let _exporter = match metrics
+                .map(|a| segstream::exporter::Exporter::serve(&a, control.clone()))
+                .transpose()
+            {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("error: {}", one_line(&e));
+                    return ExitCode::FAILURE;
+                }
+            };
             let options = RunOptions { frames, threads };
-            match topology::run(&pipeline, &options, control) {
+            let status = (status_interval > 0.0).then(|| {
+                // Live sources drop frames: the output does not reach the frame limit.
+                let limit = frames.filter(|_| !pipeline.config.is_live());
+                status::spawn(control.clone(), status_interval, limit)
+            });
+            let result = topology::run(&pipeline, &options, control);
+            if let Some(status) = status {
+                status.finish();
+            }
+            match result {
                 Ok(report) => {
                     eprintln!("{report}");
+                    if let Some((now, peak)) = segstream::runtime::memory() {
+                        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+                        eprintln!("memory: peak {:.1} MiB, now {:.1} MiB", mib(peak), mib(now));
+                    }
                     for sink in &pipeline.config.sinks {
                         if let Some(path) = sink.output_path() {
-                            println!("output: {}", path.display());
+                            let streams = pipeline.config.sources.len() as u32;
+                            let template = path
+                                .to_string_lossy()
+                                .contains(segstream::config::STREAM_PLACEHOLDER);
+                            for stream in 0..if template { streams } else { 1 } {
+                                let path = segstream::config::stream_path(path, stream);
+                                println!("output: {}", path.display());
+                            }
                         }
                     }
                     if report.interrupted {

@@ -3,14 +3,18 @@
 use std::sync::Arc;
 
 use crate::composite::Composite;
+use crate::config::{
+    stream_path, FullPolicy, Pipeline, QueueConfig, SinkConfig, SourceConfig, TransformConfig,
+    STREAM_PLACEHOLDER,
+};
 use crate::config::Task;
-use crate::config::{FullPolicy, Pipeline, QueueConfig, SinkConfig, SourceConfig, TransformConfig};
 use crate::decode::Decode;
+use crate::delay::Delay;
 use crate::eval::EvalSink;
 use crate::infer::{EngineOptions, Infer};
 use crate::instance::maps::Classes;
 use crate::runtime::{self, Control, PipelineError, RunReport, StageSpec};
-use crate::sink::{JsonlSink, NullSink, PngSink, VideoSink, VideoSinkKind};
+use crate::sink::{JsonlSink, NullSink, PerStream, PngSink, VideoSink, VideoSinkKind};
 use crate::synthetic::Synthetic;
 
 /// Per-run knobs from the command line.
@@ -36,6 +40,10 @@ fn spec(name: &str, stage: Box<dyn runtime::Stage>, queue: &QueueConfig, live: b
     )
 }
 
+fn is_template(path: &std::path::Path) -> bool {
+    path.to_string_lossy().contains(STREAM_PLACEHOLDER)
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -48,12 +56,15 @@ pub fn run(
     options: &RunOptions,
     control: Arc<Control>,
 ) -> Result<RunReport, PipelineError> {
-    run_with_source(
-        pipeline,
-        options,
-        source(&pipeline.config.source, options.frames),
-        control,
-    )
+    let sources = &pipeline.config.sources;
+    let source = if sources.len() > 1 {
+        Box::new(runtime::Merge(
+            sources.iter().map(|s| source(s, options.frames)).collect(),
+        ))
+    } else {
+        source(&pipeline.config.source, options.frames)
+    };
+    run_with_source(pipeline, options, source, control)
 }
 
 /// The source for a source config: GStreamer's decode, or the synthetic scene.
@@ -92,7 +103,7 @@ pub fn run_with_source(
     control: Arc<Control>,
 ) -> Result<RunReport, PipelineError> {
     let config = &pipeline.config;
-    let live = config.source.is_live();
+    let live = config.is_live();
 
     // Class names of the semantic and instance models, for labels, JSONL and panoptic maps.
     let mut classes = Classes::default();
@@ -148,6 +159,12 @@ pub fn run_with_source(
                 t.queue(),
                 live,
             ),
+            TransformConfig::Delay { ms, .. } => spec(
+                t.name(),
+                Box::new(Delay(std::time::Duration::from_millis(*ms))),
+                t.queue(),
+                live,
+            ),
         };
         transforms.push(spec);
     }
@@ -157,6 +174,31 @@ pub fn run_with_source(
         .iter()
         .map(|s| {
             let stage: Box<dyn runtime::Stage> = match s {
+                SinkConfig::Mp4 {
+                    path, bitrate_kbps, ..
+                } if is_template(path) => {
+                    let (path, bitrate_kbps) = (path.clone(), *bitrate_kbps);
+                    Box::new(PerStream::new(move |stream| {
+                        Box::new(VideoSink::new(VideoSinkKind::Mp4 {
+                            path: stream_path(&path, stream),
+                            bitrate_kbps,
+                        }))
+                    }))
+                }
+                SinkConfig::Png { dir, what, .. } if is_template(dir) => {
+                    let (dir, what, classes) = (dir.clone(), *what, classes.clone());
+                    Box::new(PerStream::new(move |stream| {
+                        Box::new(
+                            PngSink::new(stream_path(&dir, stream), what).with_classes(&classes),
+                        )
+                    }))
+                }
+                SinkConfig::Jsonl { path, .. } if is_template(path) => {
+                    let (path, classes) = (path.clone(), classes.clone());
+                    Box::new(PerStream::new(move |stream| {
+                        Box::new(JsonlSink::new(stream_path(&path, stream), classes.clone()))
+                    }))
+                }
                 SinkConfig::Mp4 {
                     path, bitrate_kbps, ..
                 } => Box::new(VideoSink::new(VideoSinkKind::Mp4 {

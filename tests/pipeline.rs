@@ -172,3 +172,66 @@ fn sigint_finalizes_the_mp4() {
 fn sigterm_finalizes_the_mp4() {
     signal_finalizes_mp4("-TERM");
 }
+
+/// SIGINT in the middle of a file: exit 130, and the MP4 holds every frame processed so
+/// far, which are the file's first frames in order (files are lossless).
+#[test]
+fn sigint_during_a_file_keeps_every_processed_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.mp4");
+    make_video(&input, 300, 160, 120, "pattern=smpte horizontal-speed=1");
+    let out = dir.path().join("out.mp4");
+    let frames = dir.path().join("frames");
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"file\"\npath = {input:?}\n\n\
+             [[transforms]]\ntype = \"delay\"\nms = 20\n\n\
+             [[sinks]]\ntype = \"mp4\"\npath = {out:?}\n\n\
+             [[sinks]]\ntype = \"png\"\ndir = {frames:?}\nwhat = \"frame\"\n"
+        ),
+    );
+    let child = segstream(&["run", p.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let start = std::time::Instant::now();
+    let o = child.wait_with_output().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(30));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    let row = |name: &str| -> Vec<u64> {
+        err.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} row: {err}"))[name.len()..]
+            .split_whitespace()
+            .take(3)
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    let processed = row("delay")[1];
+    assert!(processed > 0 && processed < 300, "{err}");
+    assert_eq!(row("sink mp4")[0], processed, "{err}");
+    assert_eq!(video_info(&out), (processed, 160, 120));
+    // The PNGs are frames 0..processed of the input, each closest to its own input frame.
+    let reference = reference_frames(&input, &dir.path().join("ref"));
+    for i in [0, processed as usize / 2, processed as usize - 1] {
+        let png = read_png(&frames.join(format!("{i:06}.png")));
+        let d = mad(&png, &reference[i]);
+        assert!(d < 4.0, "frame {i} differs by {d:.2}");
+        for j in [i.wrapping_sub(1), i + 1] {
+            if let Some(other) = reference.get(j) {
+                assert!(d < mad(&png, other), "frame {i} looks like input frame {j}");
+            }
+        }
+    }
+    assert!(!frames.join(format!("{processed:06}.png")).exists());
+}

@@ -25,19 +25,79 @@ use serde::Deserialize;
 use super::{read_toml, ConfigError, Model, Problems, Task};
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "PipelineFile")]
 pub struct PipelineConfig {
-    /// Where frames come from.
+    /// Where frames come from (the first of `sources`).
     pub source: SourceConfig,
     /// Stages applied to every frame, in order.
-    #[serde(default)]
     pub transforms: Vec<TransformConfig>,
     /// Where results go; every sink receives every frame.
     pub sinks: Vec<SinkConfig>,
+    /// Every source; frames of source `i` carry stream id `i`.
+    pub sources: Vec<SourceConfig>,
     /// Score the label maps against the source's ground truth as frames pass, and report
     /// mean IoU, pixel accuracy and Dice with the run's summary (`run --eval` sets it).
-    #[serde(default)]
     pub eval: Option<EvalConfig>,
+}
+
+/// The file as written: one `[source]`, or several `[[sources]]` in one pipeline.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineFile {
+    /// Where frames come from.
+    #[serde(default)]
+    source: Option<SourceConfig>,
+    /// Several sources at once (cameras, RTSP feeds): their frames share the stages, each
+    /// stream gets its own outputs through `{stream}` in sink paths.
+    #[serde(default)]
+    sources: Vec<SourceConfig>,
+    #[serde(default)]
+    transforms: Vec<TransformConfig>,
+    sinks: Vec<SinkConfig>,
+    #[serde(default)]
+    eval: Option<EvalConfig>,
+}
+
+impl TryFrom<PipelineFile> for PipelineConfig {
+    type Error = String;
+
+    fn try_from(f: PipelineFile) -> Result<Self, String> {
+        let sources = match (f.source, f.sources) {
+            (Some(one), many) if many.is_empty() => vec![one],
+            (None, many) if !many.is_empty() => many,
+            (Some(_), _) => {
+                return Err("both [source] and [[sources]] are set (expected one of them)".into())
+            }
+            (None, _) => {
+                return Err("no source (expected a [source] table or [[sources]] tables)".into())
+            }
+        };
+        Ok(PipelineConfig {
+            source: sources[0].clone(),
+            transforms: f.transforms,
+            sinks: f.sinks,
+            sources,
+            eval: f.eval,
+        })
+    }
+}
+
+/// Sink paths may contain this; each stream writes its own file or directory.
+pub const STREAM_PLACEHOLDER: &str = "{stream}";
+
+/// `path` with `{stream}` replaced by the stream id.
+pub fn stream_path(path: &Path, stream: u32) -> PathBuf {
+    PathBuf::from(
+        path.to_string_lossy()
+            .replace(STREAM_PLACEHOLDER, &stream.to_string()),
+    )
+}
+
+impl PipelineConfig {
+    /// Whether any source is live (then queues drop the oldest frames by default).
+    pub fn is_live(&self) -> bool {
+        self.sources.iter().any(SourceConfig::is_live)
+    }
 }
 
 /// Accuracy measured inside a run, on sources that carry ground truth (`synthetic`).
@@ -80,9 +140,23 @@ pub enum SourceConfig {
         /// Jitter-buffer latency in milliseconds.
         #[serde(default = "default_rtsp_latency")]
         latency_ms: u32,
-        /// Seconds to wait for the server before giving up.
+        /// Seconds without a frame after which the stream counts as lost (and, before the
+        /// first frame, after which an unanswering server is an error).
         #[serde(default = "default_rtsp_timeout")]
         timeout_s: f64,
+        /// Lower transport: `auto` (UDP, falling back to TCP), `tcp` or `udp`.
+        #[serde(default)]
+        transport: RtspTransport,
+        /// Reconnect on its own when the stream drops or the server restarts.
+        #[serde(default = "yes")]
+        reconnect: bool,
+        /// Longest wait between reconnection attempts, in seconds (the wait doubles from
+        /// half a second up to this).
+        #[serde(default = "default_backoff_max")]
+        backoff_max_s: f64,
+        /// Give up when one outage lasts longer than this many seconds; never when absent.
+        #[serde(default)]
+        max_outage_s: Option<f64>,
     },
     /// A V4L2 camera.
     Camera {
@@ -134,6 +208,10 @@ impl SourceConfig {
                 url: input.to_owned(),
                 latency_ms: default_rtsp_latency(),
                 timeout_s: default_rtsp_timeout(),
+                transport: RtspTransport::default(),
+                reconnect: true,
+                backoff_max_s: default_backoff_max(),
+                max_outage_s: None,
             }
         } else if input.starts_with("/dev/video") {
             SourceConfig::Camera {
@@ -195,6 +273,19 @@ impl SourceConfig {
     }
 }
 
+/// How RTSP media travels.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RtspTransport {
+    /// UDP, falling back to TCP (interleaved) when UDP gets nothing.
+    #[default]
+    Auto,
+    /// Interleaved in the RTSP connection: passes firewalls, no packet loss.
+    Tcp,
+    /// Unicast UDP: lowest latency, packets may be lost.
+    Udp,
+}
+
 /// A stage between the source and the sinks.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -232,6 +323,14 @@ pub enum TransformConfig {
         #[serde(default)]
         queue: QueueConfig,
     },
+    /// Holds every frame for `ms` milliseconds: stands in for a slow model, to see how a
+    /// live pipeline drops frames and keeps latency bounded.
+    Delay {
+        /// Milliseconds per frame.
+        ms: u64,
+        #[serde(default)]
+        queue: QueueConfig,
+    },
 }
 
 impl TransformConfig {
@@ -239,14 +338,15 @@ impl TransformConfig {
         match self {
             TransformConfig::Infer { .. } => "infer",
             TransformConfig::Composite { .. } => "composite",
+            TransformConfig::Delay { .. } => "delay",
         }
     }
 
     pub fn queue(&self) -> &QueueConfig {
         match self {
-            TransformConfig::Infer { queue, .. } | TransformConfig::Composite { queue, .. } => {
-                queue
-            }
+            TransformConfig::Infer { queue, .. }
+            | TransformConfig::Composite { queue, .. }
+            | TransformConfig::Delay { queue, .. } => queue,
         }
     }
 }
@@ -449,6 +549,12 @@ fn default_rtsp_latency() -> u32 {
 fn default_rtsp_timeout() -> f64 {
     10.0
 }
+fn default_backoff_max() -> f64 {
+    5.0
+}
+fn yes() -> bool {
+    true
+}
 fn default_camera() -> PathBuf {
     "/dev/video0".into()
 }
@@ -535,6 +641,7 @@ impl Pipeline {
         let mut p = Problems::default();
         if let Some(input) = &overrides.input {
             config.source = SourceConfig::from_input(input);
+            config.sources = vec![config.source.clone()];
         }
         if let Some(output) = &overrides.output {
             match config.sinks.iter_mut().find(|s| s.output_path().is_some()) {
@@ -564,67 +671,19 @@ impl Pipeline {
 
 impl PipelineConfig {
     fn check(&self, path: &Path, p: &mut Problems) -> Vec<Option<Model>> {
-        match &self.source {
-            SourceConfig::File { path, .. } => {
-                let s = path.to_string_lossy();
-                // An image sequence pattern names files that exist only with the index filled in.
-                if !s.contains('%') && !path.exists() {
-                    p.push(
-                        "source.path",
-                        format!("input {} does not exist", path.display()),
-                    );
-                }
-            }
-            SourceConfig::Uri { uri } => {
-                if !uri.contains("://") {
-                    p.push(
-                        "source.uri",
-                        format!("{uri:?} is not a URI (expected scheme://...)"),
-                    );
-                }
-            }
-            SourceConfig::Rtsp {
-                url,
-                timeout_s,
-                latency_ms,
-            } => {
-                if !url.starts_with("rtsp://") && !url.starts_with("rtsps://") {
-                    p.push(
-                        "source.url",
-                        format!("{url:?} is not an RTSP URL (expected rtsp://...)"),
-                    );
-                }
-                p.range("source.timeout_s", *timeout_s, 0.1, 3600.0);
-                p.range("source.latency_ms", *latency_ms, 0, 60000);
-            }
-            SourceConfig::Camera { .. } => {}
-            SourceConfig::Synthetic {
-                width,
-                height,
-                fps,
-                frames,
-                ..
-            }
-            | SourceConfig::Test {
-                width,
-                height,
-                fps,
-                frames: Some(frames),
-                ..
-            } => {
-                check_generated(p, *width, *height, *fps);
-                if *frames == 0 {
-                    p.push("source.frames", "0 is out of range (expected at least 1)");
-                }
-            }
-            SourceConfig::Test {
-                width,
-                height,
-                fps,
-                frames: None,
-                ..
-            } => {
-                check_generated(p, *width, *height, *fps);
+        if self.sources.len() == 1 {
+            check_source(p, &self.source);
+        }
+        for (i, source) in self
+            .sources
+            .iter()
+            .enumerate()
+            .filter(|_| self.sources.len() > 1)
+        {
+            let mut q = Problems::default();
+            check_source(&mut q, source);
+            for problem in q.0 {
+                p.0.push(problem.replacen("source.", &format!("sources[{i}]."), 1));
             }
         }
 
@@ -705,6 +764,10 @@ impl PipelineConfig {
                     }
                     models.push(None);
                 }
+                TransformConfig::Delay { ms, .. } => {
+                    p.range(format!("{field}.ms"), *ms, 0, 60_000);
+                    models.push(None);
+                }
             }
         }
 
@@ -755,6 +818,17 @@ impl PipelineConfig {
                 _ => {}
             }
             if let Some(out) = s.output_path() {
+                if self.sources.len() > 1 && !out.to_string_lossy().contains(STREAM_PLACEHOLDER) {
+                    p.push(
+                        &field,
+                        format!(
+                            "{} would be written by all {} sources (expected {STREAM_PLACEHOLDER} \
+                             in the path, e.g. out/cam{STREAM_PLACEHOLDER}.mp4)",
+                            out.display(),
+                            self.sources.len()
+                        ),
+                    );
+                }
                 if outputs.contains(&out) {
                     p.push(
                         &field,
@@ -779,6 +853,80 @@ impl PipelineConfig {
             }
         }
         models
+    }
+}
+
+/// Checks one source; problems name fields as `source.<field>`.
+fn check_source(p: &mut Problems, source: &SourceConfig) {
+    match source {
+        SourceConfig::File { path, .. } => {
+            let s = path.to_string_lossy();
+            // An image sequence pattern names files that exist only with the index filled in.
+            if !s.contains('%') && !path.exists() {
+                p.push(
+                    "source.path",
+                    format!("input {} does not exist", path.display()),
+                );
+            }
+        }
+        SourceConfig::Uri { uri } => {
+            if !uri.contains("://") {
+                p.push(
+                    "source.uri",
+                    format!("{uri:?} is not a URI (expected scheme://...)"),
+                );
+            }
+        }
+        SourceConfig::Rtsp {
+            url,
+            timeout_s,
+            latency_ms,
+            backoff_max_s,
+            max_outage_s,
+            ..
+        } => {
+            if !url.starts_with("rtsp://") && !url.starts_with("rtsps://") {
+                p.push(
+                    "source.url",
+                    format!("{url:?} is not an RTSP URL (expected rtsp://...)"),
+                );
+            }
+            p.range("source.timeout_s", *timeout_s, 0.1, 3600.0);
+            p.range("source.latency_ms", *latency_ms, 0, 60000);
+            p.range("source.backoff_max_s", *backoff_max_s, 0.1, 3600.0);
+            if let Some(m) = max_outage_s {
+                p.range("source.max_outage_s", *m, 0.1, 1e9);
+            }
+        }
+        SourceConfig::Camera { .. } => {}
+        SourceConfig::Synthetic {
+            width,
+            height,
+            fps,
+            frames,
+            ..
+        }
+        | SourceConfig::Test {
+            width,
+            height,
+            fps,
+            frames: Some(frames),
+            ..
+        } => {
+            check_generated(p, *width, *height, *fps);
+            if *frames == 0 {
+                p.push("source.frames", "0 is out of range (expected at least 1)");
+            }
+        }
+        SourceConfig::Test {
+            width,
+            height,
+            fps,
+            frames: None,
+            ..
+        } => {
+            check_generated(p, *width, *height, *fps);
+        }
     }
 }
 
@@ -896,6 +1044,60 @@ mod tests {
         ));
         assert!(SourceConfig::from_input("rtsp://h/s").is_live());
         assert!(!SourceConfig::from_input("a.mp4").is_live());
+    }
+
+    #[test]
+    fn one_source_or_several() {
+        let one = parse("[source]\ntype = \"test\"\n[[sinks]]\ntype = \"null\"\n").unwrap();
+        assert_eq!(one.sources, vec![one.source.clone()]);
+        let two = parse(
+            "[[sources]]\ntype = \"test\"\n[[sources]]\ntype = \"rtsp\"\nurl = \"rtsp://h/s\"\n\
+             [[sinks]]\ntype = \"null\"\n",
+        )
+        .unwrap();
+        assert_eq!(two.sources.len(), 2);
+        assert_eq!(two.source, two.sources[0]);
+        assert!(two.is_live(), "one live source makes the pipeline live");
+        let both =
+            "[source]\ntype = \"test\"\n[[sources]]\ntype = \"test\"\n[[sinks]]\ntype = \"null\"\n";
+        assert!(parse(both)
+            .unwrap_err()
+            .contains("both [source] and [[sources]]"));
+        let none = parse("[[sinks]]\ntype = \"null\"\n").unwrap_err();
+        assert!(none.contains("no source"), "{none}");
+    }
+
+    #[test]
+    fn several_sources_need_stream_placeholders_in_outputs() {
+        let dir = std::env::temp_dir().join(format!("segstream-src-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.toml");
+        std::fs::write(
+            &path,
+            "[[sources]]\ntype = \"test\"\n[[sources]]\ntype = \"test\"\nfps = 0\n\
+             [[sinks]]\ntype = \"mp4\"\npath = \"a.mp4\"\n\
+             [[sinks]]\ntype = \"mp4\"\npath = \"b{stream}.mp4\"\n",
+        )
+        .unwrap();
+        let problems = Pipeline::load(&path, &Overrides::default())
+            .unwrap_err()
+            .problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("sources[1].fps")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("sinks[0]") && p.contains("{stream}")),
+            "{problems:?}"
+        );
+        assert_eq!(
+            stream_path(Path::new("out/cam{stream}.mp4"), 3),
+            Path::new("out/cam3.mp4")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::frame::Frame;
 const ABORT_POLL: Duration = Duration::from_millis(50);
 
 /// The sending end of a stage's input queue.
+#[derive(Clone)]
 pub(crate) struct EdgeTx {
     tx: Sender<Frame>,
     /// For `DropOldest`: a receiver used to discard the oldest queued frame.
@@ -60,9 +61,10 @@ impl EdgeTx {
                     Ok(()) => break,
                     Err(TrySendError::Full(f)) => {
                         if let Ok(old) = drain.try_recv() {
-                            self.consumer.dropped.fetch_add(1, Ordering::Relaxed);
+                            self.consumer.record_drop(old.stream);
                             tracing::trace!(
                                 stage = %self.consumer.name,
+                                stream = old.stream,
                                 seq = old.seq,
                                 "Frame dropped: queue full."
                             );
@@ -73,9 +75,9 @@ impl EdgeTx {
                 }
             },
         }
-        self.consumer
-            .queue_peak
-            .fetch_max(self.tx.len(), Ordering::Relaxed);
+        let depth = self.tx.len();
+        self.consumer.queue_peak.fetch_max(depth, Ordering::Relaxed);
+        self.consumer.queue_depth.store(depth, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -88,12 +90,28 @@ pub struct Output {
     pub(crate) collect: Option<Vec<Frame>>,
     pub(crate) metrics: Arc<StageMetrics>,
     pub(crate) control: Arc<Control>,
+    /// For one of several sources: the stream id stamped on every frame sent.
+    pub(crate) stream: Option<u32>,
 }
 
 impl Output {
+    /// The same output for source `stream` of several: frames sent get that stream id.
+    pub(crate) fn for_stream(&self, stream: u32) -> Output {
+        Output {
+            edges: self.edges.clone(),
+            collect: None,
+            metrics: self.metrics.clone(),
+            control: self.control.clone(),
+            stream: Some(stream),
+        }
+    }
+
     /// Sends a frame downstream. Fails only when the pipeline is aborting; the stage should
     /// then return the error so its thread ends.
-    pub fn send(&mut self, frame: Frame) -> Result<(), Aborted> {
+    pub fn send(&mut self, mut frame: Frame) -> Result<(), Aborted> {
+        if let Some(stream) = self.stream {
+            frame.stream = stream;
+        }
         if let Some(collected) = &mut self.collect {
             collected.push(frame);
             return Ok(());
@@ -106,6 +124,27 @@ impl Output {
             edge.send(frame.clone(), &self.control)?;
         }
         last.send(frame, &self.control)
+    }
+
+    /// Counts one loss of the source's stream (it reconnects on its own).
+    pub fn count_outage(&self) {
+        self.metrics.outages.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts frames the source lost before it could hand them over (a live stream's
+    /// capture buffer overflowed, or the network lost them): the source's own drops.
+    pub fn count_source_drops(&self, n: u64) {
+        self.metrics.record_drops(self.stream(), n);
+    }
+
+    /// The stream id of the frames this output sends (0 for a single source).
+    pub fn stream(&self) -> u32 {
+        self.stream.unwrap_or(0)
+    }
+
+    /// Tells the status line how many frames to expect (a file's duration times its rate).
+    pub fn set_expected_frames(&self, n: u64) {
+        self.control.expected.store(n, Ordering::Relaxed);
     }
 
     /// Whether the user asked the pipeline to stop (Ctrl-C, SIGTERM, frame limit).

@@ -19,6 +19,12 @@ pub struct StageMetrics {
     pub frames_out: AtomicU64,
     pub dropped: AtomicU64,
     pub queue_peak: AtomicUsize,
+    /// Frames in the input queue now.
+    pub queue_depth: AtomicUsize,
+    /// Times the source lost its stream and had to reconnect.
+    pub outages: AtomicU64,
+    /// Drops by stream id (index); drops are rare enough for a lock.
+    dropped_streams: Mutex<Vec<u64>>,
     busy: Mutex<Histogram<u64>>,
     busy_total_us: AtomicU64,
 }
@@ -31,9 +37,51 @@ impl StageMetrics {
             frames_out: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             queue_peak: AtomicUsize::new(0),
+            queue_depth: AtomicUsize::new(0),
+            outages: AtomicU64::new(0),
+            dropped_streams: Mutex::new(Vec::new()),
             busy: Mutex::new(histogram()),
             busy_total_us: AtomicU64::new(0),
         }
+    }
+
+    /// Counts one frame of `stream` dropped from this stage's input queue.
+    pub fn record_drop(&self, stream: u32) {
+        self.record_drops(stream, 1);
+    }
+
+    /// Counts `n` frames of `stream` dropped.
+    pub fn record_drops(&self, stream: u32, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+        if let Ok(mut by) = self.dropped_streams.lock() {
+            let i = stream as usize;
+            if by.len() <= i {
+                by.resize(i + 1, 0);
+            }
+            by[i] += n;
+        }
+    }
+
+    /// Drops by stream id, for the streams that had any.
+    pub fn dropped_by_stream(&self) -> Vec<(u32, u64)> {
+        self.dropped_streams
+            .lock()
+            .map(|by| {
+                by.iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(i, n)| (i as u32, *n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The busy-time histogram (microseconds), for exporting.
+    pub fn busy_histogram(&self) -> Histogram<u64> {
+        self.busy
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|_| histogram())
     }
 
     /// Records the time one frame kept the stage busy.
@@ -57,6 +105,8 @@ impl StageMetrics {
             frames_out: self.frames_out.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             queue_peak: self.queue_peak.load(Ordering::Relaxed),
+            outages: self.outages.load(Ordering::Relaxed),
+            dropped_by_stream: self.dropped_by_stream(),
             busy_total: Duration::from_micros(self.busy_total_us.load(Ordering::Relaxed)),
             busy_p50: Duration::from_micros(h.value_at_quantile(0.5)),
             busy_p95: Duration::from_micros(h.value_at_quantile(0.95)),
@@ -67,6 +117,8 @@ impl StageMetrics {
 /// Capture-to-output latency, and the steady-state output rate, seen at the first sink.
 pub struct LatencyMetrics {
     histogram: Mutex<Histogram<u64>>,
+    /// Since the last status line; reset by [`LatencyMetrics::take_recent`].
+    recent: Mutex<Histogram<u64>>,
     /// First and last output time and frames output between them.
     window: Mutex<Option<(std::time::Instant, std::time::Instant, u64)>>,
 }
@@ -75,6 +127,7 @@ impl Default for LatencyMetrics {
     fn default() -> Self {
         LatencyMetrics {
             histogram: Mutex::new(histogram()),
+            recent: Mutex::new(histogram()),
             window: Mutex::new(None),
         }
     }
@@ -83,8 +136,12 @@ impl Default for LatencyMetrics {
 impl LatencyMetrics {
     /// Records one frame that reached the output, captured `d` ago.
     pub fn record(&self, d: Duration) {
+        let us = (d.as_micros() as u64).max(1);
         if let Ok(mut h) = self.histogram.lock() {
-            h.saturating_record((d.as_micros() as u64).max(1));
+            h.saturating_record(us);
+        }
+        if let Ok(mut h) = self.recent.lock() {
+            h.saturating_record(us);
         }
         if let Ok(mut w) = self.window.lock() {
             let now = std::time::Instant::now();
@@ -104,6 +161,26 @@ impl LatencyMetrics {
         Some([0.5, 0.95, 0.99].map(|q| Duration::from_micros(h.value_at_quantile(q))))
     }
 
+    /// (p50, p95, p99) since the previous call, and the frames they cover; starts over.
+    pub fn take_recent(&self) -> Option<([Duration; 3], u64)> {
+        let mut h = self.recent.lock().ok()?;
+        if h.is_empty() {
+            return None;
+        }
+        let q = [0.5, 0.95, 0.99].map(|q| Duration::from_micros(h.value_at_quantile(q)));
+        let n = h.len();
+        h.reset();
+        Some((q, n))
+    }
+
+    /// The whole run's latency histogram (microseconds), for exporting.
+    pub fn histogram(&self) -> Histogram<u64> {
+        self.histogram
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|_| histogram())
+    }
+
     /// Frames per second between the first and the last recorded output.
     pub fn steady_fps(&self) -> Option<f64> {
         let (first, last, n) = (*self.window.lock().ok()?)?;
@@ -119,6 +196,10 @@ pub struct StageSummary {
     pub frames_out: u64,
     pub dropped: u64,
     pub queue_peak: usize,
+    /// Times the source lost its stream (sources only).
+    pub outages: u64,
+    /// Drops by stream id, for the streams that had any.
+    pub dropped_by_stream: Vec<(u32, u64)>,
     pub busy_total: Duration,
     pub busy_p50: Duration,
     pub busy_p95: Duration,
@@ -228,8 +309,25 @@ impl fmt::Display for RunReport {
                 ms(p99)
             )?;
         }
+        let outages: u64 = self.stages.iter().map(|s| s.outages).sum();
+        if outages > 0 {
+            write!(f, "; {outages} outage(s) of the source, reconnected")?;
+        }
         if self.interrupted {
             write!(f, " (stopped early)")?;
+        }
+        // Per-stream drops only say more than the table when there are several streams.
+        for s in &self.stages {
+            if s.dropped_by_stream.len() > 1
+                || s.dropped_by_stream.first().is_some_and(|(id, _)| *id != 0)
+            {
+                let by: Vec<String> = s
+                    .dropped_by_stream
+                    .iter()
+                    .map(|(id, n)| format!("stream {id}: {n}"))
+                    .collect();
+                write!(f, "\n{} dropped by stream: {}", s.name, by.join(", "))?;
+            }
         }
         if let Some(eval) = &self.eval {
             write!(f, "\n{eval}")?;

@@ -7,14 +7,16 @@
 
 mod edge;
 mod metrics;
+mod status;
 
 pub use edge::Output;
 pub use metrics::{
     write_stage_table, LatencyMetrics, RunReport, StageMetrics, StageRow, StageSummary,
 };
+pub use status::{memory, RunMetrics, Status, StatusMark};
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::Instant;
 
@@ -62,6 +64,51 @@ pub trait Source: Send {
     fn run(&mut self, out: &mut Output) -> Result<(), BoxError>;
 }
 
+/// Several sources at once, each on its own thread: frames of source `i` carry stream id
+/// `i`. Ends when every source has ended; the first failure stops them all.
+pub struct Merge(pub Vec<Box<dyn Source>>);
+
+impl Source for Merge {
+    fn run(&mut self, out: &mut Output) -> Result<(), BoxError> {
+        let failed = thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .0
+                .iter_mut()
+                .enumerate()
+                .map(|(i, source)| {
+                    let mut out = out.for_stream(i as u32);
+                    thread::Builder::new()
+                        .name(format!("segstream-decode-{i}"))
+                        .spawn_scoped(scope, move || {
+                            let result = source.run(&mut out);
+                            if let Err(e) = result {
+                                if !e.is::<Aborted>() {
+                                    // Fail now, so the other sources stop too.
+                                    out.control.fail("decode", e);
+                                }
+                                return true;
+                            }
+                            false
+                        })
+                        .expect("spawn source thread")
+                })
+                .collect();
+            let mut failed = false;
+            for h in handles {
+                match h.join() {
+                    Ok(f) => failed |= f,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            failed
+        });
+        if failed {
+            return Err(Box::new(Aborted));
+        }
+        Ok(())
+    }
+}
+
 /// State shared by every stage of one run.
 #[derive(Default)]
 pub struct Control {
@@ -70,6 +117,10 @@ pub struct Control {
     stop: AtomicBool,
     abort: AtomicBool,
     error: Mutex<Option<PipelineError>>,
+    /// The running pipeline's counters, once it started.
+    metrics: OnceLock<Arc<RunMetrics>>,
+    /// Frames the source expects to produce (0: unknown).
+    expected: AtomicU64,
 }
 
 impl Control {
@@ -88,6 +139,16 @@ impl Control {
 
     pub fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// The running pipeline's counters, for status lines and the metrics endpoint.
+    pub fn metrics(&self) -> Option<Arc<RunMetrics>> {
+        self.metrics.get().cloned()
+    }
+
+    /// Frames the source expects to produce, when it knows (files of known duration).
+    pub fn expected_frames(&self) -> Option<u64> {
+        Some(self.expected.load(Ordering::Relaxed)).filter(|n| *n > 0)
     }
 
     fn is_aborted(&self) -> bool {
@@ -165,6 +226,7 @@ pub fn run(
             edges: Vec::new(),
             metrics: metrics.clone(),
             control: control.clone(),
+            stream: None,
         };
         // Every sink sees every frame: the first one stands for the pipeline's output.
         handles.push(spawn_stage(
@@ -185,18 +247,27 @@ pub fn run(
             edges,
             metrics: metrics.clone(),
             control: control.clone(),
+            stream: None,
         };
         handles.push(spawn_stage(spec, rx, out, None));
         transform_metrics.push(metrics);
     }
     transform_metrics.reverse();
+    let output = 1 + transform_metrics.len();
     all_metrics.splice(1..1, transform_metrics);
+    let _ = control.metrics.set(Arc::new(RunMetrics {
+        stages: all_metrics.clone(),
+        latency: latency.clone(),
+        output,
+        started,
+    }));
 
     let mut out = Output {
         collect: None,
         edges: downstream,
         metrics: source_metrics,
         control: control.clone(),
+        stream: None,
     };
     let mut source = source;
     let source_handle = thread::Builder::new()
@@ -250,7 +321,7 @@ pub fn run(
 
 /// Takes the next frames from a stage's input: blocks for the first, then adds whatever is
 /// already queued, up to `batch`.
-fn take(rx: &Receiver<Frame>, batch: usize) -> Option<Vec<Frame>> {
+fn take(rx: &Receiver<Frame>, batch: usize, metrics: &StageMetrics) -> Option<Vec<Frame>> {
     let first = rx.recv().ok()?;
     let mut frames = vec![first];
     while frames.len() < batch {
@@ -259,6 +330,7 @@ fn take(rx: &Receiver<Frame>, batch: usize) -> Option<Vec<Frame>> {
             Err(_) => break,
         }
     }
+    metrics.queue_depth.store(rx.len(), Ordering::Relaxed);
     Some(frames)
 }
 
@@ -322,7 +394,7 @@ fn spawn_stage(
             .spawn(move || {
                 let result = (|| -> Result<(), BoxError> {
                     stage.start()?;
-                    while let Some(frames) = take(&rx, batch) {
+                    while let Some(frames) = take(&rx, batch, &out.metrics) {
                         process(stage.as_mut(), frames, &mut out, &latency)?;
                     }
                     stage.flush(&mut out)
@@ -368,6 +440,7 @@ fn spawn_parallel(
             edges: Vec::new(),
             metrics: out.metrics.clone(),
             control: out.control.clone(),
+            stream: None,
         };
         let latency = latency.clone();
         let handle = thread::Builder::new()
@@ -379,7 +452,7 @@ fn spawn_parallel(
                         // The lock is held while waiting, so tickets follow arrival order.
                         let taken = {
                             let mut guard = input.lock().unwrap_or_else(|e| e.into_inner());
-                            let Some(frames) = take(&guard.0, batch) else {
+                            let Some(frames) = take(&guard.0, batch, &collect.metrics) else {
                                 break;
                             };
                             let first = guard.1;

@@ -44,6 +44,8 @@ struct Running {
     appsrc: gst_app::AppSrc,
     width: u32,
     height: u32,
+    /// Size of the frames pushed now (changes when the stream changes resolution).
+    input_size: (u32, u32),
     frame_duration: Duration,
     first_pts: Option<Duration>,
     last_pts: Option<Duration>,
@@ -114,7 +116,19 @@ impl VideoSink {
             .map(|n| n.get())
             .unwrap_or(1);
         convert.set_property("n-threads", threads as u32);
-        let mut chain: Vec<gst::Element> = vec![appsrc.clone().upcast(), convert];
+        // A stream that changes resolution mid-way is scaled back to its first size: the
+        // encoder (and a display window) keep one size for the whole run.
+        let scale = self.element("videoscale")?;
+        let fixed = self.element("capsfilter")?;
+        fixed.set_property(
+            "caps",
+            gst::Caps::builder("video/x-raw")
+                .field("width", width as i32)
+                .field("height", height as i32)
+                .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                .build(),
+        );
+        let mut chain: Vec<gst::Element> = vec![appsrc.clone().upcast(), convert, scale, fixed];
         match &self.kind {
             VideoSinkKind::Mp4 { path, bitrate_kbps } => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -167,6 +181,7 @@ impl VideoSink {
             appsrc,
             width,
             height,
+            input_size: (width, height),
             frame_duration,
             first_pts: None,
             last_pts: None,
@@ -192,13 +207,41 @@ impl Stage for VideoSink {
         let target = self.target();
         let r = self.running.as_mut().expect("opened above");
         let image = frame.display_image();
-        if (image.width, image.height) != (r.width, r.height) {
-            return Err(Box::new(VideoError::SizeChanged {
-                target,
-                seq: frame.seq,
-                got: format!("{}x{}", image.width, image.height),
-                expected: format!("{}x{}", r.width, r.height),
-            }));
+        if (image.width, image.height) != r.input_size {
+            if image.width < 2 || image.height < 2 {
+                return Err(Box::new(VideoError::SizeChanged {
+                    target,
+                    seq: frame.seq,
+                    got: format!("{}x{}", image.width, image.height),
+                    expected: format!("{}x{}", r.width, r.height),
+                }));
+            }
+            tracing::warn!(
+                sink = %target,
+                seq = frame.seq,
+                from = %format!("{}x{}", r.input_size.0, r.input_size.1),
+                to = %format!("{}x{}", image.width, image.height),
+                "Resolution changed; scaling to the output's {}x{}.",
+                r.width,
+                r.height
+            );
+            let caps = r
+                .appsrc
+                .caps()
+                .map(|c| {
+                    let mut c = c.copy();
+                    if let Some(s) = c.make_mut().structure_mut(0) {
+                        s.set("width", image.width as i32);
+                        s.set("height", image.height as i32);
+                    }
+                    c
+                })
+                .ok_or_else(|| VideoError::Gst {
+                    target: target.clone(),
+                    message: "the encoder input has no caps".into(),
+                })?;
+            r.appsrc.set_caps(Some(&caps));
+            r.input_size = (image.width, image.height);
         }
         // Timestamps relative to the first frame, strictly increasing (muxers insist).
         let pts = match (frame.pts, r.first_pts) {

@@ -1,0 +1,711 @@
+//! Live sources: RTSP served in-process on 127.0.0.1, outages and reconnection, unanswering
+//! servers, bounded latency under a slow stage, several streams at once.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An RTSP server on 127.0.0.1:`port` with one H.264 test stream at `/live` (160x120,
+/// 15 fps, moving ball), running on its own thread and main context until dropped.
+struct RtspServer {
+    main_loop: glib::MainLoop,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RtspServer {
+    fn start(port: u16, mounts_: &[&str]) -> RtspServer {
+        gst::init().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mounts_: Vec<String> = mounts_.iter().map(|s| s.to_string()).collect();
+        let thread = std::thread::spawn(move || {
+            let context = glib::MainContext::new();
+            let main_loop = glib::MainLoop::new(Some(&context), false);
+            let server = rtsp::RTSPServer::new();
+            server.set_address("127.0.0.1");
+            server.set_service(&port.to_string());
+            let mounts = server.mount_points().unwrap();
+            for (i, mount) in mounts_.iter().enumerate() {
+                let factory = rtsp::RTSPMediaFactory::new();
+                // Each stream has its own pattern, so outputs can be told apart.
+                let pattern = ["ball", "snow"][i % 2];
+                factory.set_launch(&format!(
+                    "( videotestsrc is-live=true pattern={pattern} \
+                     ! video/x-raw,width=160,height=120,framerate=15/1 \
+                     ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 \
+                     ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+                ));
+                mounts.add_factory(mount, factory);
+            }
+            let source = server.attach(Some(&context)).unwrap();
+            tx.send(main_loop.clone()).unwrap();
+            main_loop.run();
+            // Close every client connection and the listening socket.
+            server.client_filter(Some(&mut |_, _| rtsp::RTSPFilterResult::Remove));
+            if let Some(listener) = context.find_source_by_id(&source) {
+                listener.destroy();
+            }
+            // Let the closes run on this context before it goes away.
+            while context.iteration(false) {}
+        });
+        let main_loop = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        RtspServer {
+            main_loop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.main_loop.quit();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A running `segstream run`, with its stderr collected as it comes.
+struct Running {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn start(pipeline: &Path, extra: &[&str]) -> Running {
+        let mut args = vec!["run", pipeline.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut child = segstream(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Running {
+            child,
+            stderr,
+            reader: Some(reader),
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until stderr contains `text`; fails the test after `limit`.
+    fn wait_for(&mut self, text: &str, limit: Duration) {
+        let start = Instant::now();
+        while !self.stderr().contains(text) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "segstream exited ({status}) before {text:?}: {}",
+                    self.stderr()
+                );
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("no {text:?} after {limit:?}: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    fn signal(&self, signal: &str) {
+        assert!(Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// Waits for the exit (killing it after `limit`) and returns the status and all stderr.
+    fn finish(mut self, limit: Duration) -> (ExitStatus, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("segstream hung after {limit:?}: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        (status, self.stderr())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Frames written by the sink named `name`, from the summary table.
+fn sink_frames(stderr: &str, name: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no {name} row in the summary: {stderr}"));
+    line.split_whitespace()
+        .nth(name.split_whitespace().count())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The value of a `key=value` field in the first log line containing `message`.
+fn log_field(stderr: &str, message: &str, key: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(message))
+        .unwrap_or_else(|| panic!("no {message:?} line: {stderr}"));
+    let at = line
+        .find(&format!("{key}="))
+        .unwrap_or_else(|| panic!("no {key} in {line}"));
+    line[at + key.len() + 1..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn rtsp_server_restart_is_one_outage_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let out = dir.path().join("rtsp.mp4");
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"rtsp\"\nurl = \"rtsp://127.0.0.1:{port}/live\"\n\
+             transport = \"tcp\"\nlatency_ms = 50\ntimeout_s = 2\nbackoff_max_s = 1\n\n\
+             [[sinks]]\ntype = \"mp4\"\npath = {out:?}\n"
+        ),
+    );
+    let server = RtspServer::start(port, &["/live"]);
+    let mut run = Running::start(&p, &["--log-level", "warn", "--status-interval", "0.5"]);
+    // Frames flow: the status line counts some.
+    let start = Instant::now();
+    while !run.stderr().lines().any(|l| {
+        l.starts_with("status:")
+            && l.split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n >= 10)
+    }) {
+        assert!(run.is_running(), "segstream ended early: {}", run.stderr());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no frames: {}",
+            run.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    drop(server);
+    run.wait_for("Stream lost; reconnecting.", Duration::from_secs(30));
+    // Down long enough for several failed attempts.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(run.is_running(), "segstream gave up: {}", run.stderr());
+
+    let server = RtspServer::start(port, &["/live"]);
+    run.wait_for("Stream back.", Duration::from_secs(60));
+    // Let a second's worth of frames through after the outage.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(run.is_running(), "{}", run.stderr());
+    run.signal("-INT");
+    let (status, err) = run.finish(Duration::from_secs(60));
+    drop(server);
+
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert_eq!(
+        err.matches("Stream lost; reconnecting.").count(),
+        1,
+        "one outage expected: {err}"
+    );
+    assert!(err.contains("1 outage(s) of the source"), "{err}");
+    let before = log_field(&err, "Stream lost; reconnecting.", "frames");
+    let written = sink_frames(&err, "sink mp4");
+    assert!(
+        written > before + 5,
+        "{written} frames written, {before} before the outage: no frames after it"
+    );
+    // One file, kept open across the outage, with every frame processed.
+    assert_eq!(video_info(&out), (written, 160, 120));
+}
+
+#[test]
+fn rtsp_server_that_never_answers_fails_after_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // One port with nothing listening, one that accepts connections and never replies.
+    let refused = free_port();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    for port in [refused, silent_port] {
+        let url = format!("rtsp://127.0.0.1:{port}/none");
+        let p = pipeline_file(
+            dir.path(),
+            &format!("p{port}.toml"),
+            &format!(
+                "[source]\ntype = \"rtsp\"\nurl = \"{url}\"\ntimeout_s = 2\n\n\
+                 [[sinks]]\ntype = \"null\"\n"
+            ),
+        );
+        let o = run_with_deadline(
+            segstream(&["run", p.to_str().unwrap()]),
+            Duration::from_secs(60),
+        );
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(
+            lines[0].contains(&url) && lines[0].contains("no frame within 2 s"),
+            "{}",
+            lines[0]
+        );
+    }
+    drop(silent);
+}
+
+/// The columns (in, out, dropped) of a stage's row in the summary table.
+fn stage_row(stderr: &str, name: &str) -> (u64, u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} row in the summary: {stderr}"));
+    let n: Vec<u64> = line[name.len()..]
+        .split_whitespace()
+        .take(3)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    (n[0], n[1], n[2])
+}
+
+/// The p99 capture-to-output latency of the summary, in milliseconds.
+fn latency_p99_ms(stderr: &str) -> f64 {
+    let at = stderr
+        .find("p99 ")
+        .unwrap_or_else(|| panic!("no latency in the summary: {stderr}"));
+    stderr[at + 4..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A 100 ms stage behind a 30 fps live source: frames are dropped (and counted) so the
+/// newest frame is processed; latency stays within what the queues can hold.
+#[test]
+fn slow_stage_on_a_live_source_drops_frames_and_bounds_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let (delay_ms, capacity) = (100u64, 2u64);
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"test\"\nwidth = 160\nheight = 120\nfps = 30\nlive = true\n\n\
+             [[transforms]]\ntype = \"delay\"\nms = {delay_ms}\nqueue = {{ capacity = {capacity} }}\n\n\
+             [[sinks]]\ntype = \"null\"\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap(), "--frames", "90"]),
+        Duration::from_secs(120),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let (_, decoded, _) = stage_row(&err, "decode");
+    let (delay_in, _, dropped) = stage_row(&err, "delay");
+    let (sink_in, _, _) = stage_row(&err, "sink null");
+    assert_eq!(decoded, 90);
+    assert!(dropped > 30, "only {dropped} of 90 frames dropped: {err}");
+    assert_eq!(
+        delay_in + dropped,
+        decoded,
+        "every frame is processed or counted"
+    );
+    assert_eq!(sink_in, delay_in);
+    // A frame waits behind at most `capacity` queued frames and the one in progress; the
+    // rest is slack for a loaded machine. Blocking instead would reach seconds here.
+    let bound = ((capacity + 1) * delay_ms + 250) as f64;
+    let p99 = latency_p99_ms(&err);
+    assert!(p99 < bound, "p99 latency {p99} ms over {bound} ms: {err}");
+}
+
+/// A live source cannot be blocked: with `when_full = "block"` the capture buffer in front
+/// of segstream drops instead, and those drops are counted at decode from the gaps in the
+/// stream's timestamps.
+#[test]
+fn blocking_a_live_source_counts_the_frames_it_loses() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        "[source]\ntype = \"test\"\nwidth = 160\nheight = 120\nfps = 30\nlive = true\n\n\
+         [[transforms]]\ntype = \"delay\"\nms = 100\n\
+         queue = { capacity = 2, when_full = \"block\" }\n\n\
+         [[sinks]]\ntype = \"null\"\n",
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap(), "--frames", "30"]),
+        Duration::from_secs(120),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let (_, decoded, lost) = stage_row(&err, "decode");
+    assert_eq!(decoded, 30);
+    assert_eq!(stage_row(&err, "delay"), (30, 30, 0), "{err}");
+    // 30 frames at 10 per second take about 3 s, in which the source made about 90; a busy
+    // machine shifts that, so only the order of magnitude is checked.
+    assert!(
+        (20..=150).contains(&lost),
+        "{lost} frames lost at decode, expected about 60: {err}"
+    );
+}
+
+/// The same slow stage on a file is lossless: back-pressure instead of drops.
+#[test]
+fn slow_stage_on_a_file_processes_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.mp4");
+    make_video(&input, 45, 160, 120, "pattern=ball");
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"file\"\npath = {input:?}\n\n\
+             [[transforms]]\ntype = \"delay\"\nms = 20\nqueue = {{ capacity = 2 }}\n\n\
+             [[sinks]]\ntype = \"null\"\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap()]),
+        Duration::from_secs(120),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let (frames, _, _) = video_info(&input);
+    assert_eq!(stage_row(&err, "delay"), (frames, frames, 0), "{err}");
+    assert_eq!(stage_row(&err, "sink null").0, frames, "{err}");
+}
+
+/// Resident memory (MiB) of a `segstream run` on a live test source, from its status
+/// lines: at the first line with at least `early` frames out, and at the last line.
+fn memory_over_run(pipeline: &Path, early: u64, frames: u64) -> (u64, f64, u64, f64) {
+    let o = run_with_deadline(
+        segstream(&[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--frames",
+            &frames.to_string(),
+            "--status-interval",
+            "0.2",
+        ]),
+        Duration::from_secs(180),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(stage_row(&err, "decode").1, frames);
+    let readings: Vec<(u64, f64)> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("status: "))
+        .map(|l| {
+            // `N frames` for live sources (`N/TOTAL frames` when the total is known).
+            let n = l
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let at = l.find("memory ").expect("memory in the status line");
+            let mib = l[at + 7..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (n, mib)
+        })
+        .collect();
+    let &(n0, m0) = readings
+        .iter()
+        .find(|(n, _)| *n >= early)
+        .unwrap_or_else(|| panic!("no status line after {early} frames: {err}"));
+    let &(n1, m1) = readings.last().unwrap();
+    assert!(n1 >= frames * 9 / 10, "last status at {n1} frames: {err}");
+    (n0, m0, n1, m1)
+}
+
+/// Ten times the frames, the same memory: nothing grows per frame.
+#[test]
+fn memory_stays_flat_over_a_long_live_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        "[source]\ntype = \"test\"\npattern = \"ball\"\nwidth = 320\nheight = 180\n\
+         fps = 1000\nlive = true\n\n\
+         [[transforms]]\ntype = \"delay\"\nms = 0\n\n\
+         [[sinks]]\ntype = \"null\"\n",
+    );
+    let (n0, early, n1, late) = memory_over_run(&p, 1_000, 10_000);
+    eprintln!("resident memory: {early:.1} MiB at {n0} frames, {late:.1} MiB at {n1}");
+    assert!(
+        (late - early).abs() / early < 0.05,
+        "resident memory {early:.1} MiB at {n0} frames, {late:.1} MiB at {n1}"
+    );
+}
+
+/// Share of near-black pixels in an RGB frame: the `ball` pattern is mostly black, `snow`
+/// almost never.
+fn dark_share(png: &Png) -> f64 {
+    let dark = png
+        .data
+        .chunks(png.channels)
+        .filter(|p| p.iter().all(|v| *v < 40))
+        .count();
+    dark as f64 / (png.width * png.height) as f64
+}
+
+#[test]
+fn two_rtsp_sources_write_two_separate_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = RtspServer::start(port, &["/ball", "/snow"]);
+    let out = dir.path().join("cam{stream}.mp4");
+    let frames = dir.path().join("frames{stream}");
+    let source = |mount: &str| {
+        format!(
+            "[[sources]]\ntype = \"rtsp\"\nurl = \"rtsp://127.0.0.1:{port}/{mount}\"\n\
+             transport = \"tcp\"\nlatency_ms = 50\ntimeout_s = 10\n\n"
+        )
+    };
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "{}{}\
+             [[sinks]]\ntype = \"mp4\"\npath = {out:?}\nqueue = {{ when_full = \"block\" }}\n\n\
+             [[sinks]]\ntype = \"png\"\ndir = {frames:?}\nwhat = \"frame\"\n\
+             queue = {{ when_full = \"block\" }}\n",
+            source("ball"),
+            source("snow")
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap(), "--frames", "30"]),
+        Duration::from_secs(120),
+    );
+    drop(server);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for (stream, ball) in [(0, true), (1, false)] {
+        let mp4 = dir.path().join(format!("cam{stream}.mp4"));
+        assert!(
+            stdout.contains(&format!("output: {}", mp4.display())),
+            "{stdout}"
+        );
+        assert_eq!(video_info(&mp4), (30, 160, 120), "stream {stream}");
+        // Every frame of the stream is its own pattern: the streams never mix.
+        for i in 0..30 {
+            // The png sink prefixes the stream id of streams other than 0.
+            let name = match stream {
+                0 => format!("{i:06}.png"),
+                s => format!("s{s}_{i:06}.png"),
+            };
+            let png = read_png(&dir.path().join(format!("frames{stream}")).join(name));
+            let dark = dark_share(&png);
+            assert!(
+                if ball { dark > 0.8 } else { dark < 0.2 },
+                "stream {stream} frame {i}: {:.0}% dark",
+                100.0 * dark
+            );
+        }
+    }
+}
+
+/// One HTTP GET on 127.0.0.1; returns the body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "{head}"
+    );
+    body.to_owned()
+}
+
+/// The value of the sample `name` (with its labels, exactly as exported).
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_endpoint_serves_counters_and_histograms() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        "[source]\ntype = \"test\"\nwidth = 160\nheight = 120\nfps = 30\nlive = true\n\n\
+         [[transforms]]\ntype = \"delay\"\nms = 60\nqueue = { capacity = 1 }\n\n\
+         [[sinks]]\ntype = \"null\"\n",
+    );
+    let address = format!("127.0.0.1:{port}");
+    let mut run = Running::start(&p, &["--metrics", &address, "--status-interval", "0.2"]);
+    run.wait_for("status: ", Duration::from_secs(60));
+    // Let frames be dropped behind the slow stage.
+    std::thread::sleep(Duration::from_secs(2));
+    let text = http_get(port, "/metrics");
+    run.signal("-INT");
+    let (status, err) = run.finish(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(130), "{err}");
+
+    let decoded = sample(&text, "segstream_frames_out_total{stage=\"decode\"}");
+    let taken = sample(&text, "segstream_frames_in_total{stage=\"delay\"}");
+    let dropped = sample(
+        &text,
+        "segstream_dropped_total{stage=\"delay\",stream=\"0\"}",
+    );
+    assert!(decoded > 30.0, "{text}");
+    assert!(dropped > 0.0, "{text}");
+    // Frames in the queue or on their way are neither taken nor dropped yet.
+    assert!(
+        (decoded - taken - dropped).abs() <= 3.0,
+        "decoded {decoded}, taken {taken}, dropped {dropped}"
+    );
+    assert_eq!(sample(&text, "segstream_outages_total"), 0.0);
+    // Every delay frame took at least 60 ms: none in the buckets up to 50 ms.
+    let count = sample(&text, "segstream_stage_busy_seconds_count{stage=\"delay\"}");
+    assert!(count > 0.0);
+    assert_eq!(
+        sample(
+            &text,
+            "segstream_stage_busy_seconds_bucket{le=\"0.05\",stage=\"delay\"}"
+        ),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "segstream_stage_busy_seconds_bucket{le=\"0.5\",stage=\"delay\"}"
+        ),
+        count
+    );
+    assert!(sample(&text, "segstream_latency_seconds_count") > 0.0);
+    assert!(text.contains("segstream_queue_depth{stage=\"delay\"}"));
+}
+
+/// A stream that changes resolution mid-way: the MP4 keeps its first size and every frame.
+#[test]
+fn resolution_change_mid_stream_keeps_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = dir.path().join("seq");
+    std::fs::create_dir_all(&seq).unwrap();
+    // Frames 0-4: a ball on black at 64x48 (about 60% black); frames 5-9: colour bars at
+    // 96x64 (about 20% black once letterboxed).
+    for i in 0..10 {
+        let (pattern, w, h) = if i < 5 {
+            ("ball", 64, 48)
+        } else {
+            ("smpte", 96, 64)
+        };
+        let pipeline = format!(
+            "videotestsrc num-buffers=1 pattern={pattern} ! video/x-raw,width={w},height={h} \
+             ! pngenc ! filesink location={}",
+            seq.join(format!("{i:05}.png")).display()
+        );
+        let mut cmd = Command::new("gst-launch-1.0");
+        cmd.arg("-q").args(pipeline.split_whitespace());
+        assert!(run_with_deadline(cmd, Duration::from_secs(60))
+            .status
+            .success());
+    }
+    let out = dir.path().join("out.mp4");
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"file\"\npath = {:?}\n\n[[sinks]]\ntype = \"mp4\"\npath = {out:?}\n",
+            seq.join("%05d.png")
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("Resolution changed") && err.contains("from=64x48 to=96x64"),
+        "{err}"
+    );
+    assert_eq!(video_info(&out), (10, 64, 48));
+    let decoded = dir.path().join("decoded");
+    reference(
+        "video.py",
+        &["frames", out.to_str().unwrap(), decoded.to_str().unwrap()],
+    );
+    for i in 0..10 {
+        let dark = dark_share(&read_png(&decoded.join(format!("{i:06}.png"))));
+        assert!(
+            if i < 5 { dark > 0.45 } else { dark < 0.3 },
+            "frame {i}: {:.0}% dark",
+            100.0 * dark
+        );
+    }
+}
