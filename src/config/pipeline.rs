@@ -818,7 +818,12 @@ impl PipelineConfig {
                 _ => {}
             }
             if let Some(out) = s.output_path() {
-                if self.sources.len() > 1 && !out.to_string_lossy().contains(STREAM_PLACEHOLDER) {
+                // One JSONL file can hold every stream: each line names its stream.
+                let shared = matches!(s, SinkConfig::Jsonl { .. });
+                if self.sources.len() > 1
+                    && !shared
+                    && !out.to_string_lossy().contains(STREAM_PLACEHOLDER)
+                {
                     p.push(
                         &field,
                         format!(
