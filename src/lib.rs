@@ -11,6 +11,7 @@ pub mod eval;
 pub mod frame;
 pub mod infer;
 pub mod instance;
+pub mod refine;
 pub mod runtime;
 pub mod sink;
 pub mod synthetic;

@@ -1,0 +1,563 @@
+//! The permutohedral lattice (Adams, Baek and Davis, 2010): Gaussian filtering of values
+//! attached to points in a `d`-dimensional feature space, in time linear in the points.
+//!
+//! Points are splatted onto the vertices of the simplex that encloses them, the vertex
+//! values are blurred along each of the `d + 1` lattice axes, and the result is sliced back
+//! at the points. The arithmetic follows Krähenbühl's densecrf (its SSE path) step by step,
+//! so a mean-field CRF built on it agrees with that reference; the data layout does not:
+//! the lattice is built once per frame with a cache of enclosing simplices, splatting is a
+//! gather over each vertex's points (so it splits across threads without atomics), and all
+//! passes run on rayon's pool.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use rayon::prelude::*;
+
+/// Most feature dimensions (position and colour).
+pub const MAX_DIM: usize = 5;
+
+/// Vertex keys are `d` coordinates of 16 bits; frames and kernels that need more are refused.
+const KEY_LIMIT: f32 = 32_000.0;
+
+/// Pixels (or vertices) per parallel task.
+const CHUNK: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "lattice coordinates out of range: features up to {0:.0} (the frame is too large for \
+     the kernel's standard deviations)"
+)]
+pub struct LatticeError(f32);
+
+/// Multiply-xorshift hashing of packed lattice keys.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        let x = (v as u64) ^ ((v >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let x = (x ^ (x >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        self.0 = x ^ (x >> 29);
+    }
+}
+
+type Map<V> = HashMap<u128, V, BuildHasherDefault<KeyHasher>>;
+
+/// Packs `d` small signed coordinates, 16 bits each.
+fn pack(coords: &[i32]) -> u128 {
+    coords
+        .iter()
+        .enumerate()
+        .fold(0u128, |k, (i, &c)| k | ((c as u16 as u128) << (16 * i)))
+}
+
+fn unpack(key: u128, d: usize, out: &mut [i32]) {
+    for (i, c) in out.iter_mut().enumerate().take(d) {
+        *c = (key >> (16 * i)) as u16 as i16 as i32;
+    }
+}
+
+/// Where one point lies: its enclosing simplex (the remainder-0 vertex and the coordinate
+/// ranks, which determine every vertex) and its barycentric weights.
+struct Enclosing {
+    simplex: u128,
+    bary: [f32; MAX_DIM + 1],
+    largest: f32,
+}
+
+/// The lattice arithmetic shared by every point.
+struct Elevation {
+    d: usize,
+    scale: [f32; MAX_DIM],
+}
+
+impl Elevation {
+    fn new(d: usize) -> Self {
+        // Expected standard deviation of the filter and the diagonal of E (Adams et al.,
+        // pp. 5-6), computed as densecrf does: in double, then stored as float.
+        let inv_std_dev = ((2.0f64 / 3.0).sqrt() * (d + 1) as f64) as f32;
+        let mut scale = [0f32; MAX_DIM];
+        for (i, s) in scale.iter_mut().enumerate().take(d) {
+            *s = (1.0 / (((i + 2) * (i + 1)) as f64).sqrt() * inv_std_dev as f64) as f32;
+        }
+        Elevation { d, scale }
+    }
+
+    fn enclose(&self, f: &[f32; MAX_DIM]) -> Enclosing {
+        let d = self.d;
+        let dp1 = (d + 1) as f32;
+        let down = 1.0 / dp1;
+        let mut elevated = [0f32; MAX_DIM + 1];
+        let mut sm = 0f32;
+        for j in (1..=d).rev() {
+            let cf = f[j - 1] * self.scale[j - 1];
+            elevated[j] = sm - j as f32 * cf;
+            sm += cf;
+        }
+        elevated[0] = sm;
+
+        // The closest remainder-0 point, by rounding (to nearest even, as SSE does).
+        let mut rem0 = [0f32; MAX_DIM + 1];
+        let mut sum = 0f32;
+        for i in 0..=d {
+            let v = (down * elevated[i]).round_ties_even();
+            rem0[i] = v * dp1;
+            sum += v;
+        }
+        // The rank of each coordinate's remainder, which orders the simplex's vertices.
+        let mut rank = [0f32; MAX_DIM + 1];
+        for i in 0..d {
+            let di = elevated[i] - rem0[i];
+            for j in i + 1..=d {
+                let dj = elevated[j] - rem0[j];
+                if di < dj {
+                    rank[i] += 1.0;
+                } else {
+                    rank[j] += 1.0;
+                }
+            }
+        }
+        // Back onto the hyperplane when the rounded point left it.
+        for i in 0..=d {
+            rank[i] += sum;
+            if rank[i] < 0.0 {
+                rank[i] += dp1;
+                rem0[i] += dp1;
+            } else if rank[i] >= dp1 {
+                rank[i] -= dp1;
+                rem0[i] -= dp1;
+            }
+        }
+        let mut b = [0f32; MAX_DIM + 2];
+        for i in 0..=d {
+            let v = (elevated[i] - rem0[i]) * down;
+            let p = d - rank[i] as usize;
+            b[p] += v;
+            b[p + 1] -= v;
+        }
+        b[0] += 1.0 + b[d + 1];
+
+        let mut simplex = 0u128;
+        let mut largest = 0f32;
+        for i in 0..d {
+            largest = largest.max(rem0[i].abs());
+            simplex |= (rem0[i] as i32 as u16 as u128) << (16 * i);
+            simplex |= (rank[i] as u128) << (16 * MAX_DIM + 3 * i);
+        }
+        let mut bary = [0f32; MAX_DIM + 1];
+        bary[..=d].copy_from_slice(&b[..=d]);
+        Enclosing {
+            simplex,
+            bary,
+            largest,
+        }
+    }
+
+    /// The keys of a simplex's `d + 1` vertices, by remainder.
+    fn vertices(&self, simplex: u128, out: &mut [u128; MAX_DIM + 1]) {
+        let d = self.d;
+        let mut rem0 = [0i32; MAX_DIM];
+        unpack(simplex, d, &mut rem0);
+        let mut key = [0i32; MAX_DIM];
+        for (r, out) in out.iter_mut().enumerate().take(d + 1) {
+            for i in 0..d {
+                let rank = ((simplex >> (16 * MAX_DIM + 3 * i)) & 7) as usize;
+                // The canonical simplex: remainder r adds r, or r - (d + 1) past d - r.
+                let canonical = if rank <= d - r {
+                    r as i32
+                } else {
+                    r as i32 - (d as i32 + 1)
+                };
+                key[i] = rem0[i] + canonical;
+            }
+            *out = pack(&key[..d]);
+        }
+    }
+}
+
+/// A lattice built for one set of points, ready to filter any values attached to them.
+pub struct Lattice {
+    d: usize,
+    /// Points.
+    n: usize,
+    /// Vertices; vertex values are stored from row 1, row 0 is the zero of missing neighbours.
+    m: usize,
+    /// Per point, its `d + 1` vertices (1-based rows).
+    pub(crate) offset: Vec<u32>,
+    /// Per point, the slice weights of its vertices (barycentric, later rescaled).
+    pub(crate) weight: Vec<f32>,
+    /// Per vertex (row `v`), its points `csr_start[v - 1]..csr_start[v]`: point index and
+    /// splat weight, in point order (the order densecrf accumulates them in).
+    csr_start: Vec<u32>,
+    csr_point: Vec<u32>,
+    csr_weight: Vec<f32>,
+    /// Per axis and vertex, the two neighbours along the axis (rows, 0 when absent).
+    neighbours: Vec<[u32; 2]>,
+}
+
+impl Lattice {
+    /// Builds the lattice of `n` points whose `d`-dimensional features `feature(i, &mut f)`
+    /// writes (already divided by the kernel's standard deviations).
+    pub fn new(
+        n: usize,
+        d: usize,
+        feature: impl Fn(usize, &mut [f32; MAX_DIM]) + Sync,
+    ) -> Result<Lattice, LatticeError> {
+        assert!((1..=MAX_DIM).contains(&d), "lattice dimension {d}");
+        let e = Elevation::new(d);
+        let dp1 = d + 1;
+
+        // Where every point lies, in parallel.
+        let mut simplex = vec![0u128; n];
+        let mut weight = vec![0f32; n * dp1];
+        let largest = simplex
+            .par_chunks_mut(CHUNK)
+            .zip(weight.par_chunks_mut(CHUNK * dp1))
+            .enumerate()
+            .map(|(c, (s, w))| {
+                let mut f = [0f32; MAX_DIM];
+                let mut largest = 0f32;
+                for (k, (s, w)) in s.iter_mut().zip(w.chunks_exact_mut(dp1)).enumerate() {
+                    feature(c * CHUNK + k, &mut f);
+                    let enc = e.enclose(&f);
+                    *s = enc.simplex;
+                    w.copy_from_slice(&enc.bary[..dp1]);
+                    largest = largest.max(enc.largest);
+                }
+                largest
+            })
+            .reduce(|| 0.0, f32::max);
+        if !(largest < KEY_LIMIT) {
+            return Err(LatticeError(largest));
+        }
+
+        // Number the vertices in order of first use. Neighbouring points mostly share their
+        // simplex, so simplices are looked up first and vertices only for new simplices.
+        let mut vertices: Map<u32> = Map::default();
+        let mut keys: Vec<u128> = Vec::new();
+        let mut simplices: Map<u32> = Map::default();
+        let mut offset = vec![0u32; n * dp1];
+        let mut vkeys = [0u128; MAX_DIM + 1];
+        let mut last = u128::MAX;
+        for i in 0..n {
+            let s = simplex[i];
+            let from = if s == last {
+                Some(i - 1)
+            } else {
+                simplices.get(&s).map(|&p| p as usize)
+            };
+            match from {
+                Some(p) => offset.copy_within(p * dp1..(p + 1) * dp1, i * dp1),
+                None => {
+                    e.vertices(s, &mut vkeys);
+                    for (r, key) in vkeys.iter().enumerate().take(dp1) {
+                        let next = keys.len() as u32 + 1;
+                        let id = *vertices.entry(*key).or_insert_with(|| {
+                            keys.push(*key);
+                            next
+                        });
+                        offset[i * dp1 + r] = id;
+                    }
+                    simplices.insert(s, i as u32);
+                }
+            }
+            last = s;
+        }
+        drop(simplices);
+        drop(simplex);
+        let m = keys.len();
+
+        // Blur neighbours along each axis: all coordinates -1 except axis j at +d, and the
+        // opposite (the last axis is implicit in the key).
+        let mut neighbours = vec![[0u32; 2]; dp1 * m];
+        neighbours
+            .par_chunks_mut(m.max(1))
+            .enumerate()
+            .for_each(|(j, axis)| {
+                let mut c = [0i32; MAX_DIM];
+                let mut n1 = [0i32; MAX_DIM];
+                let mut n2 = [0i32; MAX_DIM];
+                for (v, nb) in axis.iter_mut().enumerate() {
+                    unpack(keys[v], d, &mut c);
+                    for k in 0..d {
+                        n1[k] = c[k] - 1;
+                        n2[k] = c[k] + 1;
+                    }
+                    if j < d {
+                        n1[j] = c[j] + d as i32;
+                        n2[j] = c[j] - d as i32;
+                    }
+                    let find = |k: &[i32]| vertices.get(&pack(k)).copied().unwrap_or(0);
+                    *nb = [find(&n1[..d]), find(&n2[..d])];
+                }
+            });
+
+        // Each vertex's points, for splatting as a gather.
+        let mut csr_start = vec![0u32; m + 1];
+        for &o in &offset {
+            csr_start[o as usize] += 1;
+        }
+        for v in 1..=m {
+            csr_start[v] += csr_start[v - 1];
+        }
+        let mut fill: Vec<u32> = csr_start[..m].to_vec();
+        let mut csr_point = vec![0u32; n * dp1];
+        let mut csr_weight = vec![0f32; n * dp1];
+        for i in 0..n {
+            for r in 0..dp1 {
+                let v = offset[i * dp1 + r] as usize - 1;
+                let at = fill[v] as usize;
+                csr_point[at] = i as u32;
+                csr_weight[at] = weight[i * dp1 + r];
+                fill[v] += 1;
+            }
+        }
+
+        Ok(Lattice {
+            d,
+            n,
+            m,
+            offset,
+            weight,
+            csr_start,
+            csr_point,
+            csr_weight,
+            neighbours,
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.d
+    }
+
+    pub fn points(&self) -> usize {
+        self.n
+    }
+
+    pub fn vertices(&self) -> usize {
+        self.m
+    }
+
+    /// densecrf's "magic scaling constant" of the slice.
+    pub fn alpha(&self) -> f32 {
+        1.0 / (1.0 + 2f32.powi(-(self.d as i32)))
+    }
+
+    /// Multiplies every point's splat weights by `pre[i]` and its slice weights by
+    /// `post[i] * factor`.
+    pub fn rescale(&mut self, pre: &[f32], post: &[f32], factor: f32) {
+        let dp1 = self.d + 1;
+        self.weight
+            .par_chunks_mut(CHUNK * dp1)
+            .enumerate()
+            .for_each(|(c, w)| {
+                for (k, w) in w.chunks_exact_mut(dp1).enumerate() {
+                    let s = post[c * CHUNK + k] * factor;
+                    w.iter_mut().for_each(|w| *w *= s);
+                }
+            });
+        let point = &self.csr_point;
+        self.csr_weight
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, w)| {
+                for (k, w) in w.iter_mut().enumerate() {
+                    *w *= pre[point[c * CHUNK + k] as usize];
+                }
+            });
+    }
+
+    /// Splats `input` (`cp` values per point) onto the vertices and blurs them: `values`
+    /// ends up with the blurred value rows (row 0 zero), `scratch` is working space.
+    pub fn splat_blur(
+        &self,
+        input: &[f32],
+        cp: usize,
+        values: &mut Vec<f32>,
+        scratch: &mut Vec<f32>,
+    ) {
+        let rows = (self.m + 1) * cp;
+        values.resize(rows, 0.0);
+        scratch.resize(rows, 0.0);
+        values[..cp].fill(0.0);
+        scratch[..cp].fill(0.0);
+        let per = (CHUNK / cp).max(16);
+        values[cp..]
+            .par_chunks_mut(per * cp)
+            .enumerate()
+            .for_each(|(c, out)| {
+                simd::splat(self, input, cp, c * per, out);
+            });
+        for j in 0..=self.d {
+            let nb = &self.neighbours[j * self.m..(j + 1) * self.m];
+            let old = &values[..];
+            scratch[cp..]
+                .par_chunks_mut(per * cp)
+                .enumerate()
+                .for_each(|(c, out)| {
+                    simd::blur(old, &nb[c * per..], cp, c * per, out);
+                });
+            std::mem::swap(values, scratch);
+        }
+    }
+
+    /// Gaussian filtering of one value per point, sliced with the current weights.
+    pub fn filter_scalar(&self, input: &[f32]) -> Vec<f32> {
+        let (mut values, mut scratch) = (Vec::new(), Vec::new());
+        self.splat_blur(input, 1, &mut values, &mut scratch);
+        let dp1 = self.d + 1;
+        let alpha = self.alpha();
+        (0..self.n)
+            .into_par_iter()
+            .map(|i| {
+                (0..dp1)
+                    .map(|r| self.weight[i * dp1 + r] * values[self.offset[i * dp1 + r] as usize])
+                    .sum::<f32>()
+                    * alpha
+            })
+            .collect()
+    }
+}
+
+/// The inner loops, compiled twice: for the baseline and, picked at run time, for AVX2 with
+/// FMA (eight lanes). `cp` is a multiple of 8 for the multi-class passes.
+pub(crate) mod simd {
+    use super::Lattice;
+
+    #[inline(always)]
+    fn splat_body(l: &Lattice, input: &[f32], cp: usize, first: usize, out: &mut [f32]) {
+        for (k, row) in out.chunks_exact_mut(cp).enumerate() {
+            let v = first + k;
+            row.fill(0.0);
+            let (a, b) = (l.csr_start[v] as usize, l.csr_start[v + 1] as usize);
+            for (&p, &w) in l.csr_point[a..b].iter().zip(&l.csr_weight[a..b]) {
+                let x = &input[p as usize * cp..p as usize * cp + cp];
+                for (o, &x) in row.iter_mut().zip(x) {
+                    *o += w * x;
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn blur_body(old: &[f32], nb: &[[u32; 2]], cp: usize, first: usize, out: &mut [f32]) {
+        for (k, row) in out.chunks_exact_mut(cp).enumerate() {
+            let v = first + k + 1;
+            let [n1, n2] = nb[k];
+            let (n1, n2) = (n1 as usize * cp, n2 as usize * cp);
+            let o = &old[v * cp..v * cp + cp];
+            let (a, b) = (&old[n1..n1 + cp], &old[n2..n2 + cp]);
+            for (((r, &o), &a), &b) in row.iter_mut().zip(o).zip(a).zip(b) {
+                *r = o + 0.5 * (a + b);
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn splat_avx2(l: &Lattice, input: &[f32], cp: usize, first: usize, out: &mut [f32]) {
+        splat_body(l, input, cp, first, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn blur_avx2(old: &[f32], nb: &[[u32; 2]], cp: usize, first: usize, out: &mut [f32]) {
+        blur_body(old, nb, cp, first, out)
+    }
+
+    /// Whether the AVX2 versions can run here.
+    pub(crate) fn avx2() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            *AVX2.get_or_init(|| {
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    pub(super) fn splat(l: &Lattice, input: &[f32], cp: usize, first: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            return unsafe { splat_avx2(l, input, cp, first, out) };
+        }
+        splat_body(l, input, cp, first, out)
+    }
+
+    pub(super) fn blur(old: &[f32], nb: &[[u32; 2]], cp: usize, first: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            return unsafe { blur_avx2(old, nb, cp, first, out) };
+        }
+        blur_body(old, nb, cp, first, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Filtering a constant gives (nearly) the same constant everywhere away from borders:
+    /// the lattice blur is a normalized Gaussian up to densecrf's scaling.
+    #[test]
+    fn blur_of_a_single_point_is_symmetric_and_decays() {
+        // A 21x21 grid of positions with unit spacing (standard deviation 1).
+        let (w, h) = (21usize, 21usize);
+        let l = Lattice::new(w * h, 2, |i, f| {
+            f[0] = (i % w) as f32 / 2.0;
+            f[1] = (i / w) as f32 / 2.0;
+        })
+        .unwrap();
+        let mut input = vec![0f32; w * h];
+        input[10 * w + 10] = 1.0;
+        let out = l.filter_scalar(&input);
+        let at = |x: usize, y: usize| out[y * w + x];
+        assert!(at(10, 10) > at(11, 10) && at(11, 10) > at(13, 10));
+        assert!(at(10, 10) > at(10, 11) && at(10, 11) > at(10, 13));
+        assert!(at(18, 10) < 0.01 * at(10, 10));
+        // Roughly isotropic: left and right, up and down within 30%.
+        for (a, b) in [(at(9, 10), at(11, 10)), (at(10, 9), at(10, 11))] {
+            assert!((a - b).abs() < 0.3 * a.max(b), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn neighbouring_points_share_vertices() {
+        let l = Lattice::new(1000, 5, |i, f| {
+            *f = [
+                (i % 40) as f32 / 80.0,
+                (i / 40) as f32 / 80.0,
+                1.0,
+                2.0,
+                3.0,
+            ];
+        })
+        .unwrap();
+        assert!(l.vertices() < 60, "{} vertices", l.vertices());
+        assert_eq!(l.offset.len(), 6000);
+        assert!(l
+            .offset
+            .iter()
+            .all(|&o| o >= 1 && o as usize <= l.vertices()));
+    }
+
+    #[test]
+    fn huge_features_are_refused() {
+        assert!(Lattice::new(2, 2, |i, f| f[0] = i as f32 * 1e6).is_err());
+    }
+}
