@@ -128,7 +128,11 @@ fn fully_convolutional_tiles_agree_with_the_whole_image_in_tile_interiors() {
         scale: 1.0,
         blend: Blend::Linear,
     };
-    let options = |tiling| EngineOptions { batch: 4, tiling };
+    let options = |tiling| EngineOptions {
+        batch: 4,
+        tiling,
+        ..Default::default()
+    };
     let whole = Segmenter::new(model.clone(), &[], 1, options(None))
         .unwrap()
         .segment(&image)

@@ -13,7 +13,9 @@
 
 use rayon::prelude::*;
 
-use super::lattice::{Lattice, LatticeError, MAX_DIM};
+use std::cell::RefCell;
+
+use super::lattice::{FilterBuffers, Lattice, LatticeBuffers, LatticeError, MAX_DIM};
 use crate::frame::{RgbImage, ScoreKind};
 
 /// Smallest probability a unary reads: `-ln` of it bounds the unary (as densecrf's
@@ -91,10 +93,40 @@ pub struct Refined {
     pub labels: Vec<u8>,
 }
 
+/// What one thread's refinements reuse from frame to frame: at 1920x1080 with 19 classes
+/// close to a gigabyte, which first-touched afresh for every frame would cost more than
+/// the arithmetic.
+#[derive(Default)]
+struct Workspace {
+    base: Vec<f32>,
+    q: Vec<f32>,
+    lattices: [LatticeBuffers; 2],
+    filters: [FilterBuffers; 2],
+}
+
+thread_local! {
+    static WORKSPACE: RefCell<Workspace> = RefCell::default();
+}
+
 /// Runs mean-field inference on `image` with class `scores` (`classes` planes of the
 /// image's size, logits or probabilities). `stop` is asked between passes; when it answers
 /// true the work is abandoned with [`CrfError::Stopped`].
 pub fn mean_field(
+    image: &RgbImage,
+    scores: &[f32],
+    classes: usize,
+    kind: ScoreKind,
+    params: &CrfParams,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Refined, CrfError> {
+    let mut ws = WORKSPACE.with(|w| w.take());
+    let result = mean_field_in(&mut ws, image, scores, classes, kind, params, stop);
+    WORKSPACE.with(|w| *w.borrow_mut() = ws);
+    result
+}
+
+fn mean_field_in(
+    ws: &mut Workspace,
     image: &RgbImage,
     scores: &[f32],
     classes: usize,
@@ -110,29 +142,19 @@ pub fn mean_field(
         "scores are classes x height x width"
     );
     assert!((1..=256).contains(&classes), "1 to 256 classes");
+    // Rows of eight-lane blocks: every per-pixel step is whole AVX2 vectors.
     let cp = classes.div_ceil(8) * 8;
 
     // -U per pixel row, and the initial Q = softmax(-U).
-    let mut base = vec![0f32; n * cp];
-    let mut q = vec![0f32; n * cp];
+    // Every element is written below: no need to clear what an earlier frame left.
+    let (base, q) = (&mut ws.base, &mut ws.q);
+    base.resize(n * cp, 0.0);
+    q.resize(n * cp, 0.0);
     base.par_chunks_mut(CHUNK * cp)
         .zip(q.par_chunks_mut(CHUNK * cp))
         .enumerate()
         .for_each(|(c, (base, q))| {
-            let first = c * CHUNK;
-            for (k, (b, q)) in base
-                .chunks_exact_mut(cp)
-                .zip(q.chunks_exact_mut(cp))
-                .enumerate()
-            {
-                let i = first + k;
-                for (l, b) in b.iter_mut().enumerate().take(classes) {
-                    *b = scores[l * n + i];
-                }
-                unary_row(b, classes, kind);
-                q.copy_from_slice(b);
-                softmax_row(q, classes);
-            }
+            simd::unaries(scores, n, c * CHUNK, base, q, cp, classes, kind);
         });
     if stop() {
         return Err(CrfError::Stopped);
@@ -148,21 +170,32 @@ pub fn mean_field(
         weight: a_w,
     } = params.appearance;
     let rgb = &image.data;
+    let [b0, b1] = std::mem::take(&mut ws.lattices);
     let (smooth, appearance) = rayon::join(
         || {
-            Lattice::new(n, 2, |i, f: &mut [f32; MAX_DIM]| {
-                f[0] = (i % w) as f32 / s_xy;
-                f[1] = (i / w) as f32 / s_xy;
-            })
+            Lattice::new_in(
+                n,
+                2,
+                |i, f: &mut [f32; MAX_DIM]| {
+                    f[0] = (i % w) as f32 / s_xy;
+                    f[1] = (i / w) as f32 / s_xy;
+                },
+                b0,
+            )
         },
         || {
-            Lattice::new(n, 5, |i, f: &mut [f32; MAX_DIM]| {
-                f[0] = (i % w) as f32 / a_xy;
-                f[1] = (i / w) as f32 / a_xy;
-                for ch in 0..3 {
-                    f[2 + ch] = rgb[i * 3 + ch] as f32 / srgb;
-                }
-            })
+            Lattice::new_in(
+                n,
+                5,
+                |i, f: &mut [f32; MAX_DIM]| {
+                    f[0] = (i % w) as f32 / a_xy;
+                    f[1] = (i / w) as f32 / a_xy;
+                    for ch in 0..3 {
+                        f[2 + ch] = rgb[i * 3 + ch] as f32 / srgb;
+                    }
+                },
+                b1,
+            )
         },
     );
     let mut lattices = [(smooth?, s_w), (appearance?, a_w)];
@@ -181,18 +214,17 @@ pub fn mean_field(
         return Err(CrfError::Stopped);
     }
 
-    let mut filtered = [Vec::new(), Vec::new()];
-    let mut scratch = Vec::new();
+    let filtered = &mut ws.filters;
     for _ in 0..params.iterations {
-        for ((l, _), values) in lattices.iter().zip(filtered.iter_mut()) {
-            l.splat_blur(&q, cp, values, &mut scratch);
+        for ((l, _), buffers) in lattices.iter().zip(filtered.iter_mut()) {
+            l.splat_blur(q, cp, buffers);
             if stop() {
                 return Err(CrfError::Stopped);
             }
         }
         let kernels = [
-            (&lattices[0].0, &filtered[0][..]),
-            (&lattices[1].0, &filtered[1][..]),
+            (&lattices[0].0, &filtered[0].values[..]),
+            (&lattices[1].0, &filtered[1].values[..]),
         ];
         q.par_chunks_mut(CHUNK * cp)
             .zip(base.par_chunks(CHUNK * cp))
@@ -230,6 +262,8 @@ pub fn mean_field(
             }
             drop(planes.drain(..));
         });
+    let [(l0, _), (l1, _)] = lattices;
+    ws.lattices = [l0.into_buffers(), l1.into_buffers()];
     Ok(Refined {
         classes,
         probabilities,
@@ -237,40 +271,89 @@ pub fn mean_field(
     })
 }
 
-/// Turns a row of scores into `-U = ln(max(p, CLIP))`, padding lanes to [`PAD`].
+/// Turns a row of scores (eight-lane blocks, padding lanes ignored) into
+/// `-U = ln(max(p, CLIP))`, padding lanes to [`PAD`].
+#[inline(always)]
 fn unary_row(row: &mut [f32], classes: usize, kind: ScoreKind) {
     let floor = CLIP.ln();
-    let (real, pad) = row.split_at_mut(classes);
     match kind {
         ScoreKind::Logits => {
-            let m = real.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f32 = real.iter().map(|&v| fast_exp(v - m)).sum();
-            let lse = m + sum.ln();
-            real.iter_mut().for_each(|v| *v = (*v - lse).max(floor));
+            row[classes..].fill(PAD);
+            let mut m8 = [f32::NEG_INFINITY; 8];
+            for block in row.chunks_exact(8) {
+                for k in 0..8 {
+                    m8[k] = if block[k] > m8[k] { block[k] } else { m8[k] };
+                }
+            }
+            let m = m8
+                .iter()
+                .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+            let mut s8 = [0f32; 8];
+            for block in row.chunks_exact(8) {
+                for k in 0..8 {
+                    s8[k] += fast_exp(block[k] - m);
+                }
+            }
+            let lse = m + s8.iter().sum::<f32>().ln();
+            for block in row.chunks_exact_mut(8) {
+                for v in block {
+                    let u = *v - lse;
+                    *v = if u > floor { u } else { floor };
+                }
+            }
         }
-        ScoreKind::Probabilities => real
-            .iter_mut()
-            .for_each(|v| *v = fast_ln(v.clamp(CLIP, 1.0))),
+        ScoreKind::Probabilities => {
+            for block in row.chunks_exact_mut(8) {
+                for v in block {
+                    let p = if *v > CLIP { *v } else { CLIP };
+                    let p = if p < 1.0 { p } else { 1.0 };
+                    *v = fast_ln(p);
+                }
+            }
+        }
     }
-    pad.fill(PAD);
+    row[classes..].fill(PAD);
 }
 
-/// In-place softmax over the first `classes` lanes; padding lanes become 0.
+/// In-place softmax of a row of eight-lane blocks over its first `classes` lanes; padding
+/// lanes (which hold [`PAD`] plus small terms, never the maximum) become 0.
 #[inline(always)]
 fn softmax_row(row: &mut [f32], classes: usize) {
-    let m = row[..classes]
-        .iter()
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for v in row.iter_mut() {
-        *v = fast_exp(*v - m);
-        sum += *v;
+    let mut m8 = [f32::NEG_INFINITY; 8];
+    for block in row.chunks_exact(8) {
+        for k in 0..8 {
+            m8[k] = if block[k] > m8[k] { block[k] } else { m8[k] };
+        }
     }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|v| *v *= inv);
+    let m = m8
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    let mut s8 = [0f32; 8];
+    for block in row.chunks_exact_mut(8) {
+        for k in 0..8 {
+            let e = fast_exp(block[k] - m);
+            block[k] = e;
+            s8[k] += e;
+        }
+    }
+    let inv = 1.0 / s8.iter().sum::<f32>();
+    for block in row.chunks_exact_mut(8) {
+        for v in block {
+            *v *= inv;
+        }
+    }
     // Exactly zero, never a denormal that would slow later passes.
     row[classes..].fill(0.0);
+}
+
+/// `acc += w * x` over rows of eight-lane blocks.
+#[inline(always)]
+pub(crate) fn axpy(acc: &mut [f32], w: f32, x: &[f32]) {
+    for (a, x) in acc.chunks_exact_mut(8).zip(x.chunks_exact(8)) {
+        for k in 0..8 {
+            a[k] += w * x[k];
+        }
+    }
 }
 
 /// `e^x` to about 2 ulp, branch-free so it vectorizes (Cephes' polynomial); inputs below
@@ -282,15 +365,19 @@ pub(crate) fn fast_exp(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer without a libm call.
     const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let x = if x < -87.0 { -87.0 } else { x };
+    let x = if x > 88.0 { 88.0 } else { x };
+    let big = x * LOG2E + ROUND;
+    let n = big - ROUND;
+    // The integer n sits in the low mantissa bits of `big`.
+    let ni = big.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
         + 5.000_000_1e-1;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    y * f32::from_bits((ni.wrapping_add(127) << 23) as u32)
 }
 
 /// `ln x` for positive normal `x`, branch-free (Cephes' polynomial).
@@ -323,7 +410,70 @@ pub(crate) fn fast_ln(x: f32) -> f32 {
 
 /// The fused per-pixel pass, compiled for the baseline and for AVX2 with FMA.
 mod simd {
-    use super::{softmax_row, Lattice};
+    use super::{axpy, softmax_row, unary_row, Lattice, ScoreKind};
+
+    /// Gathers pixels `first..` from the class planes into rows of `-U`, and `Q` from it.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn unaries_body(
+        scores: &[f32],
+        n: usize,
+        first: usize,
+        base: &mut [f32],
+        q: &mut [f32],
+        cp: usize,
+        classes: usize,
+        kind: ScoreKind,
+    ) {
+        // Plane by plane over the chunk, so each plane is read sequentially.
+        let rows = base.len() / cp;
+        for l in 0..classes {
+            let plane = &scores[l * n + first..l * n + first + rows];
+            for (b, &v) in base.chunks_exact_mut(cp).zip(plane) {
+                b[l] = v;
+            }
+        }
+        for (b, q) in base.chunks_exact_mut(cp).zip(q.chunks_exact_mut(cp)) {
+            unary_row(b, classes, kind);
+            q.copy_from_slice(b);
+            softmax_row(q, classes);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn unaries_avx2(
+        scores: &[f32],
+        n: usize,
+        first: usize,
+        base: &mut [f32],
+        q: &mut [f32],
+        cp: usize,
+        classes: usize,
+        kind: ScoreKind,
+    ) {
+        unaries_body(scores, n, first, base, q, cp, classes, kind)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn unaries(
+        scores: &[f32],
+        n: usize,
+        first: usize,
+        base: &mut [f32],
+        q: &mut [f32],
+        cp: usize,
+        classes: usize,
+        kind: ScoreKind,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if super::super::lattice::simd::avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            return unsafe { unaries_avx2(scores, n, first, base, q, cp, classes, kind) };
+        }
+        unaries_body(scores, n, first, base, q, cp, classes, kind)
+    }
 
     #[inline(always)]
     fn body(
@@ -343,15 +493,13 @@ mod simd {
             q.copy_from_slice(b);
             for (l, values) in kernels {
                 let dp1 = l.dim() + 1;
-                let (off, wt) = (
+                let (off, bary) = (
                     &l.offset[i * dp1..i * dp1 + dp1],
-                    &l.weight[i * dp1..i * dp1 + dp1],
+                    &l.bary[i * dp1..i * dp1 + dp1],
                 );
-                for (&o, &wt) in off.iter().zip(wt) {
-                    let v = &values[o as usize * cp..o as usize * cp + cp];
-                    for (a, &v) in q.iter_mut().zip(v) {
-                        *a += wt * v;
-                    }
+                let post = l.post[i];
+                for (&o, &b) in off.iter().zip(bary) {
+                    axpy(q, b * post, &values[o as usize * cp..o as usize * cp + cp]);
                 }
             }
             softmax_row(q, classes);

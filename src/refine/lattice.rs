@@ -186,6 +186,42 @@ impl Elevation {
     }
 }
 
+/// A lattice's storage, kept between frames so steady-state video allocates (and
+/// first-touches) nothing: at 1920x1080 a lattice is a few hundred megabytes.
+#[derive(Default)]
+pub struct LatticeBuffers {
+    offset: Vec<u32>,
+    bary: Vec<f32>,
+    pre: Vec<f32>,
+    post: Vec<f32>,
+    csr_start: Vec<u32>,
+    csr_point: Vec<u32>,
+    csr_weight: Vec<f32>,
+    neighbours: Vec<[u32; 2]>,
+    simplex: Vec<u128>,
+    keys: Vec<u128>,
+    vertices: Map<u32>,
+    simplices: Map<u32>,
+}
+
+/// Working space of [`Lattice::splat_blur`], kept between calls.
+#[derive(Default)]
+pub struct FilterBuffers {
+    /// The blurred vertex values after `splat_blur`: row `v` for vertex `v`, row 0 zero.
+    pub values: Vec<f32>,
+    scratch: Vec<f32>,
+    partials: Vec<Vec<f32>>,
+}
+
+/// Most floats of per-task vertex copies for splatting in point order.
+const SCATTER_LIMIT: usize = 16 << 20;
+
+/// `v` emptied and refilled with `len` default values, keeping its allocation.
+fn refill<T: Copy + Default>(v: &mut Vec<T>, len: usize) {
+    v.clear();
+    v.resize(len, T::default());
+}
+
 /// A lattice built for one set of points, ready to filter any values attached to them.
 pub struct Lattice {
     d: usize,
@@ -195,15 +231,21 @@ pub struct Lattice {
     m: usize,
     /// Per point, its `d + 1` vertices (1-based rows).
     pub(crate) offset: Vec<u32>,
-    /// Per point, the slice weights of its vertices (barycentric, later rescaled).
-    pub(crate) weight: Vec<f32>,
-    /// Per vertex (row `v`), its points `csr_start[v - 1]..csr_start[v]`: point index and
-    /// splat weight, in point order (the order densecrf accumulates them in).
+    /// Per point, the barycentric weights of its vertices.
+    pub(crate) bary: Vec<f32>,
+    /// Per point, a factor on its splatted values (1 until `rescale`).
+    pre: Vec<f32>,
+    /// Per point, a factor on its sliced values (1 until `rescale`).
+    pub(crate) post: Vec<f32>,
+    /// Per vertex `v` (0-based), its points `csr_start[v]..csr_start[v + 1]`: point index
+    /// and splat weight, in point order (the order densecrf accumulates them in).
     csr_start: Vec<u32>,
     csr_point: Vec<u32>,
     csr_weight: Vec<f32>,
     /// Per axis and vertex, the two neighbours along the axis (rows, 0 when absent).
     neighbours: Vec<[u32; 2]>,
+    /// Build-time storage, handed back by `into_buffers`.
+    spare: (Vec<u128>, Vec<u128>, Map<u32>, Map<u32>),
 }
 
 impl Lattice {
@@ -214,13 +256,37 @@ impl Lattice {
         d: usize,
         feature: impl Fn(usize, &mut [f32; MAX_DIM]) + Sync,
     ) -> Result<Lattice, LatticeError> {
+        Self::new_in(n, d, feature, LatticeBuffers::default())
+    }
+
+    /// [`Lattice::new`] in storage left by an earlier lattice ([`Lattice::into_buffers`]).
+    pub fn new_in(
+        n: usize,
+        d: usize,
+        feature: impl Fn(usize, &mut [f32; MAX_DIM]) + Sync,
+        buffers: LatticeBuffers,
+    ) -> Result<Lattice, LatticeError> {
         assert!((1..=MAX_DIM).contains(&d), "lattice dimension {d}");
         let e = Elevation::new(d);
         let dp1 = d + 1;
+        let LatticeBuffers {
+            mut offset,
+            bary: mut weight,
+            mut pre,
+            mut post,
+            mut csr_start,
+            mut csr_point,
+            mut csr_weight,
+            mut neighbours,
+            mut simplex,
+            mut keys,
+            mut vertices,
+            mut simplices,
+        } = buffers;
 
         // Where every point lies, in parallel.
-        let mut simplex = vec![0u128; n];
-        let mut weight = vec![0f32; n * dp1];
+        refill(&mut simplex, n);
+        refill(&mut weight, n * dp1);
         let largest = simplex
             .par_chunks_mut(CHUNK)
             .zip(weight.par_chunks_mut(CHUNK * dp1))
@@ -244,10 +310,10 @@ impl Lattice {
 
         // Number the vertices in order of first use. Neighbouring points mostly share their
         // simplex, so simplices are looked up first and vertices only for new simplices.
-        let mut vertices: Map<u32> = Map::default();
-        let mut keys: Vec<u128> = Vec::new();
-        let mut simplices: Map<u32> = Map::default();
-        let mut offset = vec![0u32; n * dp1];
+        vertices.clear();
+        keys.clear();
+        simplices.clear();
+        refill(&mut offset, n * dp1);
         let mut vkeys = [0u128; MAX_DIM + 1];
         let mut last = u128::MAX;
         for i in 0..n {
@@ -274,13 +340,11 @@ impl Lattice {
             }
             last = s;
         }
-        drop(simplices);
-        drop(simplex);
         let m = keys.len();
 
         // Blur neighbours along each axis: all coordinates -1 except axis j at +d, and the
         // opposite (the last axis is implicit in the key).
-        let mut neighbours = vec![[0u32; 2]; dp1 * m];
+        refill(&mut neighbours, dp1 * m);
         neighbours
             .par_chunks_mut(m.max(1))
             .enumerate()
@@ -304,7 +368,7 @@ impl Lattice {
             });
 
         // Each vertex's points, for splatting as a gather.
-        let mut csr_start = vec![0u32; m + 1];
+        refill(&mut csr_start, m + 1);
         for &o in &offset {
             csr_start[o as usize] += 1;
         }
@@ -312,8 +376,8 @@ impl Lattice {
             csr_start[v] += csr_start[v - 1];
         }
         let mut fill: Vec<u32> = csr_start[..m].to_vec();
-        let mut csr_point = vec![0u32; n * dp1];
-        let mut csr_weight = vec![0f32; n * dp1];
+        refill(&mut csr_point, n * dp1);
+        refill(&mut csr_weight, n * dp1);
         for i in 0..n {
             for r in 0..dp1 {
                 let v = offset[i * dp1 + r] as usize - 1;
@@ -324,17 +388,43 @@ impl Lattice {
             }
         }
 
+        pre.clear();
+        pre.resize(n, 1.0);
+        post.clear();
+        post.resize(n, 1.0);
         Ok(Lattice {
             d,
             n,
             m,
             offset,
-            weight,
+            bary: weight,
+            pre,
+            post,
             csr_start,
             csr_point,
             csr_weight,
             neighbours,
+            spare: (simplex, keys, vertices, simplices),
         })
+    }
+
+    /// The lattice's storage, for building the next one in.
+    pub fn into_buffers(self) -> LatticeBuffers {
+        let (simplex, keys, vertices, simplices) = self.spare;
+        LatticeBuffers {
+            offset: self.offset,
+            bary: self.bary,
+            pre: self.pre,
+            post: self.post,
+            csr_start: self.csr_start,
+            csr_point: self.csr_point,
+            csr_weight: self.csr_weight,
+            neighbours: self.neighbours,
+            simplex,
+            keys,
+            vertices,
+            simplices,
+        }
     }
 
     pub fn dim(&self) -> usize {
@@ -354,19 +444,14 @@ impl Lattice {
         1.0 / (1.0 + 2f32.powi(-(self.d as i32)))
     }
 
-    /// Multiplies every point's splat weights by `pre[i]` and its slice weights by
+    /// Multiplies every point's splatted values by `pre[i]` and its sliced values by
     /// `post[i] * factor`.
     pub fn rescale(&mut self, pre: &[f32], post: &[f32], factor: f32) {
-        let dp1 = self.d + 1;
-        self.weight
-            .par_chunks_mut(CHUNK * dp1)
-            .enumerate()
-            .for_each(|(c, w)| {
-                for (k, w) in w.chunks_exact_mut(dp1).enumerate() {
-                    let s = post[c * CHUNK + k] * factor;
-                    w.iter_mut().for_each(|w| *w *= s);
-                }
-            });
+        self.pre.copy_from_slice(pre);
+        self.post
+            .par_iter_mut()
+            .zip(post)
+            .for_each(|(p, &v)| *p = v * factor);
         let point = &self.csr_point;
         self.csr_weight
             .par_chunks_mut(CHUNK)
@@ -378,27 +463,56 @@ impl Lattice {
             });
     }
 
-    /// Splats `input` (`cp` values per point) onto the vertices and blurs them: `values`
-    /// ends up with the blurred value rows (row 0 zero), `scratch` is working space.
-    pub fn splat_blur(
-        &self,
-        input: &[f32],
-        cp: usize,
-        values: &mut Vec<f32>,
-        scratch: &mut Vec<f32>,
-    ) {
+    /// Splats `input` (`cp` values per point) onto the vertices and blurs them; the blurred
+    /// vertex rows end up in `buffers.values` (row 0 zero).
+    pub fn splat_blur(&self, input: &[f32], cp: usize, buffers: &mut FilterBuffers) {
+        let FilterBuffers {
+            values,
+            scratch,
+            partials,
+        } = buffers;
         let rows = (self.m + 1) * cp;
-        values.resize(rows, 0.0);
-        scratch.resize(rows, 0.0);
-        values[..cp].fill(0.0);
-        scratch[..cp].fill(0.0);
+        refill(values, rows);
+        refill(scratch, rows);
         let per = (CHUNK / cp).max(16);
-        values[cp..]
-            .par_chunks_mut(per * cp)
-            .enumerate()
-            .for_each(|(c, out)| {
-                simd::splat(self, input, cp, c * per, out);
-            });
+        let tasks = rayon::current_num_threads()
+            .min(self.n.div_ceil(CHUNK))
+            .max(1);
+        if cp % 8 == 0 && rows * tasks <= SCATTER_LIMIT {
+            // Few vertices: splat in point order, reading the input once and sequentially,
+            // into one copy of the vertices per task, then add the copies.
+            if tasks == 1 {
+                simd::scatter(self, input, cp, 0..self.n, values);
+            } else {
+                partials.resize_with(tasks, Vec::new);
+                let span = self.n.div_ceil(tasks);
+                partials.par_iter_mut().enumerate().for_each(|(t, buf)| {
+                    refill(buf, rows);
+                    let points = t * span..((t + 1) * span).min(self.n);
+                    simd::scatter(self, input, cp, points, buf);
+                });
+                let partials = &partials[..];
+                values
+                    .par_chunks_mut(per * cp)
+                    .enumerate()
+                    .for_each(|(c, out)| {
+                        let (at, len) = (c * per * cp, out.len());
+                        for p in partials {
+                            for (o, &v) in out.iter_mut().zip(&p[at..at + len]) {
+                                *o += v;
+                            }
+                        }
+                    });
+            }
+        } else {
+            // Many vertices: each gathers its own points, so tasks never share a row.
+            values[cp..]
+                .par_chunks_mut(per * cp)
+                .enumerate()
+                .for_each(|(c, out)| {
+                    simd::splat(self, input, cp, c * per, out);
+                });
+        }
         for j in 0..=self.d {
             let nb = &self.neighbours[j * self.m..(j + 1) * self.m];
             let old = &values[..];
@@ -414,15 +528,16 @@ impl Lattice {
 
     /// Gaussian filtering of one value per point, sliced with the current weights.
     pub fn filter_scalar(&self, input: &[f32]) -> Vec<f32> {
-        let (mut values, mut scratch) = (Vec::new(), Vec::new());
-        self.splat_blur(input, 1, &mut values, &mut scratch);
+        let mut buffers = FilterBuffers::default();
+        self.splat_blur(input, 1, &mut buffers);
+        let values = buffers.values;
         let dp1 = self.d + 1;
         let alpha = self.alpha();
         (0..self.n)
             .into_par_iter()
             .map(|i| {
                 (0..dp1)
-                    .map(|r| self.weight[i * dp1 + r] * values[self.offset[i * dp1 + r] as usize])
+                    .map(|r| self.bary[i * dp1 + r] * values[self.offset[i * dp1 + r] as usize])
                     .sum::<f32>()
                     * alpha
             })
@@ -443,11 +558,61 @@ pub(crate) mod simd {
             let (a, b) = (l.csr_start[v] as usize, l.csr_start[v + 1] as usize);
             for (&p, &w) in l.csr_point[a..b].iter().zip(&l.csr_weight[a..b]) {
                 let x = &input[p as usize * cp..p as usize * cp + cp];
-                for (o, &x) in row.iter_mut().zip(x) {
-                    *o += w * x;
+                if cp % 8 == 0 {
+                    crate::refine::crf::axpy(row, w, x);
+                } else {
+                    for (o, &x) in row.iter_mut().zip(x) {
+                        *o += w * x;
+                    }
                 }
             }
         }
+    }
+
+    #[inline(always)]
+    fn scatter_body(
+        l: &Lattice,
+        input: &[f32],
+        cp: usize,
+        points: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) {
+        let dp1 = l.d + 1;
+        for i in points {
+            let x = &input[i * cp..i * cp + cp];
+            let p = l.pre[i];
+            for e in i * dp1..i * dp1 + dp1 {
+                let o = l.offset[e] as usize * cp;
+                crate::refine::crf::axpy(&mut out[o..o + cp], l.bary[e] * p, x);
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn scatter_avx2(
+        l: &Lattice,
+        input: &[f32],
+        cp: usize,
+        points: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) {
+        scatter_body(l, input, cp, points, out)
+    }
+
+    pub(super) fn scatter(
+        l: &Lattice,
+        input: &[f32],
+        cp: usize,
+        points: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            return unsafe { scatter_avx2(l, input, cp, points, out) };
+        }
+        scatter_body(l, input, cp, points, out)
     }
 
     #[inline(always)]
@@ -458,8 +623,17 @@ pub(crate) mod simd {
             let (n1, n2) = (n1 as usize * cp, n2 as usize * cp);
             let o = &old[v * cp..v * cp + cp];
             let (a, b) = (&old[n1..n1 + cp], &old[n2..n2 + cp]);
-            for (((r, &o), &a), &b) in row.iter_mut().zip(o).zip(a).zip(b) {
-                *r = o + 0.5 * (a + b);
+            if cp % 8 == 0 {
+                let blocks = row.chunks_exact_mut(8).zip(o.chunks_exact(8));
+                for ((r, o), (a, b)) in blocks.zip(a.chunks_exact(8).zip(b.chunks_exact(8))) {
+                    for k in 0..8 {
+                        r[k] = o[k] + 0.5 * (a[k] + b[k]);
+                    }
+                }
+            } else {
+                for (((r, &o), &a), &b) in row.iter_mut().zip(o).zip(a).zip(b) {
+                    *r = o + 0.5 * (a + b);
+                }
             }
         }
     }

@@ -19,6 +19,8 @@ pub struct StageMetrics {
     pub frames_out: AtomicU64,
     pub dropped: AtomicU64,
     pub queue_peak: AtomicUsize,
+    /// Frames passed on without the stage's work (a time budget ran out), counted by it.
+    pub skipped: AtomicU64,
     busy: Mutex<Histogram<u64>>,
     busy_total_us: AtomicU64,
 }
@@ -31,6 +33,7 @@ impl StageMetrics {
             frames_out: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             queue_peak: AtomicUsize::new(0),
+            skipped: AtomicU64::new(0),
             busy: Mutex::new(histogram()),
             busy_total_us: AtomicU64::new(0),
         }
@@ -57,6 +60,7 @@ impl StageMetrics {
             frames_out: self.frames_out.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             queue_peak: self.queue_peak.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
             busy_total: Duration::from_micros(self.busy_total_us.load(Ordering::Relaxed)),
             busy_p50: Duration::from_micros(h.value_at_quantile(0.5)),
             busy_p95: Duration::from_micros(h.value_at_quantile(0.95)),
@@ -119,6 +123,7 @@ pub struct StageSummary {
     pub frames_out: u64,
     pub dropped: u64,
     pub queue_peak: usize,
+    pub skipped: u64,
     pub busy_total: Duration,
     pub busy_p50: Duration,
     pub busy_p95: Duration,
@@ -161,6 +166,8 @@ pub struct StageRow {
     /// Busy time over wall time (can exceed 1 with several workers).
     pub share: f64,
     pub queue_peak: usize,
+    /// Frames passed on without the stage's work (a time budget ran out).
+    pub skipped: u64,
 }
 
 impl RunReport {
@@ -177,6 +184,7 @@ impl RunReport {
                 busy_p95_ms: ms(s.busy_p95),
                 share: s.busy_total.as_secs_f64() / wall,
                 queue_peak: s.queue_peak,
+                skipped: s.skipped,
             })
             .collect()
     }
@@ -201,6 +209,13 @@ pub fn write_stage_table(f: &mut fmt::Formatter<'_>, rows: &[StageRow]) -> fmt::
             s.busy_p95_ms,
             100.0 * s.share,
             s.queue_peak
+        )?;
+    }
+    for s in rows.iter().filter(|s| s.skipped > 0) {
+        writeln!(
+            f,
+            "{}: {} of {} frames passed through unprocessed (time budget spent)",
+            s.name, s.skipped, s.frames_in
         )?;
     }
     Ok(())
