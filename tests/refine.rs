@@ -6,7 +6,7 @@ use std::path::Path;
 
 use common::*;
 use segstream::frame::{RgbImage, ScoreKind};
-use segstream::refine::{mean_field, CrfParams};
+use segstream::refine::{mean_field, Appearance, CrfParams, Smooth};
 
 /// The picture and the class probabilities the reference script made in `dir`.
 fn load(dir: &Path, classes: usize) -> (RgbImage, Vec<f32>) {
@@ -47,15 +47,24 @@ fn labels_agree_with_densecrf() {
     for (width, height, seed, classes, params) in [
         (320, 240, 1, 19, CrfParams::default()),
         (400, 300, 2, 7, CrfParams::default()),
-        (256, 192, 3, 19, {
-            let mut p = CrfParams::default();
-            p.iterations = 8;
-            p.smooth.sxy = 5.0;
-            p.appearance.sxy = 40.0;
-            p.appearance.srgb = 20.0;
-            p.appearance.weight = 6.0;
-            p
-        }),
+        (
+            256,
+            192,
+            3,
+            19,
+            CrfParams {
+                iterations: 8,
+                smooth: Smooth {
+                    sxy: 5.0,
+                    weight: 3.0,
+                },
+                appearance: Appearance {
+                    sxy: 40.0,
+                    srgb: 20.0,
+                    weight: 6.0,
+                },
+            },
+        ),
     ] {
         let dir = tmp.path().join(format!("case{seed}"));
         make(&dir, width, height, seed, classes);

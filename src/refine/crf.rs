@@ -274,7 +274,7 @@ fn mean_field_in(
 /// Turns a row of scores (eight-lane blocks, padding lanes ignored) into
 /// `-U = ln(max(p, CLIP))`, padding lanes to [`PAD`].
 #[inline(always)]
-fn unary_row(row: &mut [f32], classes: usize, kind: ScoreKind) {
+fn unary_row<const F: bool>(row: &mut [f32], classes: usize, kind: ScoreKind) {
     let floor = CLIP.ln();
     match kind {
         ScoreKind::Logits => {
@@ -291,7 +291,7 @@ fn unary_row(row: &mut [f32], classes: usize, kind: ScoreKind) {
             let mut s8 = [0f32; 8];
             for block in row.chunks_exact(8) {
                 for k in 0..8 {
-                    s8[k] += fast_exp(block[k] - m);
+                    s8[k] += fast_exp::<F>(block[k] - m);
                 }
             }
             let lse = m + s8.iter().sum::<f32>().ln();
@@ -318,7 +318,7 @@ fn unary_row(row: &mut [f32], classes: usize, kind: ScoreKind) {
 /// In-place softmax of a row of eight-lane blocks over its first `classes` lanes; padding
 /// lanes (which hold [`PAD`] plus small terms, never the maximum) become 0.
 #[inline(always)]
-fn softmax_row(row: &mut [f32], classes: usize) {
+fn softmax_row<const F: bool>(row: &mut [f32], classes: usize) {
     let mut m8 = [f32::NEG_INFINITY; 8];
     for block in row.chunks_exact(8) {
         for k in 0..8 {
@@ -331,7 +331,7 @@ fn softmax_row(row: &mut [f32], classes: usize) {
     let mut s8 = [0f32; 8];
     for block in row.chunks_exact_mut(8) {
         for k in 0..8 {
-            let e = fast_exp(block[k] - m);
+            let e = fast_exp::<F>(block[k] - m);
             block[k] = e;
             s8[k] += e;
         }
@@ -346,12 +346,23 @@ fn softmax_row(row: &mut [f32], classes: usize) {
     row[classes..].fill(0.0);
 }
 
+/// `a * b + c`, fused where the code is compiled for FMA (`F`); a plain multiply and add
+/// elsewhere, where `mul_add` would be a library call.
+#[inline(always)]
+pub(crate) fn fma<const F: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if F {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
 /// `acc += w * x` over rows of eight-lane blocks.
 #[inline(always)]
-pub(crate) fn axpy(acc: &mut [f32], w: f32, x: &[f32]) {
+pub(crate) fn axpy<const F: bool>(acc: &mut [f32], w: f32, x: &[f32]) {
     for (a, x) in acc.chunks_exact_mut(8).zip(x.chunks_exact(8)) {
         for k in 0..8 {
-            a[k] += w * x[k];
+            a[k] = fma::<F>(w, x[k], a[k]);
         }
     }
 }
@@ -359,7 +370,7 @@ pub(crate) fn axpy(acc: &mut [f32], w: f32, x: &[f32]) {
 /// `e^x` to about 2 ulp, branch-free so it vectorizes (Cephes' polynomial); inputs below
 /// -87 give about 1e-38.
 #[inline(always)]
-pub(crate) fn fast_exp(x: f32) -> f32 {
+pub(crate) fn fast_exp<const F: bool>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -372,11 +383,12 @@ pub(crate) fn fast_exp(x: f32) -> f32 {
     // The integer n sits in the low mantissa bits of `big`.
     let ni = big.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     let r = x - n * LN2_HI - n * LN2_LO;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 5.000_000_1e-1;
-    let y = p * r * r + r + 1.0;
+    let p = fma::<F>(1.987_569_1e-4, r, 1.398_199_9e-3);
+    let p = fma::<F>(p, r, 8.333_452e-3);
+    let p = fma::<F>(p, r, 4.166_579_6e-2);
+    let p = fma::<F>(p, r, 1.666_666_5e-1);
+    let p = fma::<F>(p, r, 0.5);
+    let y = fma::<F>(p, r * r, r + 1.0);
     y * f32::from_bits((ni.wrapping_add(127) << 23) as u32)
 }
 
@@ -410,12 +422,12 @@ pub(crate) fn fast_ln(x: f32) -> f32 {
 
 /// The fused per-pixel pass, compiled for the baseline and for AVX2 with FMA.
 mod simd {
-    use super::{axpy, softmax_row, unary_row, Lattice, ScoreKind};
+    use super::{axpy, fma, softmax_row, unary_row, Lattice, ScoreKind};
 
     /// Gathers pixels `first..` from the class planes into rows of `-U`, and `Q` from it.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn unaries_body(
+    fn unaries_body<const F: bool>(
         scores: &[f32],
         n: usize,
         first: usize,
@@ -425,18 +437,19 @@ mod simd {
         classes: usize,
         kind: ScoreKind,
     ) {
-        // Plane by plane over the chunk, so each plane is read sequentially.
+        // Row by row, each written whole; the planes are read as parallel sequential streams.
         let rows = base.len() / cp;
-        for l in 0..classes {
-            let plane = &scores[l * n + first..l * n + first + rows];
-            for (b, &v) in base.chunks_exact_mut(cp).zip(plane) {
-                b[l] = v;
+        let planes: Vec<&[f32]> = (0..classes)
+            .map(|l| &scores[l * n + first..l * n + first + rows])
+            .collect();
+        let rows = base.chunks_exact_mut(cp).zip(q.chunks_exact_mut(cp));
+        for (k, (b, q)) in rows.enumerate() {
+            for (v, p) in b.iter_mut().zip(&planes) {
+                *v = p[k];
             }
-        }
-        for (b, q) in base.chunks_exact_mut(cp).zip(q.chunks_exact_mut(cp)) {
-            unary_row(b, classes, kind);
+            unary_row::<F>(b, classes, kind);
             q.copy_from_slice(b);
-            softmax_row(q, classes);
+            softmax_row::<F>(q, classes);
         }
     }
 
@@ -453,7 +466,7 @@ mod simd {
         classes: usize,
         kind: ScoreKind,
     ) {
-        unaries_body(scores, n, first, base, q, cp, classes, kind)
+        unaries_body::<true>(scores, n, first, base, q, cp, classes, kind)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -472,11 +485,12 @@ mod simd {
             // SAFETY: the CPU has AVX2 and FMA (checked above).
             return unsafe { unaries_avx2(scores, n, first, base, q, cp, classes, kind) };
         }
-        unaries_body(scores, n, first, base, q, cp, classes, kind)
+        unaries_body::<false>(scores, n, first, base, q, cp, classes, kind)
     }
 
+    /// The fused pass for rows of `CP` lanes (0: any `cp`, slower), with FMA when `F`.
     #[inline(always)]
-    fn body(
+    fn body<const F: bool, const CP: usize>(
         kernels: &[(&Lattice, &[f32]); 2],
         first: usize,
         q: &mut [f32],
@@ -484,13 +498,39 @@ mod simd {
         cp: usize,
         classes: usize,
     ) {
+        if CP == 0 {
+            for (k, (q, b)) in q
+                .chunks_exact_mut(cp)
+                .zip(base.chunks_exact(cp))
+                .enumerate()
+            {
+                let i = first + k;
+                q.copy_from_slice(b);
+                for (l, values) in kernels {
+                    let dp1 = l.dim() + 1;
+                    let (off, bary) = (
+                        &l.offset[i * dp1..i * dp1 + dp1],
+                        &l.bary[i * dp1..i * dp1 + dp1],
+                    );
+                    let post = l.post[i];
+                    for (&o, &b) in off.iter().zip(bary) {
+                        let row = &values[o as usize * cp..o as usize * cp + cp];
+                        axpy::<F>(q, b * post, row);
+                    }
+                }
+                softmax_row::<F>(q, classes);
+            }
+            return;
+        }
+        // A fixed row length keeps the accumulator in registers.
         for (k, (q, b)) in q
-            .chunks_exact_mut(cp)
-            .zip(base.chunks_exact(cp))
+            .chunks_exact_mut(CP)
+            .zip(base.chunks_exact(CP))
             .enumerate()
         {
             let i = first + k;
-            q.copy_from_slice(b);
+            let mut acc = [0f32; CP];
+            acc.copy_from_slice(b);
             for (l, values) in kernels {
                 let dp1 = l.dim() + 1;
                 let (off, bary) = (
@@ -499,10 +539,35 @@ mod simd {
                 );
                 let post = l.post[i];
                 for (&o, &b) in off.iter().zip(bary) {
-                    axpy(q, b * post, &values[o as usize * cp..o as usize * cp + cp]);
+                    let w = b * post;
+                    let o = o as usize * CP;
+                    let row: &[f32; CP] = values[o..o + CP].try_into().expect("CP values");
+                    for j in 0..CP {
+                        acc[j] = fma::<F>(w, row[j], acc[j]);
+                    }
                 }
             }
-            softmax_row(q, classes);
+            softmax_row::<F>(&mut acc, classes);
+            q.copy_from_slice(&acc);
+        }
+    }
+
+    /// `body` for the row length `cp`.
+    #[inline(always)]
+    fn body_for<const F: bool>(
+        kernels: &[(&Lattice, &[f32]); 2],
+        first: usize,
+        q: &mut [f32],
+        base: &[f32],
+        cp: usize,
+        classes: usize,
+    ) {
+        match cp {
+            8 => body::<F, 8>(kernels, first, q, base, cp, classes),
+            16 => body::<F, 16>(kernels, first, q, base, cp, classes),
+            24 => body::<F, 24>(kernels, first, q, base, cp, classes),
+            32 => body::<F, 32>(kernels, first, q, base, cp, classes),
+            _ => body::<F, 0>(kernels, first, q, base, cp, classes),
         }
     }
 
@@ -516,7 +581,7 @@ mod simd {
         cp: usize,
         classes: usize,
     ) {
-        body(kernels, first, q, base, cp, classes)
+        body_for::<true>(kernels, first, q, base, cp, classes)
     }
 
     pub(super) fn slice_softmax(
@@ -532,7 +597,7 @@ mod simd {
             // SAFETY: the CPU has AVX2 and FMA (checked above).
             return unsafe { body_avx2(kernels, first, q, base, cp, classes) };
         }
-        body(kernels, first, q, base, cp, classes)
+        body_for::<false>(kernels, first, q, base, cp, classes)
     }
 }
 
@@ -544,7 +609,7 @@ mod tests {
     fn fast_exp_and_ln_are_accurate() {
         for i in -8000..=800 {
             let x = i as f32 / 100.0;
-            let (a, b) = (fast_exp(x), x.exp());
+            let (a, b) = (fast_exp::<false>(x), x.exp());
             assert!((a - b).abs() <= 4e-7 * b, "exp({x}) = {a}, expected {b}");
         }
         for i in 1..=100_000 {
@@ -564,7 +629,7 @@ mod tests {
         let sum: f32 = logits.iter().map(|v| (v - m).exp()).sum();
         let mut row = logits.to_vec();
         row.extend([0.0; 4]);
-        unary_row(&mut row, 4, ScoreKind::Logits);
+        unary_row::<false>(&mut row, 4, ScoreKind::Logits);
         for (l, &v) in logits.iter().enumerate() {
             let p = ((v - m).exp() / sum).max(CLIP);
             assert!(

@@ -94,8 +94,10 @@ impl Elevation {
         Elevation { d, scale }
     }
 
-    fn enclose(&self, f: &[f32; MAX_DIM]) -> Enclosing {
-        let d = self.d;
+    /// `D` is the dimension (`self.d`), a constant so the small loops unroll.
+    #[inline(always)]
+    fn enclose<const D: usize>(&self, f: &[f32; MAX_DIM]) -> Enclosing {
+        let d = D;
         let dp1 = (d + 1) as f32;
         let down = 1.0 / dp1;
         let mut elevated = [0f32; MAX_DIM + 1];
@@ -222,6 +224,31 @@ fn refill<T: Copy + Default>(v: &mut Vec<T>, len: usize) {
     v.resize(len, T::default());
 }
 
+/// Encloses points `first..` (as many as `simplex` holds); returns the largest remainder-0
+/// coordinate seen.
+fn locate<const D: usize>(
+    e: &Elevation,
+    feature: &(impl Fn(usize, &mut [f32; MAX_DIM]) + Sync),
+    first: usize,
+    simplex: &mut [u128],
+    weight: &mut [f32],
+) -> f32 {
+    let mut f = [0f32; MAX_DIM];
+    let mut largest = 0f32;
+    for (k, (s, w)) in simplex
+        .iter_mut()
+        .zip(weight.chunks_exact_mut(D + 1))
+        .enumerate()
+    {
+        feature(first + k, &mut f);
+        let enc = e.enclose::<D>(&f);
+        *s = enc.simplex;
+        w.copy_from_slice(&enc.bary[..D + 1]);
+        largest = largest.max(enc.largest);
+    }
+    largest
+}
+
 /// A lattice built for one set of points, ready to filter any values attached to them.
 pub struct Lattice {
     d: usize,
@@ -291,20 +318,16 @@ impl Lattice {
             .par_chunks_mut(CHUNK)
             .zip(weight.par_chunks_mut(CHUNK * dp1))
             .enumerate()
-            .map(|(c, (s, w))| {
-                let mut f = [0f32; MAX_DIM];
-                let mut largest = 0f32;
-                for (k, (s, w)) in s.iter_mut().zip(w.chunks_exact_mut(dp1)).enumerate() {
-                    feature(c * CHUNK + k, &mut f);
-                    let enc = e.enclose(&f);
-                    *s = enc.simplex;
-                    w.copy_from_slice(&enc.bary[..dp1]);
-                    largest = largest.max(enc.largest);
-                }
-                largest
+            .map(|(c, (s, w))| match d {
+                1 => locate::<1>(&e, &feature, c * CHUNK, s, w),
+                2 => locate::<2>(&e, &feature, c * CHUNK, s, w),
+                3 => locate::<3>(&e, &feature, c * CHUNK, s, w),
+                4 => locate::<4>(&e, &feature, c * CHUNK, s, w),
+                _ => locate::<5>(&e, &feature, c * CHUNK, s, w),
             })
             .reduce(|| 0.0, f32::max);
-        if !(largest < KEY_LIMIT) {
+        // NaN features fail too.
+        if largest.is_nan() || largest >= KEY_LIMIT {
             return Err(LatticeError(largest));
         }
 
@@ -551,7 +574,13 @@ pub(crate) mod simd {
     use super::Lattice;
 
     #[inline(always)]
-    fn splat_body(l: &Lattice, input: &[f32], cp: usize, first: usize, out: &mut [f32]) {
+    fn splat_body<const F: bool>(
+        l: &Lattice,
+        input: &[f32],
+        cp: usize,
+        first: usize,
+        out: &mut [f32],
+    ) {
         for (k, row) in out.chunks_exact_mut(cp).enumerate() {
             let v = first + k;
             row.fill(0.0);
@@ -559,7 +588,7 @@ pub(crate) mod simd {
             for (&p, &w) in l.csr_point[a..b].iter().zip(&l.csr_weight[a..b]) {
                 let x = &input[p as usize * cp..p as usize * cp + cp];
                 if cp % 8 == 0 {
-                    crate::refine::crf::axpy(row, w, x);
+                    crate::refine::crf::axpy::<F>(row, w, x);
                 } else {
                     for (o, &x) in row.iter_mut().zip(x) {
                         *o += w * x;
@@ -570,7 +599,7 @@ pub(crate) mod simd {
     }
 
     #[inline(always)]
-    fn scatter_body(
+    fn scatter_body<const F: bool>(
         l: &Lattice,
         input: &[f32],
         cp: usize,
@@ -583,7 +612,7 @@ pub(crate) mod simd {
             let p = l.pre[i];
             for e in i * dp1..i * dp1 + dp1 {
                 let o = l.offset[e] as usize * cp;
-                crate::refine::crf::axpy(&mut out[o..o + cp], l.bary[e] * p, x);
+                crate::refine::crf::axpy::<F>(&mut out[o..o + cp], l.bary[e] * p, x);
             }
         }
     }
@@ -597,7 +626,7 @@ pub(crate) mod simd {
         points: std::ops::Range<usize>,
         out: &mut [f32],
     ) {
-        scatter_body(l, input, cp, points, out)
+        scatter_body::<true>(l, input, cp, points, out)
     }
 
     pub(super) fn scatter(
@@ -612,7 +641,7 @@ pub(crate) mod simd {
             // SAFETY: the CPU has AVX2 and FMA (checked above).
             return unsafe { scatter_avx2(l, input, cp, points, out) };
         }
-        scatter_body(l, input, cp, points, out)
+        scatter_body::<false>(l, input, cp, points, out)
     }
 
     #[inline(always)]
@@ -641,7 +670,7 @@ pub(crate) mod simd {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn splat_avx2(l: &Lattice, input: &[f32], cp: usize, first: usize, out: &mut [f32]) {
-        splat_body(l, input, cp, first, out)
+        splat_body::<true>(l, input, cp, first, out)
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -669,7 +698,7 @@ pub(crate) mod simd {
             // SAFETY: the CPU has AVX2 and FMA (checked above).
             return unsafe { splat_avx2(l, input, cp, first, out) };
         }
-        splat_body(l, input, cp, first, out)
+        splat_body::<false>(l, input, cp, first, out)
     }
 
     pub(super) fn blur(old: &[f32], nb: &[[u32; 2]], cp: usize, first: usize, out: &mut [f32]) {

@@ -70,11 +70,20 @@ pub fn refine_frame(
         small = downsample(image, scale, ww, wh);
         &small
     };
-    let unaries = resample(scores, fw, fh, ww, wh);
     let mut p = *params;
     p.smooth.sxy /= scale as f32;
     p.appearance.sxy /= scale as f32;
-    let refined = mean_field(work, &unaries, scores.classes, scores.kind, &p, stop)?;
+    let refined = if identity(scores, fw, fh, ww, wh) {
+        mean_field(work, &scores.data, scores.classes, scores.kind, &p, stop)?
+    } else {
+        // Resampled into a buffer the thread keeps: first-touching it afresh for every
+        // frame would cost a good part of the refinement.
+        let mut unaries = UNARIES.with(|u| u.take());
+        resample(scores, fw, fh, ww, wh, &mut unaries);
+        let refined = mean_field(work, &unaries, scores.classes, scores.kind, &p, stop);
+        UNARIES.with(|u| *u.borrow_mut() = unaries);
+        refined?
+    };
     let geometry = Geometry {
         frame_width: fw,
         frame_height: fh,
@@ -106,6 +115,21 @@ pub fn refine_frame(
     ))
 }
 
+thread_local! {
+    static UNARIES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether the scores already are the working grid, sample for sample.
+fn identity(s: &ClassScores, fw: u32, fh: u32, ww: u32, wh: u32) -> bool {
+    let g = &s.geometry;
+    let covers = if g.stretched {
+        (fw, fh) == (ww, wh)
+    } else {
+        (g.model_width, g.model_height) == (ww, wh) && (fw, fh) == (ww, wh)
+    };
+    covers && (s.width, s.height) == (ww, wh)
+}
+
 /// Mean of each `scale x scale` block (the part inside the image at the edges).
 fn downsample(image: &RgbImage, scale: u32, ww: u32, wh: u32) -> RgbImage {
     let (fw, fh, s) = (image.width as usize, image.height as usize, scale as usize);
@@ -120,8 +144,8 @@ fn downsample(image: &RgbImage, scale: u32, ww: u32, wh: u32) -> RgbImage {
                 for yy in ys.clone() {
                     for xx in xs.clone() {
                         let i = (yy * fw + xx) * 3;
-                        for c in 0..3 {
-                            sum[c] += image.data[i + c] as u32;
+                        for (s, &v) in sum.iter_mut().zip(&image.data[i..i + 3]) {
+                            *s += v as u32;
                         }
                     }
                 }
@@ -148,7 +172,7 @@ fn taps(out: usize, n: usize, step: f64) -> Vec<(usize, usize, f32)> {
 
 /// The scores at `ww x wh`, a grid over the `fw x fh` frame, bilinearly as the argmax of
 /// `infer` maps them (stretched or padded model input).
-fn resample(s: &ClassScores, fw: u32, fh: u32, ww: u32, wh: u32) -> Vec<f32> {
+fn resample(s: &ClassScores, fw: u32, fh: u32, ww: u32, wh: u32, out: &mut Vec<f32>) {
     let (w, h) = (s.width as usize, s.height as usize);
     let g = &s.geometry;
     // Source samples per frame pixel, then per working pixel.
@@ -163,7 +187,8 @@ fn resample(s: &ClassScores, fw: u32, fh: u32, ww: u32, wh: u32) -> Vec<f32> {
     let tx = taps(ww as usize, w, sx * fw as f64 / ww as f64);
     let ty = taps(wh as usize, h, sy * fh as f64 / wh as f64);
     let (ww, wh) = (ww as usize, wh as usize);
-    let mut out = vec![0f32; s.classes * ww * wh];
+    // Every element is written below.
+    out.resize(s.classes * ww * wh, 0.0);
     out.par_chunks_mut(ww).enumerate().for_each_init(
         || vec![0f32; w],
         |column, (r, row)| {
@@ -179,7 +204,6 @@ fn resample(s: &ClassScores, fw: u32, fh: u32, ww: u32, wh: u32) -> Vec<f32> {
             }
         },
     );
-    out
 }
 
 /// The refine stage.
@@ -291,7 +315,9 @@ mod tests {
                 x as f32 * 0.7 - y as f32 * 0.2
             }
         });
-        let r = resample(&s, 6, 4, 6, 4);
+        let mut r = Vec::new();
+        resample(&s, 6, 4, 6, 4, &mut r);
+        assert!(!identity(&s, 6, 4, 6, 4));
         let labels: Vec<u8> = (0..24).map(|i| (r[24 + i] > r[i]) as u8).collect();
         assert_eq!(labels, argmax_scores(&s.data, 2, 2, 4, &g).data);
     }
