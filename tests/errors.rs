@@ -298,7 +298,11 @@ fn validate_reports_every_problem_at_once() {
 
 #[test]
 fn validate_accepts_the_bundled_pipelines() {
-    for p in ["pipelines/file_to_mp4.toml", "pipelines/file_to_png.toml"] {
+    for p in [
+        "pipelines/file_to_mp4.toml",
+        "pipelines/file_to_png.toml",
+        "pipelines/file_to_mp4_refined.toml",
+    ] {
         let o = run_with_deadline(segstream(&["validate", p]), Duration::from_secs(60));
         assert!(o.status.success(), "{p}: {}", stderr(&o));
     }

@@ -93,11 +93,13 @@ pub struct Refined {
     pub labels: Vec<u8>,
 }
 
-/// What one thread's refinements reuse from frame to frame: at 1920x1080 with 19 classes
-/// close to a gigabyte, which first-touched afresh for every frame would cost more than
-/// the arithmetic.
+/// What refinements reuse from frame to frame: at 1920x1080 with 19 classes close to a
+/// gigabyte, which first-touched afresh for every frame would cost more than the
+/// arithmetic. A stage keeps one per worker; [`mean_field`] uses one per thread.
 #[derive(Default)]
-struct Workspace {
+pub struct Workspace {
+    /// Scores resampled to the working grid (`refine_frame`).
+    pub(crate) unaries: Vec<f32>,
     base: Vec<f32>,
     q: Vec<f32>,
     lattices: [LatticeBuffers; 2],
@@ -106,6 +108,14 @@ struct Workspace {
 
 thread_local! {
     static WORKSPACE: RefCell<Workspace> = RefCell::default();
+}
+
+/// Runs `f` with this thread's workspace.
+pub(crate) fn with_workspace<R>(f: impl FnOnce(&mut Workspace) -> R) -> R {
+    let mut ws = WORKSPACE.with(|w| w.take());
+    let result = f(&mut ws);
+    WORKSPACE.with(|w| *w.borrow_mut() = ws);
+    result
 }
 
 /// Runs mean-field inference on `image` with class `scores` (`classes` planes of the
@@ -119,13 +129,11 @@ pub fn mean_field(
     params: &CrfParams,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<Refined, CrfError> {
-    let mut ws = WORKSPACE.with(|w| w.take());
-    let result = mean_field_in(&mut ws, image, scores, classes, kind, params, stop);
-    WORKSPACE.with(|w| *w.borrow_mut() = ws);
-    result
+    with_workspace(|ws| mean_field_in(ws, image, scores, classes, kind, params, stop))
 }
 
-fn mean_field_in(
+/// [`mean_field`] with the caller's workspace.
+pub fn mean_field_in(
     ws: &mut Workspace,
     image: &RgbImage,
     scores: &[f32],

@@ -13,7 +13,9 @@ pub mod crf;
 pub mod lattice;
 mod mask;
 
-pub use crf::{mean_field, Appearance, CrfError, CrfParams, Refined, Smooth};
+pub use crf::{
+    mean_field, mean_field_in, Appearance, CrfError, CrfParams, Refined, Smooth, Workspace,
+};
 pub use mask::refine_mask;
 
 use std::sync::Arc;
@@ -60,6 +62,18 @@ pub fn refine_frame(
     scale: u32,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<(LabelMap, ClassScores), CrfError> {
+    crf::with_workspace(|ws| refine_frame_in(ws, image, scores, params, scale, stop))
+}
+
+/// [`refine_frame`] with the caller's workspace.
+pub fn refine_frame_in(
+    ws: &mut Workspace,
+    image: &RgbImage,
+    scores: &ClassScores,
+    params: &CrfParams,
+    scale: u32,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<(LabelMap, ClassScores), CrfError> {
     let scale = scale.max(1);
     let (fw, fh) = (image.width, image.height);
     let (ww, wh) = (fw.div_ceil(scale), fh.div_ceil(scale));
@@ -73,15 +87,14 @@ pub fn refine_frame(
     let mut p = *params;
     p.smooth.sxy /= scale as f32;
     p.appearance.sxy /= scale as f32;
+    let (classes, kind) = (scores.classes, scores.kind);
     let refined = if identity(scores, fw, fh, ww, wh) {
-        mean_field(work, &scores.data, scores.classes, scores.kind, &p, stop)?
+        mean_field_in(ws, work, &scores.data, classes, kind, &p, stop)?
     } else {
-        // Resampled into a buffer the thread keeps: first-touching it afresh for every
-        // frame would cost a good part of the refinement.
-        let mut unaries = UNARIES.with(|u| u.take());
+        let mut unaries = std::mem::take(&mut ws.unaries);
         resample(scores, fw, fh, ww, wh, &mut unaries);
-        let refined = mean_field(work, &unaries, scores.classes, scores.kind, &p, stop);
-        UNARIES.with(|u| *u.borrow_mut() = unaries);
+        let refined = mean_field_in(ws, work, &unaries, classes, kind, &p, stop);
+        ws.unaries = unaries;
         refined?
     };
     let geometry = Geometry {
@@ -113,10 +126,6 @@ pub fn refine_frame(
             geometry,
         },
     ))
-}
-
-thread_local! {
-    static UNARIES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Whether the scores already are the working grid, sample for sample.
@@ -210,6 +219,8 @@ fn resample(s: &ClassScores, fw: u32, fh: u32, ww: u32, wh: u32, out: &mut Vec<f
 pub struct Refine {
     options: RefineOptions,
     pool: Option<rayon::ThreadPool>,
+    /// This worker's buffers, kept between frames.
+    workspace: Workspace,
 }
 
 impl Refine {
@@ -217,6 +228,7 @@ impl Refine {
         Refine {
             options,
             pool: None,
+            workspace: Workspace::default(),
         }
     }
 }
@@ -241,8 +253,8 @@ impl Stage for Refine {
         let started = Instant::now();
         let budget = self.options.budget;
         let stop = move || budget.is_some_and(|b| started.elapsed() >= b);
-        let o = &self.options;
-        let work = || refine_frame(&frame.image, &scores, &o.params, o.scale, &stop);
+        let (o, ws) = (&self.options, &mut self.workspace);
+        let mut work = || refine_frame_in(ws, &frame.image, &scores, &o.params, o.scale, &stop);
         let result = match &self.pool {
             Some(pool) => pool.install(work),
             None => work(),
