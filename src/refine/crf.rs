@@ -430,7 +430,7 @@ pub(crate) fn fast_ln(x: f32) -> f32 {
 
 /// The fused per-pixel pass, compiled for the baseline and for AVX2 with FMA.
 mod simd {
-    use super::{axpy, fma, softmax_row, unary_row, Lattice, ScoreKind};
+    use super::{axpy, softmax_row, unary_row, Lattice, ScoreKind};
 
     /// Gathers pixels `first..` from the class planes into rows of `-U`, and `Q` from it.
     #[allow(clippy::too_many_arguments)]
@@ -496,71 +496,9 @@ mod simd {
         unaries_body::<false>(scores, n, first, base, q, cp, classes, kind)
     }
 
-    /// The fused pass for rows of `CP` lanes (0: any `cp`, slower), with FMA when `F`.
-    #[inline(always)]
-    fn body<const F: bool, const CP: usize>(
-        kernels: &[(&Lattice, &[f32]); 2],
-        first: usize,
-        q: &mut [f32],
-        base: &[f32],
-        cp: usize,
-        classes: usize,
-    ) {
-        if CP == 0 {
-            for (k, (q, b)) in q
-                .chunks_exact_mut(cp)
-                .zip(base.chunks_exact(cp))
-                .enumerate()
-            {
-                let i = first + k;
-                q.copy_from_slice(b);
-                for (l, values) in kernels {
-                    let dp1 = l.dim() + 1;
-                    let (off, bary) = (
-                        &l.offset[i * dp1..i * dp1 + dp1],
-                        &l.bary[i * dp1..i * dp1 + dp1],
-                    );
-                    let post = l.post[i];
-                    for (&o, &b) in off.iter().zip(bary) {
-                        let row = &values[o as usize * cp..o as usize * cp + cp];
-                        axpy::<F>(q, b * post, row);
-                    }
-                }
-                softmax_row::<F>(q, classes);
-            }
-            return;
-        }
-        // A fixed row length keeps the accumulator in registers.
-        for (k, (q, b)) in q
-            .chunks_exact_mut(CP)
-            .zip(base.chunks_exact(CP))
-            .enumerate()
-        {
-            let i = first + k;
-            let mut acc = [0f32; CP];
-            acc.copy_from_slice(b);
-            for (l, values) in kernels {
-                let dp1 = l.dim() + 1;
-                let (off, bary) = (
-                    &l.offset[i * dp1..i * dp1 + dp1],
-                    &l.bary[i * dp1..i * dp1 + dp1],
-                );
-                let post = l.post[i];
-                for (&o, &b) in off.iter().zip(bary) {
-                    let w = b * post;
-                    let o = o as usize * CP;
-                    let row: &[f32; CP] = values[o..o + CP].try_into().expect("CP values");
-                    for j in 0..CP {
-                        acc[j] = fma::<F>(w, row[j], acc[j]);
-                    }
-                }
-            }
-            softmax_row::<F>(&mut acc, classes);
-            q.copy_from_slice(&acc);
-        }
-    }
-
-    /// `body` for the row length `cp`.
+    /// The fused pass, with FMA when `F`: the row accumulates in place (L1-resident), which
+    /// vectorizes as whole eight-lane blocks; a fixed-size local array did not (LLVM
+    /// unrolled it into scalar operations with spills).
     #[inline(always)]
     fn body_for<const F: bool>(
         kernels: &[(&Lattice, &[f32]); 2],
@@ -570,12 +508,26 @@ mod simd {
         cp: usize,
         classes: usize,
     ) {
-        match cp {
-            8 => body::<F, 8>(kernels, first, q, base, cp, classes),
-            16 => body::<F, 16>(kernels, first, q, base, cp, classes),
-            24 => body::<F, 24>(kernels, first, q, base, cp, classes),
-            32 => body::<F, 32>(kernels, first, q, base, cp, classes),
-            _ => body::<F, 0>(kernels, first, q, base, cp, classes),
+        for (k, (q, b)) in q
+            .chunks_exact_mut(cp)
+            .zip(base.chunks_exact(cp))
+            .enumerate()
+        {
+            let i = first + k;
+            q.copy_from_slice(b);
+            for (l, values) in kernels {
+                let dp1 = l.dim() + 1;
+                let (off, bary) = (
+                    &l.offset[i * dp1..i * dp1 + dp1],
+                    &l.bary[i * dp1..i * dp1 + dp1],
+                );
+                let post = l.post[i];
+                for (&o, &b) in off.iter().zip(bary) {
+                    let row = &values[o as usize * cp..o as usize * cp + cp];
+                    axpy::<F>(q, b * post, row);
+                }
+            }
+            softmax_row::<F>(q, classes);
         }
     }
 
