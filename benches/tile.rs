@@ -114,6 +114,7 @@ fn bench(c: &mut Criterion) {
         EngineOptions {
             batch: 1,
             tiling: None,
+            ..Default::default()
         },
     )
     .expect("model loads");

@@ -235,7 +235,11 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
     let (mut model, mut model_only) = (None, None);
     if let Some((m, providers, threads, workers, batch, tiling)) = infer {
         let threads = topology::infer_threads(threads, workers, options.threads);
-        let engine = EngineOptions { batch, tiling };
+        let engine = EngineOptions {
+            batch,
+            tiling,
+            ..Default::default()
+        };
         let image: &RgbImage = &sample[0].image;
         model = Some(ModelInfo {
             name: m.name.clone(),

@@ -58,6 +58,27 @@ impl LabelMap {
     }
 }
 
+/// What class scores are: raw model outputs or probabilities that sum to one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScoreKind {
+    Logits,
+    Probabilities,
+}
+
+/// Per-class scores of one frame, as `classes` planes of `width * height` floats, and how
+/// they map onto the frame (set by `infer` when a later stage asks for them).
+#[derive(Clone, Debug)]
+pub struct ClassScores {
+    pub kind: ScoreKind,
+    pub classes: usize,
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<f32>,
+    /// The scores cover `geometry.model_width x model_height` pixels of the model input,
+    /// which is the frame stretched or padded.
+    pub geometry: crate::infer::Geometry,
+}
+
 /// A decoded video frame and everything the pipeline has learned about it so far.
 #[derive(Clone, Debug)]
 pub struct Frame {
@@ -74,6 +95,9 @@ pub struct Frame {
     pub image: Arc<RgbImage>,
     /// Per-pixel class indices at frame resolution, set by `infer`.
     pub labels: Option<Arc<LabelMap>>,
+    /// Class scores behind the labels, when a stage needs them (refine): the model's, or
+    /// refined probabilities after `refine`.
+    pub scores: Option<Arc<ClassScores>>,
     /// Detected objects (instance models), set by `infer`; empty when none were found.
     pub instances: Option<Arc<Vec<Instance>>>,
     /// The frame with the segmentation drawn over it, set by `composite`.
@@ -92,6 +116,7 @@ impl Frame {
             captured: Instant::now(),
             image: Arc::new(image),
             labels: None,
+            scores: None,
             instances: None,
             overlay: None,
             truth: None,

@@ -13,6 +13,7 @@ pub mod exporter;
 pub mod frame;
 pub mod infer;
 pub mod instance;
+pub mod refine;
 pub mod runtime;
 pub mod sink;
 pub mod synthetic;

@@ -3,16 +3,17 @@
 use std::sync::Arc;
 
 use crate::composite::Composite;
+use crate::config::Task;
 use crate::config::{
     stream_path, FullPolicy, Pipeline, QueueConfig, SinkConfig, SourceConfig, TransformConfig,
     STREAM_PLACEHOLDER,
 };
-use crate::config::Task;
 use crate::decode::Decode;
 use crate::delay::Delay;
 use crate::eval::EvalSink;
 use crate::infer::{EngineOptions, Infer};
 use crate::instance::maps::Classes;
+use crate::refine::{CrfParams, Refine, RefineOptions};
 use crate::runtime::{self, Control, PipelineError, RunReport, StageSpec};
 use crate::sink::{JsonlSink, NullSink, PerStream, PngSink, VideoSink, VideoSinkKind};
 use crate::synthetic::Synthetic;
@@ -118,7 +119,11 @@ pub fn run_with_source(
 
     let mut transforms = Vec::new();
     let mut palette: Vec<[u8; 3]> = Vec::new();
-    for (t, model) in config.transforms.iter().zip(&pipeline.models) {
+    for (i, (t, model)) in config.transforms.iter().zip(&pipeline.models).enumerate() {
+        // Infer keeps class scores only when a refine stage will read them.
+        let refine_follows = config.transforms[i + 1..]
+            .iter()
+            .any(|t| matches!(t, TransformConfig::Refine { .. }));
         let spec = match t {
             TransformConfig::Infer {
                 providers,
@@ -137,6 +142,7 @@ pub fn run_with_source(
                 let engine = EngineOptions {
                     batch: *batch,
                     tiling: *tiling,
+                    scores: refine_follows,
                 };
                 let threads = infer_threads(*threads, *workers, options.threads);
                 let mut spec = spec(t.name(), Box::new(NullSink), t.queue(), live);
@@ -151,6 +157,36 @@ pub fn run_with_source(
                     })
                     .collect();
                 spec.batch = *batch;
+                spec
+            }
+            TransformConfig::Refine {
+                iterations,
+                smooth,
+                appearance,
+                scale,
+                workers,
+                threads,
+                budget_ms,
+                ..
+            } => {
+                let mut params = CrfParams {
+                    iterations: *iterations,
+                    ..CrfParams::default()
+                };
+                (params.smooth.sxy, params.smooth.weight) = (smooth.sxy, smooth.weight);
+                params.appearance.sxy = appearance.sxy;
+                params.appearance.srgb = appearance.srgb;
+                params.appearance.weight = appearance.weight;
+                let options = RefineOptions {
+                    params,
+                    scale: *scale,
+                    threads: *threads,
+                    budget: budget_ms.map(std::time::Duration::from_millis),
+                };
+                let mut spec = spec(t.name(), Box::new(NullSink), t.queue(), live);
+                spec.workers = (0..*workers)
+                    .map(|_| Box::new(Refine::new(options)) as Box<dyn runtime::Stage>)
+                    .collect();
                 spec
             }
             TransformConfig::Composite { alpha, .. } => spec(

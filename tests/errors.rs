@@ -302,6 +302,7 @@ fn validate_accepts_the_bundled_pipelines() {
         "pipelines/file_to_mp4.toml",
         "pipelines/file_to_png.toml",
         "pipelines/semantic_and_instances.toml",
+        "pipelines/file_to_mp4_refined.toml",
     ] {
         let o = run_with_deadline(segstream(&["validate", p]), Duration::from_secs(60));
         assert!(o.status.success(), "{p}: {}", stderr(&o));

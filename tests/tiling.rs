@@ -131,7 +131,11 @@ fn fully_convolutional_tiles_agree_with_the_whole_image_in_tile_interiors() {
         merge: segstream::instance::merge::MatchMetric::Ios,
         merge_threshold: 0.5,
     };
-    let options = |tiling| EngineOptions { batch: 4, tiling };
+    let options = |tiling| EngineOptions {
+        batch: 4,
+        tiling,
+        ..Default::default()
+    };
     let whole = Segmenter::new(model.clone(), &[], 1, options(None))
         .unwrap()
         .segment(&image)

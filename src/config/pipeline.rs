@@ -315,6 +315,37 @@ pub enum TransformConfig {
         #[serde(default)]
         queue: QueueConfig,
     },
+    /// Refines the labels with a fully connected CRF over the model's class scores, so they
+    /// follow the image's edges (needs an infer transform before it, untiled, with a logits
+    /// or probabilities model).
+    Refine {
+        /// Mean-field iterations.
+        #[serde(default = "default_iterations")]
+        iterations: usize,
+        /// Smoothness kernel on position: `{ sxy, weight }`.
+        #[serde(default)]
+        smooth: SmoothConfig,
+        /// Appearance kernel on position and colour: `{ sxy, srgb, weight }`.
+        #[serde(default)]
+        appearance: AppearanceConfig,
+        /// Run the CRF at 1/scale of the frame's resolution (1, 2 or 4) and up-sample the
+        /// refined probabilities; kernel sizes stay in frame pixels.
+        #[serde(default = "one_u32")]
+        scale: u32,
+        /// Frames refined in parallel; results keep frame order.
+        #[serde(default = "one")]
+        workers: usize,
+        /// Threads each worker splits one frame's CRF over; 0 uses a pool of all cores shared
+        /// by the workers.
+        #[serde(default)]
+        threads: usize,
+        /// Most milliseconds spent refining one frame; past it the frame passes through
+        /// unrefined, counted in the summary. No limit when absent.
+        #[serde(default)]
+        budget_ms: Option<u64>,
+        #[serde(default)]
+        queue: QueueConfig,
+    },
     /// Blends class colours over the frame.
     Composite {
         /// Opacity of the class colours, 0 (invisible) to 1 (opaque).
@@ -339,6 +370,7 @@ impl TransformConfig {
             TransformConfig::Infer { .. } => "infer",
             TransformConfig::Composite { .. } => "composite",
             TransformConfig::Delay { .. } => "delay",
+            TransformConfig::Refine { .. } => "refine",
         }
     }
 
@@ -347,6 +379,7 @@ impl TransformConfig {
             TransformConfig::Infer { queue, .. }
             | TransformConfig::Composite { queue, .. }
             | TransformConfig::Delay { queue, .. } => queue,
+            TransformConfig::Refine { queue, .. } => queue,
         }
     }
 }
@@ -380,6 +413,52 @@ pub struct TilingConfig {
     /// Instance models: detections of one class whose boxes match above this are merged.
     #[serde(default = "default_merge_threshold")]
     pub merge_threshold: f32,
+}
+
+/// The CRF's Gaussian kernel on position.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmoothConfig {
+    /// Standard deviation in frame pixels.
+    #[serde(default = "default_smooth_sxy")]
+    pub sxy: f32,
+    /// Potts weight.
+    #[serde(default = "default_smooth_weight")]
+    pub weight: f32,
+}
+
+impl Default for SmoothConfig {
+    fn default() -> Self {
+        SmoothConfig {
+            sxy: default_smooth_sxy(),
+            weight: default_smooth_weight(),
+        }
+    }
+}
+
+/// The CRF's Gaussian kernel on position and colour.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AppearanceConfig {
+    /// Standard deviation in frame pixels.
+    #[serde(default = "default_appearance_sxy")]
+    pub sxy: f32,
+    /// Standard deviation in colour levels (0-255).
+    #[serde(default = "default_appearance_srgb")]
+    pub srgb: f32,
+    /// Potts weight.
+    #[serde(default = "default_appearance_weight")]
+    pub weight: f32,
+}
+
+impl Default for AppearanceConfig {
+    fn default() -> Self {
+        AppearanceConfig {
+            sxy: default_appearance_sxy(),
+            srgb: default_appearance_srgb(),
+            weight: default_appearance_weight(),
+        }
+    }
 }
 
 /// An ONNX Runtime execution provider.
@@ -582,6 +661,27 @@ fn default_conv_search() -> String {
 fn one() -> usize {
     1
 }
+fn one_u32() -> u32 {
+    1
+}
+fn default_iterations() -> usize {
+    5
+}
+fn default_smooth_sxy() -> f32 {
+    3.0
+}
+fn default_smooth_weight() -> f32 {
+    3.0
+}
+fn default_appearance_sxy() -> f32 {
+    80.0
+}
+fn default_appearance_srgb() -> f32 {
+    13.0
+}
+fn default_appearance_weight() -> f32 {
+    10.0
+}
 fn default_overlap() -> u32 {
     64
 }
@@ -690,6 +790,8 @@ impl PipelineConfig {
         let mut models = Vec::new();
         let mut has_labels = false;
         let mut has_infer = false;
+        // The last infer transform: its index and whether it tiles.
+        let mut last_infer: Option<(usize, bool)> = None;
         for (i, t) in self.transforms.iter().enumerate() {
             let field = format!("transforms[{i}]");
             check_queue(p, &field, t.queue());
@@ -741,7 +843,10 @@ impl PipelineConfig {
                                 }
                             }
                             // Instance models set `instances` and leave `labels` alone.
-                            has_labels |= m.config.task == Task::Semantic;
+                            if m.config.task == Task::Semantic {
+                                has_labels = true;
+                                last_infer = Some((i, tiling.is_some()));
+                            }
                             has_infer = true;
                             models.push(Some(m));
                         }
@@ -750,12 +855,83 @@ impl PipelineConfig {
                             // to load.
                             has_labels = true;
                             has_infer = true;
+                            last_infer = Some((i, tiling.is_some()));
                             for problem in problems {
                                 p.push(format!("{field}.model"), problem);
                             }
                             models.push(None);
                         }
                     }
+                }
+                TransformConfig::Refine {
+                    iterations,
+                    smooth,
+                    appearance,
+                    scale,
+                    workers,
+                    threads,
+                    budget_ms,
+                    ..
+                } => {
+                    p.range(format!("{field}.iterations"), *iterations, 1, 100);
+                    p.range(format!("{field}.smooth.sxy"), smooth.sxy, 0.1, 1000.0);
+                    p.range(format!("{field}.smooth.weight"), smooth.weight, 0.0, 1000.0);
+                    p.range(
+                        format!("{field}.appearance.sxy"),
+                        appearance.sxy,
+                        0.1,
+                        1000.0,
+                    );
+                    p.range(
+                        format!("{field}.appearance.srgb"),
+                        appearance.srgb,
+                        0.1,
+                        1000.0,
+                    );
+                    p.range(
+                        format!("{field}.appearance.weight"),
+                        appearance.weight,
+                        0.0,
+                        1000.0,
+                    );
+                    if ![1, 2, 4].contains(scale) {
+                        p.push(
+                            format!("{field}.scale"),
+                            format!("{scale} is not one of 1, 2, 4"),
+                        );
+                    }
+                    p.range(format!("{field}.workers"), *workers, 1, 64);
+                    p.range(format!("{field}.threads"), *threads, 0, 1024);
+                    if let Some(b) = budget_ms {
+                        p.range(format!("{field}.budget_ms"), *b, 1, 600_000);
+                    }
+                    match last_infer {
+                        None => p.push(&field, "refine needs an infer transform before it"),
+                        Some((j, true)) => p.push(
+                            &field,
+                            format!(
+                                "refine cannot follow a tiled infer (transforms[{j}] has \
+                                 tiling, which keeps no whole-frame class scores)"
+                            ),
+                        ),
+                        Some((j, false)) => {
+                            if let Some(Some(m)) = models.get(j) {
+                                let m: &Model = m;
+                                if matches!(m.config.output, super::OutputConfig::Labels { .. }) {
+                                    p.push(
+                                        &field,
+                                        format!(
+                                            "refine needs class scores, but model {} outputs \
+                                             labels (expected output kind logits or \
+                                             probabilities)",
+                                            m.name
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    models.push(None);
                 }
                 TransformConfig::Composite { alpha, .. } => {
                     p.range(format!("{field}.alpha"), *alpha, 0.0, 1.0);

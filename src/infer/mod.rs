@@ -26,7 +26,7 @@ use ort::value::{Tensor, TensorElementType, ValueType};
 use crate::config::{
     InputType, Layout, Model, OutputConfig, ProviderConfig, SizePolicy, TilingConfig,
 };
-use crate::frame::{Frame, LabelMap, RgbImage};
+use crate::frame::{ClassScores, Frame, LabelMap, RgbImage, ScoreKind};
 use crate::instance::{merge, Instance};
 use crate::runtime::{BoxError, Output, Stage};
 use crate::tile::{Tile, TileGrid};
@@ -65,6 +65,9 @@ pub struct EngineOptions {
     pub batch: usize,
     /// Tile frames at native (or scaled) resolution instead of resizing them.
     pub tiling: Option<TilingConfig>,
+    /// Keep each frame's class scores (`Frame::scores`) for a later stage (refine); whole
+    /// frames only, tiled frames keep none.
+    pub scores: bool,
 }
 
 /// One batch item waiting for inference: a whole frame or one tile of it.
@@ -306,13 +309,32 @@ impl Segmenter {
     /// Segments several images, batching whole frames or tiles into as few model runs as
     /// the batch size allows.
     pub fn segment_batch(&mut self, images: &[&RgbImage]) -> Result<Vec<LabelMap>, InferError> {
+        Ok(self
+            .segment_batch_scored(images)?
+            .into_iter()
+            .map(|(labels, _)| labels)
+            .collect())
+    }
+
+    /// Like `segment_batch`, with each image's class scores when `EngineOptions::scores`
+    /// asks for them (whole frames of logits or probabilities models).
+    pub fn segment_batch_scored(
+        &mut self,
+        images: &[&RgbImage],
+    ) -> Result<Vec<(LabelMap, Option<ClassScores>)>, InferError> {
         let name = self.model.name.clone();
         let (jobs, prepared, mut stitches) = self.prepare(images)?;
         let mut results: Vec<Option<LabelMap>> = images.iter().map(|_| None).collect();
+        let mut scores: Vec<Option<ClassScores>> = images.iter().map(|_| None).collect();
+        let kind = match self.model.config.output {
+            OutputConfig::Probabilities { .. } => ScoreKind::Probabilities,
+            _ => ScoreKind::Logits,
+        };
+        let keep = self.options.scores;
         for chunk in self.chunks(&jobs) {
             let size = chunk[0].size;
             self.load_input(chunk, &prepared, size)?;
-            let (results, stitches) = (&mut results, &mut stitches);
+            let (results, stitches, scores) = (&mut results, &mut stitches, &mut scores);
             self.run_loaded(chunk.len(), |out| {
                 match out {
                     BatchOut::Scores {
@@ -327,7 +349,17 @@ impl Segmenter {
                                 (Some(tile), Some(stitch)) => stitch.add(tile, item, h, w),
                                 _ => {
                                     results[job.image] =
-                                        Some(argmax_scores(item, classes, h, w, &job.geometry))
+                                        Some(argmax_scores(item, classes, h, w, &job.geometry));
+                                    if keep {
+                                        scores[job.image] = Some(ClassScores {
+                                            kind,
+                                            classes,
+                                            width: w as u32,
+                                            height: h as u32,
+                                            data: item.to_vec(),
+                                            geometry: job.geometry,
+                                        });
+                                    }
                                 }
                             }
                         }
@@ -359,6 +391,7 @@ impl Segmenter {
         Ok(results
             .into_iter()
             .map(|r| r.expect("every image has a result"))
+            .zip(scores)
             .collect())
     }
 
@@ -805,9 +838,10 @@ impl Stage for Infer {
             return Ok(());
         }
         let images: Vec<&RgbImage> = frames.iter().map(|f| f.image.as_ref()).collect();
-        let labels = segmenter.segment_batch(&images)?;
-        for (mut frame, labels) in frames.into_iter().zip(labels) {
+        let labels = segmenter.segment_batch_scored(&images)?;
+        for (mut frame, (labels, scores)) in frames.into_iter().zip(labels) {
             frame.labels = Some(Arc::new(labels));
+            frame.scores = scores.map(Arc::new);
             out.send(frame)?;
         }
         Ok(())

@@ -147,6 +147,11 @@ impl Output {
         self.control.expected.store(n, Ordering::Relaxed);
     }
 
+    /// Counts a frame the stage passed on without doing its work (shown in the summary).
+    pub fn count_skipped(&self) {
+        self.metrics.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Whether the user asked the pipeline to stop (Ctrl-C, SIGTERM, frame limit).
     pub fn stop_requested(&self) -> bool {
         self.control.stop.load(Ordering::Relaxed) || self.control.is_aborted()

@@ -25,6 +25,8 @@ pub struct StageMetrics {
     pub outages: AtomicU64,
     /// Drops by stream id (index); drops are rare enough for a lock.
     dropped_streams: Mutex<Vec<u64>>,
+    /// Frames passed on without the stage's work (a time budget ran out), counted by it.
+    pub skipped: AtomicU64,
     busy: Mutex<Histogram<u64>>,
     busy_total_us: AtomicU64,
 }
@@ -40,6 +42,7 @@ impl StageMetrics {
             queue_depth: AtomicUsize::new(0),
             outages: AtomicU64::new(0),
             dropped_streams: Mutex::new(Vec::new()),
+            skipped: AtomicU64::new(0),
             busy: Mutex::new(histogram()),
             busy_total_us: AtomicU64::new(0),
         }
@@ -107,6 +110,7 @@ impl StageMetrics {
             queue_peak: self.queue_peak.load(Ordering::Relaxed),
             outages: self.outages.load(Ordering::Relaxed),
             dropped_by_stream: self.dropped_by_stream(),
+            skipped: self.skipped.load(Ordering::Relaxed),
             busy_total: Duration::from_micros(self.busy_total_us.load(Ordering::Relaxed)),
             busy_p50: Duration::from_micros(h.value_at_quantile(0.5)),
             busy_p95: Duration::from_micros(h.value_at_quantile(0.95)),
@@ -200,6 +204,7 @@ pub struct StageSummary {
     pub outages: u64,
     /// Drops by stream id, for the streams that had any.
     pub dropped_by_stream: Vec<(u32, u64)>,
+    pub skipped: u64,
     pub busy_total: Duration,
     pub busy_p50: Duration,
     pub busy_p95: Duration,
@@ -244,6 +249,8 @@ pub struct StageRow {
     /// Busy time over wall time (can exceed 1 with several workers).
     pub share: f64,
     pub queue_peak: usize,
+    /// Frames passed on without the stage's work (a time budget ran out).
+    pub skipped: u64,
 }
 
 impl RunReport {
@@ -260,6 +267,7 @@ impl RunReport {
                 busy_p95_ms: ms(s.busy_p95),
                 share: s.busy_total.as_secs_f64() / wall,
                 queue_peak: s.queue_peak,
+                skipped: s.skipped,
             })
             .collect()
     }
@@ -284,6 +292,13 @@ pub fn write_stage_table(f: &mut fmt::Formatter<'_>, rows: &[StageRow]) -> fmt::
             s.busy_p95_ms,
             100.0 * s.share,
             s.queue_peak
+        )?;
+    }
+    for s in rows.iter().filter(|s| s.skipped > 0) {
+        writeln!(
+            f,
+            "{}: {} of {} frames passed through unprocessed (time budget spent)",
+            s.name, s.skipped, s.frames_in
         )?;
     }
     Ok(())

@@ -1,0 +1,217 @@
+//! The dense CRF against Krähenbühl's densecrf (pydensecrf2) on the same 1920x1080 frame,
+//! 19 classes, 5 iterations, DeepLab's parameters: the reference timed in a Python
+//! subprocess, segstream in-process on one thread, then with all cores and at 1/2 and 1/4
+//! scale. Prints the ratio.
+//!
+//! `cargo bench --bench crf` (needs the Python environment of scripts/setup).
+//! `CRF_BENCH_SIZE=960x540` changes the frame size; `CRF_BENCH_REFERENCE=0` skips densecrf.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use segstream::frame::{ClassScores, RgbImage, ScoreKind};
+use segstream::infer::Geometry;
+use segstream::refine::{refine_frame, CrfParams};
+
+const CLASSES: usize = 19;
+
+fn python() -> PathBuf {
+    std::env::var_os("SEGSTREAM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/segstream/venv/bin/python")
+        })
+}
+
+fn script(args: &[&str]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(python())
+        .arg(root.join("tests/reference/densecrf.py"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run scripts/setup)", python().display()));
+    assert!(
+        out.status.success(),
+        "densecrf.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The frame and its class probabilities, as the reference script made them.
+fn load(dir: &Path, w: u32, h: u32) -> (RgbImage, ClassScores) {
+    let file = std::fs::File::open(dir.join("image.png")).unwrap();
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .unwrap();
+    let mut data = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut data).unwrap();
+    data.truncate(info.buffer_size());
+    let image = RgbImage::new(w, h, data);
+    let probs: Vec<f32> = std::fs::read(dir.join("probs.f32"))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let scores = ClassScores {
+        kind: ScoreKind::Probabilities,
+        classes: CLASSES,
+        width: w,
+        height: h,
+        data: probs,
+        geometry: Geometry {
+            frame_width: w,
+            frame_height: h,
+            model_width: w,
+            model_height: h,
+            stretched: false,
+        },
+    };
+    (image, scores)
+}
+
+/// CPU time of this process so far (user + system), from /proc (10 ms resolution).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let ticks = f.iter().sum::<u64>();
+    Duration::from_millis(ticks * 10)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn bench(c: &mut Criterion) {
+    let size = std::env::var("CRF_BENCH_SIZE").unwrap_or_else(|_| "1920x1080".into());
+    let (w, h) = size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .expect("CRF_BENCH_SIZE is WIDTHxHEIGHT");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (ws, hs, cs) = (w.to_string(), h.to_string(), CLASSES.to_string());
+    script(&[
+        "make",
+        "--width",
+        &ws,
+        "--height",
+        &hs,
+        "--seed",
+        "5",
+        "--classes",
+        &cs,
+        "--dir",
+        d,
+    ]);
+    let (image, scores) = load(dir.path(), w, h);
+    let params = CrfParams::default();
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let cores = rayon::current_num_threads();
+    let run = |scale: u32| refine_frame(&image, &scores, &params, scale, &|| false).unwrap();
+
+    // The headline ratio, on one thread each: wall time, and CPU time, which a busy
+    // machine disturbs less.
+    let reference = (std::env::var("CRF_BENCH_REFERENCE").as_deref() != Ok("0")).then(|| {
+        let out = script(&["time", "--dir", d, "--classes", &cs, "--runs", "3"]);
+        let field = |k: &str| -> Duration {
+            let at = out
+                .find(&format!("\"{k}\": "))
+                .expect("times in the reference's output")
+                + k.len()
+                + 4;
+            let secs: f64 = out[at..]
+                .split(|c: char| c != '.' && c != 'e' && c != '-' && !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            Duration::from_secs_f64(secs)
+        };
+        (field("seconds"), field("cpu_seconds"))
+    });
+    // Warm up once: steady-state video reuses each thread's buffers from frame to frame.
+    one.install(|| run(1));
+    let (walls, cpus): (Vec<Duration>, Vec<Duration>) = (0..3)
+        .map(|_| {
+            let (t, c) = (Instant::now(), cpu_time());
+            one.install(|| run(1));
+            (t.elapsed(), cpu_time().saturating_sub(c))
+        })
+        .unzip();
+    let (ours_one, ours_cpu) = (median(walls), median(cpus));
+    let timed = |scale: u32| {
+        run(scale);
+        median(
+            (0..3)
+                .map(|_| {
+                    let t = Instant::now();
+                    run(scale);
+                    t.elapsed()
+                })
+                .collect(),
+        )
+    };
+    let (all, half, quarter) = (timed(1), timed(2), timed(4));
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "dense CRF, {w}x{h}, {CLASSES} classes, {} iterations:",
+        params.iterations
+    );
+    if let Some((wall, cpu)) = reference {
+        println!(
+            "  densecrf (pydensecrf2), 1 thread:  {:>8.1} ms wall, {:>8.1} ms CPU",
+            ms(wall),
+            ms(cpu)
+        );
+    }
+    println!(
+        "  segstream, 1 thread:               {:>8.1} ms wall, {:>8.1} ms CPU",
+        ms(ours_one),
+        ms(ours_cpu)
+    );
+    if let Some((wall, cpu)) = reference {
+        println!(
+            "  speed-up on one thread:            {:>8.2}x wall, {:>7.2}x CPU",
+            wall.as_secs_f64() / ours_one.as_secs_f64(),
+            cpu.as_secs_f64() / ours_cpu.as_secs_f64().max(1e-9)
+        );
+    }
+    println!(
+        "  segstream, {cores} threads:              {:>8.1} ms",
+        all.as_secs_f64() * 1e3
+    );
+    println!(
+        "  segstream, {cores} threads, 1/2 scale:   {:>8.1} ms",
+        half.as_secs_f64() * 1e3
+    );
+    println!(
+        "  segstream, {cores} threads, 1/4 scale:   {:>8.1} ms",
+        quarter.as_secs_f64() * 1e3
+    );
+
+    let mut g = c.benchmark_group(format!("crf {w}x{h}"));
+    g.sample_size(10);
+    g.bench_function("1 thread", |b| b.iter(|| one.install(|| run(1))));
+    g.bench_function(format!("{cores} threads"), |b| b.iter(|| run(1)));
+    g.bench_function(format!("{cores} threads, 1/2 scale"), |b| b.iter(|| run(2)));
+    g.bench_function(format!("{cores} threads, 1/4 scale"), |b| b.iter(|| run(4)));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

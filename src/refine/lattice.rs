@@ -1,0 +1,766 @@
+//! The permutohedral lattice (Adams, Baek and Davis, 2010): Gaussian filtering of values
+//! attached to points in a `d`-dimensional feature space, in time linear in the points.
+//!
+//! Points are splatted onto the vertices of the simplex that encloses them, the vertex
+//! values are blurred along each of the `d + 1` lattice axes, and the result is sliced back
+//! at the points. The arithmetic follows Krähenbühl's densecrf (its SSE path) step by step,
+//! so a mean-field CRF built on it agrees with that reference; the data layout does not:
+//! the lattice is built once per frame with a cache of enclosing simplices, splatting is a
+//! gather over each vertex's points (so it splits across threads without atomics), and all
+//! passes run on rayon's pool.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use rayon::prelude::*;
+
+/// Most feature dimensions (position and colour).
+pub const MAX_DIM: usize = 5;
+
+/// Vertex keys are `d` coordinates of 16 bits; frames and kernels that need more are refused.
+const KEY_LIMIT: f32 = 32_000.0;
+
+/// Pixels (or vertices) per parallel task.
+const CHUNK: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "lattice coordinates out of range: features up to {0:.0} (the frame is too large for \
+     the kernel's standard deviations)"
+)]
+pub struct LatticeError(f32);
+
+/// Multiply-xorshift hashing of packed lattice keys.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        let x = (v as u64) ^ ((v >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let x = (x ^ (x >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        self.0 = x ^ (x >> 29);
+    }
+}
+
+type Map<V> = HashMap<u128, V, BuildHasherDefault<KeyHasher>>;
+
+/// Packs `d` small signed coordinates, 16 bits each.
+fn pack(coords: &[i32]) -> u128 {
+    coords
+        .iter()
+        .enumerate()
+        .fold(0u128, |k, (i, &c)| k | ((c as u16 as u128) << (16 * i)))
+}
+
+fn unpack(key: u128, d: usize, out: &mut [i32]) {
+    for (i, c) in out.iter_mut().enumerate().take(d) {
+        *c = (key >> (16 * i)) as u16 as i16 as i32;
+    }
+}
+
+/// Where one point lies: its enclosing simplex (the remainder-0 vertex and the coordinate
+/// ranks, which determine every vertex) and its barycentric weights.
+struct Enclosing {
+    simplex: u128,
+    bary: [f32; MAX_DIM + 1],
+    largest: f32,
+}
+
+/// The lattice arithmetic shared by every point.
+struct Elevation {
+    d: usize,
+    scale: [f32; MAX_DIM],
+}
+
+impl Elevation {
+    fn new(d: usize) -> Self {
+        // Expected standard deviation of the filter and the diagonal of E (Adams et al.,
+        // pp. 5-6), computed as densecrf does: in double, then stored as float.
+        let inv_std_dev = ((2.0f64 / 3.0).sqrt() * (d + 1) as f64) as f32;
+        let mut scale = [0f32; MAX_DIM];
+        for (i, s) in scale.iter_mut().enumerate().take(d) {
+            *s = (1.0 / (((i + 2) * (i + 1)) as f64).sqrt() * inv_std_dev as f64) as f32;
+        }
+        Elevation { d, scale }
+    }
+
+    /// `D` is the dimension (`self.d`), a constant so the small loops unroll.
+    #[inline(always)]
+    fn enclose<const D: usize>(&self, f: &[f32; MAX_DIM]) -> Enclosing {
+        let d = D;
+        let dp1 = (d + 1) as f32;
+        let down = 1.0 / dp1;
+        let mut elevated = [0f32; MAX_DIM + 1];
+        let mut sm = 0f32;
+        for j in (1..=d).rev() {
+            let cf = f[j - 1] * self.scale[j - 1];
+            elevated[j] = sm - j as f32 * cf;
+            sm += cf;
+        }
+        elevated[0] = sm;
+
+        // The closest remainder-0 point, by rounding (to nearest even, as SSE does).
+        let mut rem0 = [0f32; MAX_DIM + 1];
+        let mut sum = 0f32;
+        for i in 0..=d {
+            let v = (down * elevated[i]).round_ties_even();
+            rem0[i] = v * dp1;
+            sum += v;
+        }
+        // The rank of each coordinate's remainder, which orders the simplex's vertices.
+        let mut rank = [0f32; MAX_DIM + 1];
+        for i in 0..d {
+            let di = elevated[i] - rem0[i];
+            for j in i + 1..=d {
+                let dj = elevated[j] - rem0[j];
+                if di < dj {
+                    rank[i] += 1.0;
+                } else {
+                    rank[j] += 1.0;
+                }
+            }
+        }
+        // Back onto the hyperplane when the rounded point left it.
+        for i in 0..=d {
+            rank[i] += sum;
+            if rank[i] < 0.0 {
+                rank[i] += dp1;
+                rem0[i] += dp1;
+            } else if rank[i] >= dp1 {
+                rank[i] -= dp1;
+                rem0[i] -= dp1;
+            }
+        }
+        let mut b = [0f32; MAX_DIM + 2];
+        for i in 0..=d {
+            let v = (elevated[i] - rem0[i]) * down;
+            let p = d - rank[i] as usize;
+            b[p] += v;
+            b[p + 1] -= v;
+        }
+        b[0] += 1.0 + b[d + 1];
+
+        let mut simplex = 0u128;
+        let mut largest = 0f32;
+        for i in 0..d {
+            largest = largest.max(rem0[i].abs());
+            simplex |= (rem0[i] as i32 as u16 as u128) << (16 * i);
+            simplex |= (rank[i] as u128) << (16 * MAX_DIM + 3 * i);
+        }
+        let mut bary = [0f32; MAX_DIM + 1];
+        bary[..=d].copy_from_slice(&b[..=d]);
+        Enclosing {
+            simplex,
+            bary,
+            largest,
+        }
+    }
+
+    /// The keys of a simplex's `d + 1` vertices, by remainder.
+    fn vertices(&self, simplex: u128, out: &mut [u128; MAX_DIM + 1]) {
+        let d = self.d;
+        let mut rem0 = [0i32; MAX_DIM];
+        unpack(simplex, d, &mut rem0);
+        let mut key = [0i32; MAX_DIM];
+        for (r, out) in out.iter_mut().enumerate().take(d + 1) {
+            for i in 0..d {
+                let rank = ((simplex >> (16 * MAX_DIM + 3 * i)) & 7) as usize;
+                // The canonical simplex: remainder r adds r, or r - (d + 1) past d - r.
+                let canonical = if rank <= d - r {
+                    r as i32
+                } else {
+                    r as i32 - (d as i32 + 1)
+                };
+                key[i] = rem0[i] + canonical;
+            }
+            *out = pack(&key[..d]);
+        }
+    }
+}
+
+/// A lattice's storage, kept between frames so steady-state video allocates (and
+/// first-touches) nothing: at 1920x1080 a lattice is a few hundred megabytes.
+#[derive(Default)]
+pub struct LatticeBuffers {
+    offset: Vec<u32>,
+    bary: Vec<f32>,
+    pre: Vec<f32>,
+    post: Vec<f32>,
+    csr_start: Vec<u32>,
+    csr_point: Vec<u32>,
+    csr_weight: Vec<f32>,
+    neighbours: Vec<[u32; 2]>,
+    simplex: Vec<u128>,
+    keys: Vec<u128>,
+    vertices: Map<u32>,
+    simplices: Map<u32>,
+}
+
+/// Working space of [`Lattice::splat_blur`], kept between calls.
+#[derive(Default)]
+pub struct FilterBuffers {
+    /// The blurred vertex values after `splat_blur`: row `v` for vertex `v`, row 0 zero.
+    pub values: Vec<f32>,
+    scratch: Vec<f32>,
+    partials: Vec<Vec<f32>>,
+}
+
+/// Most floats of per-task vertex copies for splatting in point order.
+const SCATTER_LIMIT: usize = 16 << 20;
+
+/// `v` emptied and refilled with `len` default values, keeping its allocation.
+fn refill<T: Copy + Default>(v: &mut Vec<T>, len: usize) {
+    v.clear();
+    v.resize(len, T::default());
+}
+
+/// Encloses points `first..` (as many as `simplex` holds); returns the largest remainder-0
+/// coordinate seen.
+fn locate<const D: usize>(
+    e: &Elevation,
+    feature: &(impl Fn(usize, &mut [f32; MAX_DIM]) + Sync),
+    first: usize,
+    simplex: &mut [u128],
+    weight: &mut [f32],
+) -> f32 {
+    let mut f = [0f32; MAX_DIM];
+    let mut largest = 0f32;
+    for (k, (s, w)) in simplex
+        .iter_mut()
+        .zip(weight.chunks_exact_mut(D + 1))
+        .enumerate()
+    {
+        feature(first + k, &mut f);
+        let enc = e.enclose::<D>(&f);
+        *s = enc.simplex;
+        w.copy_from_slice(&enc.bary[..D + 1]);
+        largest = largest.max(enc.largest);
+    }
+    largest
+}
+
+/// A lattice built for one set of points, ready to filter any values attached to them.
+pub struct Lattice {
+    d: usize,
+    /// Points.
+    n: usize,
+    /// Vertices; vertex values are stored from row 1, row 0 is the zero of missing neighbours.
+    m: usize,
+    /// Per point, its `d + 1` vertices (1-based rows).
+    pub(crate) offset: Vec<u32>,
+    /// Per point, the barycentric weights of its vertices.
+    pub(crate) bary: Vec<f32>,
+    /// Per point, a factor on its splatted values (1 until `rescale`).
+    pre: Vec<f32>,
+    /// Per point, a factor on its sliced values (1 until `rescale`).
+    pub(crate) post: Vec<f32>,
+    /// Per vertex `v` (0-based), its points `csr_start[v]..csr_start[v + 1]`: point index
+    /// and splat weight, in point order (the order densecrf accumulates them in).
+    csr_start: Vec<u32>,
+    csr_point: Vec<u32>,
+    csr_weight: Vec<f32>,
+    /// Per axis and vertex, the two neighbours along the axis (rows, 0 when absent).
+    neighbours: Vec<[u32; 2]>,
+    /// Build-time storage, handed back by `into_buffers`.
+    spare: (Vec<u128>, Vec<u128>, Map<u32>, Map<u32>),
+}
+
+impl Lattice {
+    /// Builds the lattice of `n` points whose `d`-dimensional features `feature(i, &mut f)`
+    /// writes (already divided by the kernel's standard deviations).
+    pub fn new(
+        n: usize,
+        d: usize,
+        feature: impl Fn(usize, &mut [f32; MAX_DIM]) + Sync,
+    ) -> Result<Lattice, LatticeError> {
+        Self::new_in(n, d, feature, LatticeBuffers::default())
+    }
+
+    /// [`Lattice::new`] in storage left by an earlier lattice ([`Lattice::into_buffers`]).
+    pub fn new_in(
+        n: usize,
+        d: usize,
+        feature: impl Fn(usize, &mut [f32; MAX_DIM]) + Sync,
+        buffers: LatticeBuffers,
+    ) -> Result<Lattice, LatticeError> {
+        assert!((1..=MAX_DIM).contains(&d), "lattice dimension {d}");
+        let e = Elevation::new(d);
+        let dp1 = d + 1;
+        let LatticeBuffers {
+            mut offset,
+            bary: mut weight,
+            mut pre,
+            mut post,
+            mut csr_start,
+            mut csr_point,
+            mut csr_weight,
+            mut neighbours,
+            mut simplex,
+            mut keys,
+            mut vertices,
+            mut simplices,
+        } = buffers;
+
+        // Where every point lies, in parallel.
+        refill(&mut simplex, n);
+        refill(&mut weight, n * dp1);
+        let largest = simplex
+            .par_chunks_mut(CHUNK)
+            .zip(weight.par_chunks_mut(CHUNK * dp1))
+            .enumerate()
+            .map(|(c, (s, w))| match d {
+                1 => locate::<1>(&e, &feature, c * CHUNK, s, w),
+                2 => locate::<2>(&e, &feature, c * CHUNK, s, w),
+                3 => locate::<3>(&e, &feature, c * CHUNK, s, w),
+                4 => locate::<4>(&e, &feature, c * CHUNK, s, w),
+                _ => locate::<5>(&e, &feature, c * CHUNK, s, w),
+            })
+            .reduce(|| 0.0, f32::max);
+        // NaN features fail too.
+        if largest.is_nan() || largest >= KEY_LIMIT {
+            return Err(LatticeError(largest));
+        }
+
+        // Number the vertices in order of first use. Neighbouring points mostly share their
+        // simplex, so simplices are looked up first and vertices only for new simplices.
+        vertices.clear();
+        keys.clear();
+        simplices.clear();
+        refill(&mut offset, n * dp1);
+        let mut vkeys = [0u128; MAX_DIM + 1];
+        let mut last = u128::MAX;
+        for i in 0..n {
+            let s = simplex[i];
+            let from = if s == last {
+                Some(i - 1)
+            } else {
+                simplices.get(&s).map(|&p| p as usize)
+            };
+            match from {
+                Some(p) => offset.copy_within(p * dp1..(p + 1) * dp1, i * dp1),
+                None => {
+                    e.vertices(s, &mut vkeys);
+                    for (r, key) in vkeys.iter().enumerate().take(dp1) {
+                        let next = keys.len() as u32 + 1;
+                        let id = *vertices.entry(*key).or_insert_with(|| {
+                            keys.push(*key);
+                            next
+                        });
+                        offset[i * dp1 + r] = id;
+                    }
+                    simplices.insert(s, i as u32);
+                }
+            }
+            last = s;
+        }
+        let m = keys.len();
+
+        // Blur neighbours along each axis: all coordinates -1 except axis j at +d, and the
+        // opposite (the last axis is implicit in the key).
+        refill(&mut neighbours, dp1 * m);
+        neighbours
+            .par_chunks_mut(m.max(1))
+            .enumerate()
+            .for_each(|(j, axis)| {
+                let mut c = [0i32; MAX_DIM];
+                let mut n1 = [0i32; MAX_DIM];
+                let mut n2 = [0i32; MAX_DIM];
+                for (v, nb) in axis.iter_mut().enumerate() {
+                    unpack(keys[v], d, &mut c);
+                    for k in 0..d {
+                        n1[k] = c[k] - 1;
+                        n2[k] = c[k] + 1;
+                    }
+                    if j < d {
+                        n1[j] = c[j] + d as i32;
+                        n2[j] = c[j] - d as i32;
+                    }
+                    let find = |k: &[i32]| vertices.get(&pack(k)).copied().unwrap_or(0);
+                    *nb = [find(&n1[..d]), find(&n2[..d])];
+                }
+            });
+
+        // Each vertex's points, for splatting as a gather.
+        refill(&mut csr_start, m + 1);
+        for &o in &offset {
+            csr_start[o as usize] += 1;
+        }
+        for v in 1..=m {
+            csr_start[v] += csr_start[v - 1];
+        }
+        let mut fill: Vec<u32> = csr_start[..m].to_vec();
+        refill(&mut csr_point, n * dp1);
+        refill(&mut csr_weight, n * dp1);
+        for i in 0..n {
+            for r in 0..dp1 {
+                let v = offset[i * dp1 + r] as usize - 1;
+                let at = fill[v] as usize;
+                csr_point[at] = i as u32;
+                csr_weight[at] = weight[i * dp1 + r];
+                fill[v] += 1;
+            }
+        }
+
+        pre.clear();
+        pre.resize(n, 1.0);
+        post.clear();
+        post.resize(n, 1.0);
+        Ok(Lattice {
+            d,
+            n,
+            m,
+            offset,
+            bary: weight,
+            pre,
+            post,
+            csr_start,
+            csr_point,
+            csr_weight,
+            neighbours,
+            spare: (simplex, keys, vertices, simplices),
+        })
+    }
+
+    /// The lattice's storage, for building the next one in.
+    pub fn into_buffers(self) -> LatticeBuffers {
+        let (simplex, keys, vertices, simplices) = self.spare;
+        LatticeBuffers {
+            offset: self.offset,
+            bary: self.bary,
+            pre: self.pre,
+            post: self.post,
+            csr_start: self.csr_start,
+            csr_point: self.csr_point,
+            csr_weight: self.csr_weight,
+            neighbours: self.neighbours,
+            simplex,
+            keys,
+            vertices,
+            simplices,
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.d
+    }
+
+    pub fn points(&self) -> usize {
+        self.n
+    }
+
+    pub fn vertices(&self) -> usize {
+        self.m
+    }
+
+    /// densecrf's "magic scaling constant" of the slice.
+    pub fn alpha(&self) -> f32 {
+        1.0 / (1.0 + 2f32.powi(-(self.d as i32)))
+    }
+
+    /// Multiplies every point's splatted values by `pre[i]` and its sliced values by
+    /// `post[i] * factor`.
+    pub fn rescale(&mut self, pre: &[f32], post: &[f32], factor: f32) {
+        self.pre.copy_from_slice(pre);
+        self.post
+            .par_iter_mut()
+            .zip(post)
+            .for_each(|(p, &v)| *p = v * factor);
+        let point = &self.csr_point;
+        self.csr_weight
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, w)| {
+                for (k, w) in w.iter_mut().enumerate() {
+                    *w *= pre[point[c * CHUNK + k] as usize];
+                }
+            });
+    }
+
+    /// Splats `input` (`cp` values per point) onto the vertices and blurs them; the blurred
+    /// vertex rows end up in `buffers.values` (row 0 zero).
+    pub fn splat_blur(&self, input: &[f32], cp: usize, buffers: &mut FilterBuffers) {
+        let FilterBuffers {
+            values,
+            scratch,
+            partials,
+        } = buffers;
+        let rows = (self.m + 1) * cp;
+        refill(values, rows);
+        refill(scratch, rows);
+        let per = (CHUNK / cp).max(16);
+        let tasks = rayon::current_num_threads()
+            .min(self.n.div_ceil(CHUNK))
+            .max(1);
+        if cp % 8 == 0 && rows * tasks <= SCATTER_LIMIT {
+            // Few vertices: splat in point order, reading the input once and sequentially,
+            // into one copy of the vertices per task, then add the copies.
+            if tasks == 1 {
+                simd::scatter(self, input, cp, 0..self.n, values);
+            } else {
+                partials.resize_with(tasks, Vec::new);
+                let span = self.n.div_ceil(tasks);
+                partials.par_iter_mut().enumerate().for_each(|(t, buf)| {
+                    refill(buf, rows);
+                    let points = t * span..((t + 1) * span).min(self.n);
+                    simd::scatter(self, input, cp, points, buf);
+                });
+                let partials = &partials[..];
+                values
+                    .par_chunks_mut(per * cp)
+                    .enumerate()
+                    .for_each(|(c, out)| {
+                        let (at, len) = (c * per * cp, out.len());
+                        for p in partials {
+                            for (o, &v) in out.iter_mut().zip(&p[at..at + len]) {
+                                *o += v;
+                            }
+                        }
+                    });
+            }
+        } else {
+            // Many vertices: each gathers its own points, so tasks never share a row.
+            values[cp..]
+                .par_chunks_mut(per * cp)
+                .enumerate()
+                .for_each(|(c, out)| {
+                    simd::splat(self, input, cp, c * per, out);
+                });
+        }
+        for j in 0..=self.d {
+            let nb = &self.neighbours[j * self.m..(j + 1) * self.m];
+            let old = &values[..];
+            scratch[cp..]
+                .par_chunks_mut(per * cp)
+                .enumerate()
+                .for_each(|(c, out)| {
+                    simd::blur(old, &nb[c * per..], cp, c * per, out);
+                });
+            std::mem::swap(values, scratch);
+        }
+    }
+
+    /// Gaussian filtering of one value per point, sliced with the current weights.
+    pub fn filter_scalar(&self, input: &[f32]) -> Vec<f32> {
+        let mut buffers = FilterBuffers::default();
+        self.splat_blur(input, 1, &mut buffers);
+        let values = buffers.values;
+        let dp1 = self.d + 1;
+        let alpha = self.alpha();
+        (0..self.n)
+            .into_par_iter()
+            .map(|i| {
+                (0..dp1)
+                    .map(|r| self.bary[i * dp1 + r] * values[self.offset[i * dp1 + r] as usize])
+                    .sum::<f32>()
+                    * alpha
+            })
+            .collect()
+    }
+}
+
+/// The inner loops, compiled twice: for the baseline and, picked at run time, for AVX2 with
+/// FMA (eight lanes). `cp` is a multiple of 8 for the multi-class passes.
+pub(crate) mod simd {
+    use super::Lattice;
+
+    #[inline(always)]
+    fn splat_body<const F: bool>(
+        l: &Lattice,
+        input: &[f32],
+        cp: usize,
+        first: usize,
+        out: &mut [f32],
+    ) {
+        for (k, row) in out.chunks_exact_mut(cp).enumerate() {
+            let v = first + k;
+            row.fill(0.0);
+            let (a, b) = (l.csr_start[v] as usize, l.csr_start[v + 1] as usize);
+            for (&p, &w) in l.csr_point[a..b].iter().zip(&l.csr_weight[a..b]) {
+                let x = &input[p as usize * cp..p as usize * cp + cp];
+                if cp % 8 == 0 {
+                    crate::refine::crf::axpy::<F>(row, w, x);
+                } else {
+                    for (o, &x) in row.iter_mut().zip(x) {
+                        *o += w * x;
+                    }
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn scatter_body<const F: bool>(
+        l: &Lattice,
+        input: &[f32],
+        cp: usize,
+        points: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) {
+        let dp1 = l.d + 1;
+        for i in points {
+            let x = &input[i * cp..i * cp + cp];
+            let p = l.pre[i];
+            for e in i * dp1..i * dp1 + dp1 {
+                let o = l.offset[e] as usize * cp;
+                crate::refine::crf::axpy::<F>(&mut out[o..o + cp], l.bary[e] * p, x);
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn scatter_avx2(
+        l: &Lattice,
+        input: &[f32],
+        cp: usize,
+        points: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) {
+        scatter_body::<true>(l, input, cp, points, out)
+    }
+
+    pub(super) fn scatter(
+        l: &Lattice,
+        input: &[f32],
+        cp: usize,
+        points: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            return unsafe { scatter_avx2(l, input, cp, points, out) };
+        }
+        scatter_body::<false>(l, input, cp, points, out)
+    }
+
+    #[inline(always)]
+    fn blur_body(old: &[f32], nb: &[[u32; 2]], cp: usize, first: usize, out: &mut [f32]) {
+        for (k, row) in out.chunks_exact_mut(cp).enumerate() {
+            let v = first + k + 1;
+            let [n1, n2] = nb[k];
+            let (n1, n2) = (n1 as usize * cp, n2 as usize * cp);
+            let o = &old[v * cp..v * cp + cp];
+            let (a, b) = (&old[n1..n1 + cp], &old[n2..n2 + cp]);
+            if cp % 8 == 0 {
+                let blocks = row.chunks_exact_mut(8).zip(o.chunks_exact(8));
+                for ((r, o), (a, b)) in blocks.zip(a.chunks_exact(8).zip(b.chunks_exact(8))) {
+                    for k in 0..8 {
+                        r[k] = o[k] + 0.5 * (a[k] + b[k]);
+                    }
+                }
+            } else {
+                for (((r, &o), &a), &b) in row.iter_mut().zip(o).zip(a).zip(b) {
+                    *r = o + 0.5 * (a + b);
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn splat_avx2(l: &Lattice, input: &[f32], cp: usize, first: usize, out: &mut [f32]) {
+        splat_body::<true>(l, input, cp, first, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn blur_avx2(old: &[f32], nb: &[[u32; 2]], cp: usize, first: usize, out: &mut [f32]) {
+        blur_body(old, nb, cp, first, out)
+    }
+
+    /// Whether the AVX2 versions can run here.
+    pub(crate) fn avx2() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            *AVX2.get_or_init(|| {
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    pub(super) fn splat(l: &Lattice, input: &[f32], cp: usize, first: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            return unsafe { splat_avx2(l, input, cp, first, out) };
+        }
+        splat_body::<false>(l, input, cp, first, out)
+    }
+
+    pub(super) fn blur(old: &[f32], nb: &[[u32; 2]], cp: usize, first: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            return unsafe { blur_avx2(old, nb, cp, first, out) };
+        }
+        blur_body(old, nb, cp, first, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Filtering a constant gives (nearly) the same constant everywhere away from borders:
+    /// the lattice blur is a normalized Gaussian up to densecrf's scaling.
+    #[test]
+    fn blur_of_a_single_point_is_symmetric_and_decays() {
+        // A 21x21 grid of positions with unit spacing (standard deviation 1).
+        let (w, h) = (21usize, 21usize);
+        let l = Lattice::new(w * h, 2, |i, f| {
+            f[0] = (i % w) as f32 / 2.0;
+            f[1] = (i / w) as f32 / 2.0;
+        })
+        .unwrap();
+        let mut input = vec![0f32; w * h];
+        input[10 * w + 10] = 1.0;
+        let out = l.filter_scalar(&input);
+        let at = |x: usize, y: usize| out[y * w + x];
+        assert!(at(10, 10) > at(11, 10) && at(11, 10) > at(13, 10));
+        assert!(at(10, 10) > at(10, 11) && at(10, 11) > at(10, 13));
+        assert!(at(18, 10) < 0.01 * at(10, 10));
+        // Roughly isotropic: left and right, up and down within 30%.
+        for (a, b) in [(at(9, 10), at(11, 10)), (at(10, 9), at(10, 11))] {
+            assert!((a - b).abs() < 0.3 * a.max(b), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn neighbouring_points_share_vertices() {
+        let l = Lattice::new(1000, 5, |i, f| {
+            *f = [
+                (i % 40) as f32 / 80.0,
+                (i / 40) as f32 / 80.0,
+                1.0,
+                2.0,
+                3.0,
+            ];
+        })
+        .unwrap();
+        assert!(l.vertices() < 60, "{} vertices", l.vertices());
+        assert_eq!(l.offset.len(), 6000);
+        assert!(l
+            .offset
+            .iter()
+            .all(|&o| o >= 1 && o as usize <= l.vertices()));
+    }
+
+    #[test]
+    fn huge_features_are_refused() {
+        assert!(Lattice::new(2, 2, |i, f| f[0] = i as f32 * 1e6).is_err());
+    }
+}

@@ -1,0 +1,371 @@
+//! refine: a fully connected CRF over the model's class scores, so labels follow the
+//! image's edges.
+//!
+//! `[[transforms]] type = "refine", iterations = 5, scale = 2, workers = 2, budget_ms = 80`
+//!
+//! The model's scores are mapped to the working resolution (the frame, or a half or quarter
+//! of it), refined by mean-field inference ([`crf`]) on the permutohedral lattice
+//! ([`lattice`]), and the refined probabilities up-sampled to the frame for the argmax. The
+//! frame leaves with the refined labels and the refined probabilities in `scores`. With a
+//! time budget, a frame whose refinement runs out of time leaves unrefined and is counted.
+
+pub mod crf;
+pub mod lattice;
+mod mask;
+
+pub use crf::{
+    mean_field, mean_field_in, Appearance, CrfError, CrfParams, Refined, Smooth, Workspace,
+};
+pub use mask::refine_mask;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use crate::frame::{ClassScores, Frame, LabelMap, RgbImage, ScoreKind};
+use crate::infer::{argmax_scores, Geometry};
+use crate::runtime::{BoxError, Output, Stage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefineError {
+    #[error(
+        "frame {seq} has no class scores (refine needs an infer transform before it, \
+         untiled, with a logits or probabilities model)"
+    )]
+    NoScores { seq: u64 },
+    #[error("frame {seq}: {source}")]
+    Crf { seq: u64, source: CrfError },
+    #[error("cannot start refine's thread pool: {0}")]
+    Pool(String),
+}
+
+/// Everything a refine stage is configured with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RefineOptions {
+    pub params: CrfParams,
+    /// The CRF runs at 1/scale of the frame's resolution.
+    pub scale: u32,
+    /// Threads for one frame's CRF; 0 uses rayon's global pool.
+    pub threads: usize,
+    /// Most time spent on one frame before it passes through unrefined.
+    pub budget: Option<Duration>,
+}
+
+/// Refines one frame: `scores` (mapped onto `image` by their geometry) to refined labels at
+/// the frame's size and refined probabilities at the working resolution. Kernel sizes are
+/// given in frame pixels and shrink with `scale`. `stop` is asked between passes.
+pub fn refine_frame(
+    image: &RgbImage,
+    scores: &ClassScores,
+    params: &CrfParams,
+    scale: u32,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<(LabelMap, ClassScores), CrfError> {
+    crf::with_workspace(|ws| refine_frame_in(ws, image, scores, params, scale, stop))
+}
+
+/// [`refine_frame`] with the caller's workspace.
+pub fn refine_frame_in(
+    ws: &mut Workspace,
+    image: &RgbImage,
+    scores: &ClassScores,
+    params: &CrfParams,
+    scale: u32,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<(LabelMap, ClassScores), CrfError> {
+    let scale = scale.max(1);
+    let (fw, fh) = (image.width, image.height);
+    let (ww, wh) = (fw.div_ceil(scale), fh.div_ceil(scale));
+    let small;
+    let work = if scale == 1 {
+        image
+    } else {
+        small = downsample(image, scale, ww, wh);
+        &small
+    };
+    let mut p = *params;
+    p.smooth.sxy /= scale as f32;
+    p.appearance.sxy /= scale as f32;
+    let (classes, kind) = (scores.classes, scores.kind);
+    let refined = if identity(scores, fw, fh, ww, wh) {
+        mean_field_in(ws, work, &scores.data, classes, kind, &p, stop)?
+    } else {
+        let mut unaries = std::mem::take(&mut ws.unaries);
+        resample(scores, fw, fh, ww, wh, &mut unaries);
+        let refined = mean_field_in(ws, work, &unaries, classes, kind, &p, stop);
+        ws.unaries = unaries;
+        refined?
+    };
+    let geometry = Geometry {
+        frame_width: fw,
+        frame_height: fh,
+        model_width: ww,
+        model_height: wh,
+        stretched: true,
+    };
+    let labels = if scale == 1 {
+        LabelMap::new(fw, fh, refined.labels)
+    } else {
+        argmax_scores(
+            &refined.probabilities,
+            refined.classes,
+            wh as usize,
+            ww as usize,
+            &geometry,
+        )
+    };
+    Ok((
+        labels,
+        ClassScores {
+            kind: ScoreKind::Probabilities,
+            classes: refined.classes,
+            width: ww,
+            height: wh,
+            data: refined.probabilities,
+            geometry,
+        },
+    ))
+}
+
+/// Whether the scores already are the working grid, sample for sample.
+fn identity(s: &ClassScores, fw: u32, fh: u32, ww: u32, wh: u32) -> bool {
+    let g = &s.geometry;
+    let covers = if g.stretched {
+        (fw, fh) == (ww, wh)
+    } else {
+        (g.model_width, g.model_height) == (ww, wh) && (fw, fh) == (ww, wh)
+    };
+    covers && (s.width, s.height) == (ww, wh)
+}
+
+/// Mean of each `scale x scale` block (the part inside the image at the edges).
+fn downsample(image: &RgbImage, scale: u32, ww: u32, wh: u32) -> RgbImage {
+    let (fw, fh, s) = (image.width as usize, image.height as usize, scale as usize);
+    let mut data = vec![0u8; ww as usize * wh as usize * 3];
+    data.par_chunks_mut(ww as usize * 3)
+        .enumerate()
+        .for_each(|(y, row)| {
+            let ys = y * s..((y + 1) * s).min(fh);
+            for (x, px) in row.chunks_exact_mut(3).enumerate() {
+                let xs = x * s..((x + 1) * s).min(fw);
+                let mut sum = [0u32; 3];
+                for yy in ys.clone() {
+                    for xx in xs.clone() {
+                        let i = (yy * fw + xx) * 3;
+                        for (s, &v) in sum.iter_mut().zip(&image.data[i..i + 3]) {
+                            *s += v as u32;
+                        }
+                    }
+                }
+                let n = (ys.len() * xs.len()) as u32;
+                for c in 0..3 {
+                    px[c] = ((sum[c] + n / 2) / n) as u8;
+                }
+            }
+        });
+    RgbImage::new(ww, wh, data)
+}
+
+/// Bilinear taps (half-pixel centres) of `out` samples reading `n` with `step` source
+/// samples per output sample.
+fn taps(out: usize, n: usize, step: f64) -> Vec<(usize, usize, f32)> {
+    (0..out)
+        .map(|d| {
+            let src = ((d as f64 + 0.5) * step - 0.5).max(0.0);
+            let i0 = (src.floor() as usize).min(n - 1);
+            (i0, (i0 + 1).min(n - 1), (src - i0 as f64) as f32)
+        })
+        .collect()
+}
+
+/// The scores at `ww x wh`, a grid over the `fw x fh` frame, bilinearly as the argmax of
+/// `infer` maps them (stretched or padded model input).
+fn resample(s: &ClassScores, fw: u32, fh: u32, ww: u32, wh: u32, out: &mut Vec<f32>) {
+    let (w, h) = (s.width as usize, s.height as usize);
+    let g = &s.geometry;
+    // Source samples per frame pixel, then per working pixel.
+    let (sx, sy) = if g.stretched {
+        (w as f64 / fw as f64, h as f64 / fh as f64)
+    } else {
+        (
+            w as f64 / g.model_width as f64,
+            h as f64 / g.model_height as f64,
+        )
+    };
+    let tx = taps(ww as usize, w, sx * fw as f64 / ww as f64);
+    let ty = taps(wh as usize, h, sy * fh as f64 / wh as f64);
+    let (ww, wh) = (ww as usize, wh as usize);
+    // Every element is written below.
+    out.resize(s.classes * ww * wh, 0.0);
+    out.par_chunks_mut(ww).enumerate().for_each_init(
+        || vec![0f32; w],
+        |column, (r, row)| {
+            let (c, y) = (r / wh, r % wh);
+            let plane = &s.data[c * w * h..(c + 1) * w * h];
+            let (i0, i1, t) = ty[y];
+            let (a, b) = (&plane[i0 * w..(i0 + 1) * w], &plane[i1 * w..(i1 + 1) * w]);
+            for ((v, &a), &b) in column.iter_mut().zip(a).zip(b) {
+                *v = a + t * (b - a);
+            }
+            for (o, &(j0, j1, t)) in row.iter_mut().zip(&tx) {
+                *o = column[j0] + t * (column[j1] - column[j0]);
+            }
+        },
+    );
+}
+
+/// The refine stage.
+pub struct Refine {
+    options: RefineOptions,
+    pool: Option<rayon::ThreadPool>,
+    /// This worker's buffers, kept between frames.
+    workspace: Workspace,
+}
+
+impl Refine {
+    pub fn new(options: RefineOptions) -> Self {
+        Refine {
+            options,
+            pool: None,
+            workspace: Workspace::default(),
+        }
+    }
+}
+
+impl Stage for Refine {
+    fn start(&mut self) -> Result<(), BoxError> {
+        if self.options.threads > 0 {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(self.options.threads)
+                .thread_name(|i| format!("segstream-refine-crf-{i}"))
+                .build()
+                .map_err(|e| RefineError::Pool(e.to_string()))?;
+            self.pool = Some(pool);
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, mut frame: Frame, out: &mut Output) -> Result<(), BoxError> {
+        let Some(scores) = frame.scores.clone() else {
+            return Err(RefineError::NoScores { seq: frame.seq }.into());
+        };
+        let started = Instant::now();
+        let budget = self.options.budget;
+        let stop = move || budget.is_some_and(|b| started.elapsed() >= b);
+        let (o, ws) = (&self.options, &mut self.workspace);
+        let mut work = || refine_frame_in(ws, &frame.image, &scores, &o.params, o.scale, &stop);
+        let result = match &self.pool {
+            Some(pool) => pool.install(work),
+            None => work(),
+        };
+        match result {
+            Ok((labels, probabilities)) => {
+                frame.labels = Some(Arc::new(labels));
+                frame.scores = Some(Arc::new(probabilities));
+            }
+            Err(CrfError::Stopped) => {
+                out.count_skipped();
+                tracing::trace!(
+                    stage = "refine",
+                    seq = frame.seq,
+                    "Frame passed unrefined: budget spent."
+                );
+            }
+            Err(source) => {
+                return Err(RefineError::Crf {
+                    seq: frame.seq,
+                    source,
+                }
+                .into())
+            }
+        }
+        out.send(frame)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scores(
+        w: u32,
+        h: u32,
+        geometry: Geometry,
+        f: impl Fn(usize, u32, u32) -> f32,
+    ) -> ClassScores {
+        let data = (0..2)
+            .flat_map(|c| (0..h).flat_map(move |y| (0..w).map(move |x| (c, x, y))))
+            .map(|(c, x, y)| f(c, x, y))
+            .collect();
+        ClassScores {
+            kind: ScoreKind::Logits,
+            classes: 2,
+            width: w,
+            height: h,
+            data,
+            geometry,
+        }
+    }
+
+    #[test]
+    fn resampling_follows_the_argmax_mapping() {
+        // Quarter-resolution scores of a padded 8x4 input over a 6x4 frame: working at full
+        // resolution must give what infer's bilinear argmax gives.
+        let g = Geometry {
+            frame_width: 6,
+            frame_height: 4,
+            model_width: 8,
+            model_height: 4,
+            stretched: false,
+        };
+        let s = scores(4, 2, g, |c, x, y| {
+            if c == 0 {
+                1.0
+            } else {
+                x as f32 * 0.7 - y as f32 * 0.2
+            }
+        });
+        let mut r = Vec::new();
+        resample(&s, 6, 4, 6, 4, &mut r);
+        assert!(!identity(&s, 6, 4, 6, 4));
+        let labels: Vec<u8> = (0..24).map(|i| (r[24 + i] > r[i]) as u8).collect();
+        assert_eq!(labels, argmax_scores(&s.data, 2, 2, 4, &g).data);
+    }
+
+    #[test]
+    fn downsampling_averages_blocks() {
+        let image = RgbImage::new(3, 2, (0..18).map(|v| v as u8 * 10).collect());
+        let d = downsample(&image, 2, 2, 1);
+        // Block (0..2, 0..2) and the edge block (2..3, 0..2).
+        assert_eq!(d.data, vec![60, 70, 80, 105, 115, 125]);
+    }
+
+    #[test]
+    fn scaled_refinement_returns_frame_sized_labels() {
+        let (w, h) = (64u32, 48u32);
+        let image = RgbImage::new(w, h, vec![128; (w * h * 3) as usize]);
+        let g = Geometry {
+            frame_width: w,
+            frame_height: h,
+            model_width: w,
+            model_height: h,
+            stretched: false,
+        };
+        let s = scores(
+            w,
+            h,
+            g,
+            |c, x, _| if (c == 1) == (x >= 32) { 2.0 } else { 0.0 },
+        );
+        for scale in [1, 2, 4] {
+            let (labels, probs) =
+                refine_frame(&image, &s, &CrfParams::default(), scale, &|| false).unwrap();
+            assert_eq!((labels.width, labels.height), (w, h));
+            assert_eq!((probs.width, probs.height), (w / scale, h / scale));
+            assert_eq!(labels.data[10], 0);
+            assert_eq!(labels.data[60], 1);
+        }
+    }
+}
