@@ -354,6 +354,7 @@ fn check_slices(config: &str, full_frame: bool) {
     let options = EngineOptions {
         batch: 1,
         tiling: Some(slices(192, 160, 48, full_frame)),
+        ..EngineOptions::default()
     };
     let ours = Segmenter::new(model.clone(), &[], 2, options)
         .unwrap()
