@@ -520,22 +520,14 @@ impl Segmenter {
         else {
             unreachable!("run_detections is for instance models");
         };
-        let input_name = self.model.config.input.name.as_str();
         let started = std::time::Instant::now();
-        let outputs = match self.model.config.input.dtype {
-            InputType::Float32 => {
-                let tensor = self.input_f32.as_ref().expect("load_input ran");
-                self.session
-                    .run(ort::inputs![input_name => tensor])
-                    .map_err(run_err)?
-            }
-            InputType::Float16 => {
-                let tensor = self.input_f16.as_ref().expect("load_input ran");
-                self.session
-                    .run(ort::inputs![input_name => tensor])
-                    .map_err(run_err)?
-            }
-        };
+        let outputs = run_session(
+            &mut self.session,
+            &self.model.config.input,
+            self.input_f32.as_ref(),
+            self.input_f16.as_ref(),
+        )
+        .map_err(run_err)?;
         let took = started.elapsed();
         let get = |output: &str| {
             outputs.get(output).ok_or_else(|| InferError::Run {
@@ -675,23 +667,14 @@ impl Segmenter {
             model: name.clone(),
             reason: e.to_string(),
         };
-        let input = &self.model.config.input;
-        let input_name = input.name.as_str();
         let started = std::time::Instant::now();
-        let outputs = match input.dtype {
-            InputType::Float32 => {
-                let tensor = self.input_f32.as_ref().expect("load_input ran");
-                self.session
-                    .run(ort::inputs![input_name => tensor])
-                    .map_err(run_err)?
-            }
-            InputType::Float16 => {
-                let tensor = self.input_f16.as_ref().expect("load_input ran");
-                self.session
-                    .run(ort::inputs![input_name => tensor])
-                    .map_err(run_err)?
-            }
-        };
+        let outputs = run_session(
+            &mut self.session,
+            &self.model.config.input,
+            self.input_f32.as_ref(),
+            self.input_f16.as_ref(),
+        )
+        .map_err(run_err)?;
         let took = started.elapsed();
         let output_name = self.model.config.output.names()[0];
         let value = outputs.get(output_name).ok_or_else(|| InferError::Run {
@@ -845,5 +828,19 @@ impl Stage for Infer {
             out.send(frame)?;
         }
         Ok(())
+    }
+}
+
+/// Runs `session` on the input tensor `load_input` filled, of the config's element type.
+fn run_session<'s>(
+    session: &'s mut Session,
+    input: &crate::config::InputConfig,
+    f32_input: Option<&Tensor<f32>>,
+    f16_input: Option<&Tensor<f16>>,
+) -> ort::Result<ort::session::SessionOutputs<'s>> {
+    let name = input.name.as_str();
+    match input.dtype {
+        InputType::Float32 => session.run(ort::inputs![name => f32_input.expect("load_input ran")]),
+        InputType::Float16 => session.run(ort::inputs![name => f16_input.expect("load_input ran")]),
     }
 }

@@ -287,15 +287,7 @@ fn unary_row<const F: bool>(row: &mut [f32], classes: usize, kind: ScoreKind) {
     match kind {
         ScoreKind::Logits => {
             row[classes..].fill(PAD);
-            let mut m8 = [f32::NEG_INFINITY; 8];
-            for block in row.chunks_exact(8) {
-                for k in 0..8 {
-                    m8[k] = if block[k] > m8[k] { block[k] } else { m8[k] };
-                }
-            }
-            let m = m8
-                .iter()
-                .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+            let m = row_max(row);
             let mut s8 = [0f32; 8];
             for block in row.chunks_exact(8) {
                 for k in 0..8 {
@@ -323,19 +315,24 @@ fn unary_row<const F: bool>(row: &mut [f32], classes: usize, kind: ScoreKind) {
     row[classes..].fill(PAD);
 }
 
-/// In-place softmax of a row of eight-lane blocks over its first `classes` lanes; padding
-/// lanes (which hold [`PAD`] plus small terms, never the maximum) become 0.
+/// Largest value of a row of eight-lane blocks (a lane-wise max, which vectorizes).
 #[inline(always)]
-fn softmax_row<const F: bool>(row: &mut [f32], classes: usize) {
+fn row_max(row: &[f32]) -> f32 {
     let mut m8 = [f32::NEG_INFINITY; 8];
     for block in row.chunks_exact(8) {
         for k in 0..8 {
             m8[k] = if block[k] > m8[k] { block[k] } else { m8[k] };
         }
     }
-    let m = m8
-        .iter()
-        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    m8.iter()
+        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a })
+}
+
+/// In-place softmax of a row of eight-lane blocks over its first `classes` lanes; padding
+/// lanes (which hold [`PAD`] plus small terms, never the maximum) become 0.
+#[inline(always)]
+fn softmax_row<const F: bool>(row: &mut [f32], classes: usize) {
+    let m = row_max(row);
     let mut s8 = [0f32; 8];
     for block in row.chunks_exact_mut(8) {
         for k in 0..8 {
