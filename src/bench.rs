@@ -325,25 +325,43 @@ impl BenchReport {
     }
 }
 
+/// The first two lines of a report: what ran, on how many frames, and on which machine.
+fn write_preamble(
+    f: &mut std::fmt::Formatter<'_>,
+    version: &str,
+    run: &str,
+    frames: u64,
+    warmup: u64,
+    from_memory: bool,
+    machine: &Machine,
+) -> std::fmt::Result {
+    let memory = if from_memory {
+        ", frames from memory (decode excluded)"
+    } else {
+        ""
+    };
+    writeln!(
+        f,
+        "segstream {version} {run} {frames} frames after {warmup} warm-up{memory}"
+    )?;
+    writeln!(
+        f,
+        "machine: {} ({} cores), GPU: {}",
+        machine.cpu, machine.cores, machine.gpu
+    )
+}
+
 impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
+        let run = format!("bench of {}:", self.pipeline);
+        write_preamble(
             f,
-            "segstream {} bench of {}: {} frames after {} warm-up{}",
-            self.segstream_version,
-            self.pipeline,
+            &self.segstream_version,
+            &run,
             self.frames,
             self.warmup,
-            if self.from_memory {
-                ", frames from memory (decode excluded)"
-            } else {
-                ""
-            }
-        )?;
-        writeln!(
-            f,
-            "machine: {} ({} cores), GPU: {}",
-            self.machine.cpu, self.machine.cores, self.machine.gpu
+            self.from_memory,
+            &self.machine,
         )?;
         if let Some(m) = &self.model {
             writeln!(
@@ -441,20 +459,6 @@ pub struct Comparison {
     pub rows: Vec<ComparisonRow>,
 }
 
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        cause = c.source();
-    }
-    text.replace('\n', " ")
-}
-
 fn dtype_name(model: &crate::config::Model) -> String {
     format!("{:?}", model.config.input.dtype).to_lowercase()
 }
@@ -493,7 +497,7 @@ fn variant(
             candidate.display()
         ));
     }
-    let found = crate::config::Model::load(&candidate).map_err(|e| error_chain(&e))?;
+    let found = crate::config::Model::load(&candidate).map_err(|e| crate::one_line(&e))?;
     if found.config.input.dtype != want {
         return Err(format!(
             "{} is {} (expected {what} input)",
@@ -644,7 +648,7 @@ pub fn compare(
                         row.bottleneck = Some(report.bottleneck.clone());
                         row.report = Some(report);
                     }
-                    Err(e) => row.reason = Some(error_chain(&e)),
+                    Err(e) => row.reason = Some(crate::one_line(&e)),
                 }
                 rows.push(row);
             }
@@ -691,23 +695,15 @@ impl Comparison {
 
 impl std::fmt::Display for Comparison {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
+        let run = format!("FPS per model, {} on", self.pipeline);
+        write_preamble(
             f,
-            "segstream {} FPS per model, {} on {} frames after {} warm-up{}",
-            self.segstream_version,
-            self.pipeline,
+            &self.segstream_version,
+            &run,
             self.frames,
             self.warmup,
-            if self.from_memory {
-                ", frames from memory (decode excluded)"
-            } else {
-                ""
-            }
-        )?;
-        writeln!(
-            f,
-            "machine: {} ({} cores), GPU: {}",
-            self.machine.cpu, self.machine.cores, self.machine.gpu
+            self.from_memory,
+            &self.machine,
         )?;
         let width = self
             .rows

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use segstream::config::{Overrides, Pipeline, TransformConfig};
+use segstream::one_line;
 use segstream::runtime::Control;
 use segstream::topology::{self, RunOptions};
 
@@ -150,21 +151,6 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
-}
-
-/// One line: the error and every cause not already spelled out in it.
-fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        cause = c.source();
-    }
-    text.replace('\n', " ")
 }
 
 /// The class names of `--model`, or none; an error is printed.

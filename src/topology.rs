@@ -169,14 +169,11 @@ pub fn run_with_source(
                 budget_ms,
                 ..
             } => {
-                let mut params = CrfParams {
+                let params = CrfParams {
                     iterations: *iterations,
-                    ..CrfParams::default()
+                    smooth: *smooth,
+                    appearance: *appearance,
                 };
-                (params.smooth.sxy, params.smooth.weight) = (smooth.sxy, smooth.weight);
-                params.appearance.sxy = appearance.sxy;
-                params.appearance.srgb = appearance.srgb;
-                params.appearance.weight = appearance.weight;
                 let options = RefineOptions {
                     params,
                     scale: *scale,

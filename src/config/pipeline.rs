@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::refine::crf::{Appearance, CrfParams, Smooth};
+
 use super::{read_toml, ConfigError, Model, Problems, Task};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -324,10 +326,10 @@ pub enum TransformConfig {
         iterations: usize,
         /// Smoothness kernel on position: `{ sxy, weight }`.
         #[serde(default)]
-        smooth: SmoothConfig,
+        smooth: Smooth,
         /// Appearance kernel on position and colour: `{ sxy, srgb, weight }`.
         #[serde(default)]
-        appearance: AppearanceConfig,
+        appearance: Appearance,
         /// Run the CRF at 1/scale of the frame's resolution (1, 2 or 4) and up-sample the
         /// refined probabilities; kernel sizes stay in frame pixels.
         #[serde(default = "one_u32")]
@@ -413,52 +415,6 @@ pub struct TilingConfig {
     /// Instance models: detections of one class whose boxes match above this are merged.
     #[serde(default = "default_merge_threshold")]
     pub merge_threshold: f32,
-}
-
-/// The CRF's Gaussian kernel on position.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SmoothConfig {
-    /// Standard deviation in frame pixels.
-    #[serde(default = "default_smooth_sxy")]
-    pub sxy: f32,
-    /// Potts weight.
-    #[serde(default = "default_smooth_weight")]
-    pub weight: f32,
-}
-
-impl Default for SmoothConfig {
-    fn default() -> Self {
-        SmoothConfig {
-            sxy: default_smooth_sxy(),
-            weight: default_smooth_weight(),
-        }
-    }
-}
-
-/// The CRF's Gaussian kernel on position and colour.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AppearanceConfig {
-    /// Standard deviation in frame pixels.
-    #[serde(default = "default_appearance_sxy")]
-    pub sxy: f32,
-    /// Standard deviation in colour levels (0-255).
-    #[serde(default = "default_appearance_srgb")]
-    pub srgb: f32,
-    /// Potts weight.
-    #[serde(default = "default_appearance_weight")]
-    pub weight: f32,
-}
-
-impl Default for AppearanceConfig {
-    fn default() -> Self {
-        AppearanceConfig {
-            sxy: default_appearance_sxy(),
-            srgb: default_appearance_srgb(),
-            weight: default_appearance_weight(),
-        }
-    }
 }
 
 /// An ONNX Runtime execution provider.
@@ -665,22 +621,7 @@ fn one_u32() -> u32 {
     1
 }
 fn default_iterations() -> usize {
-    5
-}
-fn default_smooth_sxy() -> f32 {
-    3.0
-}
-fn default_smooth_weight() -> f32 {
-    3.0
-}
-fn default_appearance_sxy() -> f32 {
-    80.0
-}
-fn default_appearance_srgb() -> f32 {
-    13.0
-}
-fn default_appearance_weight() -> f32 {
-    10.0
+    CrfParams::default().iterations
 }
 fn default_overlap() -> u32 {
     64

@@ -28,8 +28,9 @@ const CHUNK: usize = 2048;
 /// Value of padding lanes in the unary rows: never the maximum, exponentiates to zero.
 const PAD: f32 = -1e30;
 
-/// A Gaussian kernel on position.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// A Gaussian kernel on position (`smooth = { sxy, weight }` in a pipeline file).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Smooth {
     /// Standard deviation in pixels.
     pub sxy: f32,
@@ -37,8 +38,9 @@ pub struct Smooth {
     pub weight: f32,
 }
 
-/// A Gaussian kernel on position and colour.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// A Gaussian kernel on position and colour (`appearance = { sxy, srgb, weight }`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Appearance {
     /// Standard deviation in pixels.
     pub sxy: f32,
@@ -57,20 +59,34 @@ pub struct CrfParams {
     pub appearance: Appearance,
 }
 
+impl Default for Smooth {
+    /// DeepLab's usual setting.
+    fn default() -> Self {
+        Smooth {
+            sxy: 3.0,
+            weight: 3.0,
+        }
+    }
+}
+
+impl Default for Appearance {
+    /// DeepLab's usual setting.
+    fn default() -> Self {
+        Appearance {
+            sxy: 80.0,
+            srgb: 13.0,
+            weight: 10.0,
+        }
+    }
+}
+
 impl Default for CrfParams {
     /// DeepLab's usual settings.
     fn default() -> Self {
         CrfParams {
             iterations: 5,
-            smooth: Smooth {
-                sxy: 3.0,
-                weight: 3.0,
-            },
-            appearance: Appearance {
-                sxy: 80.0,
-                srgb: 13.0,
-                weight: 10.0,
-            },
+            smooth: Smooth::default(),
+            appearance: Appearance::default(),
         }
     }
 }
