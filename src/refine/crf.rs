@@ -15,7 +15,10 @@ use rayon::prelude::*;
 
 use std::cell::RefCell;
 
-use super::lattice::{FilterBuffers, Lattice, LatticeBuffers, LatticeError, MAX_DIM};
+use super::grid::Grid;
+use super::lattice::{
+    FilterBuffers, Lattice, LatticeBuffers, LatticeError, MAX_DIM, SCATTER_LIMIT,
+};
 use crate::frame::{RgbImage, ScoreKind};
 
 /// Smallest probability a unary reads: `-ln` of it bounds the unary (as densecrf's
@@ -109,17 +112,24 @@ pub struct Refined {
     pub labels: Vec<u8>,
 }
 
-/// What refinements reuse from frame to frame: at 1920x1080 with 19 classes close to a
-/// gigabyte, which first-touched afresh for every frame would cost more than the
+/// What refinements reuse from frame to frame: at 1920x1080 with 19 classes a few hundred
+/// megabytes, which first-touched afresh for every frame would cost more than the
 /// arithmetic. A stage keeps one per worker; [`mean_field`] uses one per thread.
 #[derive(Default)]
 pub struct Workspace {
     /// Scores resampled to the working grid (`refine_frame`).
     pub(crate) unaries: Vec<f32>,
+    /// `-U`, one row of `cp` lanes per pixel.
     base: Vec<f32>,
+    /// `Q` rows, kept only when the appearance lattice is splatted in a pass of its own.
     q: Vec<f32>,
-    lattices: [LatticeBuffers; 2],
-    filters: [FilterBuffers; 2],
+    lattice: LatticeBuffers,
+    filter: FilterBuffers,
+    /// The smoothness kernel's blurred cells, scratch for the blur, and per-band copies of
+    /// the cells each pass splats into.
+    cells: Vec<f32>,
+    cell_scratch: Vec<f32>,
+    cell_parts: Vec<Vec<f32>>,
 }
 
 thread_local! {
@@ -149,6 +159,11 @@ pub fn mean_field(
 }
 
 /// [`mean_field`] with the caller's workspace.
+///
+/// Each pass reads `-U` and the two kernels' blurred values and, pixel by pixel, slices
+/// the messages, takes the softmax and splats the new `Q` straight into the next pass's
+/// kernels (per band of rows, so threads never share a row): `Q` itself is never stored,
+/// and a pass streams through memory once.
 pub fn mean_field_in(
     ws: &mut Workspace,
     image: &RgbImage,
@@ -168,22 +183,17 @@ pub fn mean_field_in(
     assert!((1..=256).contains(&classes), "1 to 256 classes");
     // Rows of eight-lane blocks: every per-pixel step is whole AVX2 vectors.
     let cp = classes.div_ceil(8) * 8;
+    let prof = std::env::var_os("CRF_PROF").is_some();
+    let mut tp = std::time::Instant::now();
+    let mut lap = |what: &str| {
+        if prof {
+            eprintln!("  {what}: {:.1} ms", tp.elapsed().as_secs_f64() * 1e3);
+        }
+        tp = std::time::Instant::now();
+    };
 
-    // -U per pixel row, and the initial Q = softmax(-U).
-    // Every element is written below: no need to clear what an earlier frame left.
-    let (base, q) = (&mut ws.base, &mut ws.q);
-    base.resize(n * cp, 0.0);
-    q.resize(n * cp, 0.0);
-    base.par_chunks_mut(CHUNK * cp)
-        .zip(q.par_chunks_mut(CHUNK * cp))
-        .enumerate()
-        .for_each(|(c, (base, q))| {
-            simd::unaries(scores, n, c * CHUNK, base, q, cp, classes, kind);
-        });
-    if stop() {
-        return Err(CrfError::Stopped);
-    }
-
+    // The smoothness kernel on a coarse grid, the appearance kernel on a permutohedral
+    // lattice; a kernel of weight 0 is left out.
     let Smooth {
         sxy: s_xy,
         weight: s_w,
@@ -193,101 +203,194 @@ pub fn mean_field_in(
         srgb,
         weight: a_w,
     } = params.appearance;
+    let grid = (s_w != 0.0).then(|| Grid::new(w, h, s_xy, s_w));
     let rgb = &image.data;
-    let [b0, b1] = std::mem::take(&mut ws.lattices);
-    let (smooth, appearance) = rayon::join(
-        || {
-            Lattice::new_in(
-                n,
-                2,
-                |i, f: &mut [f32; MAX_DIM]| {
-                    f[0] = (i % w) as f32 / s_xy;
-                    f[1] = (i / w) as f32 / s_xy;
-                },
-                b0,
-            )
-        },
-        || {
-            Lattice::new_in(
-                n,
-                5,
-                |i, f: &mut [f32; MAX_DIM]| {
-                    f[0] = (i % w) as f32 / a_xy;
-                    f[1] = (i / w) as f32 / a_xy;
-                    for ch in 0..3 {
-                        f[2 + ch] = rgb[i * 3 + ch] as f32 / srgb;
-                    }
-                },
-                b1,
-            )
-        },
-    );
-    let mut lattices = [(smooth?, s_w), (appearance?, a_w)];
-    let ones = vec![1f32; n];
-    for (l, weight) in &mut lattices {
+    let buffers = std::mem::take(&mut ws.lattice);
+    let lattice = if a_w != 0.0 {
+        let mut l = Lattice::new_in(
+            n,
+            5,
+            |i, f: &mut [f32; MAX_DIM]| {
+                f[0] = (i % w) as f32 / a_xy;
+                f[1] = (i / w) as f32 / a_xy;
+                for ch in 0..3 {
+                    f[2 + ch] = rgb[i * 3 + ch] as f32 / srgb;
+                }
+            },
+            buffers,
+        )?;
+        lap("lattice");
+        let ones = vec![1f32; n];
         let norm: Vec<f32> = l
             .filter_scalar(&ones)
             .into_par_iter()
             .map(|v| 1.0 / (v + 1e-20).sqrt())
             .collect();
-        let factor = l.alpha() * *weight;
+        let factor = l.alpha() * a_w;
         l.rescale(&norm, &norm, factor);
-    }
-    drop(ones);
+        lap("norm");
+        Ok(l)
+    } else {
+        Err(buffers)
+    };
     if stop() {
         return Err(CrfError::Stopped);
     }
 
-    let filtered = &mut ws.filters;
-    for _ in 0..params.iterations {
-        for ((l, _), buffers) in lattices.iter().zip(filtered.iter_mut()) {
-            l.splat_blur(q, cp, buffers);
-            if stop() {
-                return Err(CrfError::Stopped);
-            }
-        }
-        let kernels = [
-            (&lattices[0].0, &filtered[0].values[..]),
-            (&lattices[1].0, &filtered[1].values[..]),
-        ];
-        q.par_chunks_mut(CHUNK * cp)
-            .zip(base.par_chunks(CHUNK * cp))
-            .enumerate()
-            .for_each(|(c, (q, base))| {
-                simd::slice_softmax(&kernels, c * CHUNK, q, base, cp, classes);
-            });
+    // Bands of rows, one task each. The lattice's vertex rows get a copy per band when
+    // they are few enough; else Q is stored and splatted in a pass of its own.
+    let bands = rayon::current_num_threads().clamp(1, h.max(1));
+    let band_rows = h.div_ceil(bands).max(1);
+    let bands = h.div_ceil(band_rows).max(1);
+    let fused = match &lattice {
+        Ok(l) => bands * (l.vertices() + 1) * cp <= SCATTER_LIMIT,
+        Err(_) => true,
+    };
+    let Workspace {
+        base,
+        q,
+        filter,
+        cells,
+        cell_scratch,
+        cell_parts,
+        ..
+    } = ws;
+    base.resize(n * cp, 0.0);
+    if !fused {
+        q.resize(n * cp, 0.0);
     }
-
-    // Back to class planes, with the argmax.
     let mut probabilities = vec![0f32; classes * n];
     let mut labels = vec![0u8; n];
-    let chunks = n.div_ceil(CHUNK);
-    let mut parts: Vec<Vec<&mut [f32]>> = (0..chunks).map(|_| Vec::new()).collect();
-    for plane in probabilities.chunks_mut(n) {
-        for (k, part) in plane.chunks_mut(CHUNK).enumerate() {
-            parts[k].push(part);
+    let iterations = params.iterations;
+    // Pass 0 makes -U and Q = softmax(-U); pass k > 0 is mean-field iteration k.
+    for pass in 0..=iterations {
+        let last = pass == iterations;
+        let splat = !last;
+        // Where this pass splats: the cells a band touches (its rows reach into the next
+        // band's first cell row, so each copy starts at its own first cell row), and the
+        // lattice's vertex rows.
+        let cell_range = |b: usize| -> (usize, usize) {
+            let g = grid.as_ref().expect("grid");
+            let (y0, y1) = (b * band_rows, ((b + 1) * band_rows).min(h));
+            (g.cell_row(y0), g.cell_row(y1 - 1) + 2)
+        };
+        if splat {
+            if let Some(g) = &grid {
+                cell_parts.resize_with(bands, Vec::new);
+                cell_parts.par_iter_mut().enumerate().for_each(|(b, v)| {
+                    let (c0, c1) = cell_range(b);
+                    v.clear();
+                    v.resize(g.row_len(cp) * (c1 - c0), 0.0);
+                });
+            }
+            if let (Ok(l), true) = (&lattice, fused) {
+                filter.partials.resize_with(bands, Vec::new);
+                filter.partials.par_iter_mut().for_each(|v| {
+                    v.clear();
+                    v.resize((l.vertices() + 1) * cp, 0.0);
+                });
+            }
+        }
+        let kernels = Kernels {
+            w,
+            cp,
+            classes,
+            grid: grid.as_ref().map(|g| (g, &cells[..])),
+            lattice: lattice.as_ref().ok().map(|l| (l, &filter.values[..])),
+        };
+        // Per band: its rows of -U (written by pass 0) and of Q (when stored), its splat
+        // copies, and after the last pass its part of each class plane and of the labels.
+        let mut planes: Vec<Vec<&mut [f32]>> = (0..bands).map(|_| Vec::new()).collect();
+        if last {
+            for plane in probabilities.chunks_mut(n) {
+                for (b, part) in plane.chunks_mut(band_rows * w).enumerate() {
+                    planes[b].push(part);
+                }
+            }
+        }
+        let mut label_parts: Vec<Option<&mut [u8]>> = (0..bands).map(|_| None).collect();
+        if last {
+            for (b, part) in labels.chunks_mut(band_rows * w).enumerate() {
+                label_parts[b] = Some(part);
+            }
+        }
+        let mut q_parts: Vec<Option<&mut [f32]>> = (0..bands).map(|_| None).collect();
+        if !fused && !last {
+            for (b, part) in q.chunks_mut(band_rows * w * cp).enumerate() {
+                q_parts[b] = Some(part);
+            }
+        }
+        let mut cell_into: Vec<Option<(&mut [f32], usize)>> = (0..bands).map(|_| None).collect();
+        if splat && grid.is_some() {
+            for (b, v) in cell_parts.iter_mut().enumerate() {
+                let from = cell_range(b).0 * grid.as_ref().map_or(0, |g| g.row_len(cp));
+                cell_into[b] = Some((&mut v[..], from));
+            }
+        }
+        let mut vertex_into: Vec<Option<&mut [f32]>> = (0..bands).map(|_| None).collect();
+        if splat && fused && lattice.is_ok() {
+            for (b, v) in filter.partials.iter_mut().enumerate() {
+                vertex_into[b] = Some(&mut v[..]);
+            }
+        }
+        let scores_in = (pass == 0).then_some((scores, n, kind));
+        base.par_chunks_mut(band_rows * w * cp)
+            .zip(planes)
+            .zip(label_parts)
+            .zip(q_parts)
+            .zip(cell_into)
+            .zip(vertex_into)
+            .enumerate()
+            .for_each(|(b, (((((base, planes), labels), q), cells), vertices))| {
+                let sink = Sink {
+                    q,
+                    cells,
+                    vertices,
+                    last: labels.map(|l| (planes, l)),
+                };
+                simd::band(&kernels, b * band_rows, scores_in, base, sink);
+            });
+        lap("pass");
+        if last {
+            break;
+        }
+        // The splats, summed over bands and blurred, are what the next pass slices.
+        if let Some(g) = &grid {
+            cells.clear();
+            cells.resize(g.len(cp), 0.0);
+            for (b, part) in cell_parts.iter().enumerate() {
+                let from = cell_range(b).0 * g.row_len(cp);
+                cells[from..from + part.len()]
+                    .par_chunks_mut(CHUNK * cp)
+                    .zip(part.par_chunks(CHUNK * cp))
+                    .for_each(|(o, p)| {
+                        for (o, &p) in o.iter_mut().zip(p) {
+                            *o += p;
+                        }
+                    });
+            }
+            g.blur(cells, cell_scratch, cp);
+        }
+        if let Ok(l) = &lattice {
+            if fused {
+                let parts = std::mem::take(&mut filter.partials);
+                sum_parts(&parts, &mut filter.values, cp);
+                filter.partials = parts;
+                l.blur(cp, filter);
+            } else {
+                l.splat_blur(q, cp, filter);
+            }
+        }
+        lap("blur");
+        if stop() {
+            return Err(CrfError::Stopped);
         }
     }
-    parts
-        .into_par_iter()
-        .zip(labels.par_chunks_mut(CHUNK))
-        .enumerate()
-        .for_each(|(c, (mut planes, labels))| {
-            for (k, label) in labels.iter_mut().enumerate() {
-                let row = &q[(c * CHUNK + k) * cp..(c * CHUNK + k) * cp + classes];
-                let mut best = 0;
-                for (l, &v) in row.iter().enumerate() {
-                    planes[l][k] = v;
-                    if v > row[best] {
-                        best = l;
-                    }
-                }
-                *label = best as u8;
-            }
-            drop(planes.drain(..));
-        });
-    let [(l0, _), (l1, _)] = lattices;
-    ws.lattices = [l0.into_buffers(), l1.into_buffers()];
+
+    ws.lattice = match lattice {
+        Ok(l) => l.into_buffers(),
+        Err(b) => b,
+    };
     Ok(Refined {
         classes,
         probabilities,
@@ -295,10 +398,48 @@ pub fn mean_field_in(
     })
 }
 
+/// `out = Σ parts`, element-wise, in parallel.
+fn sum_parts(parts: &[Vec<f32>], out: &mut Vec<f32>, cp: usize) {
+    out.resize(parts[0].len(), 0.0);
+    out.par_chunks_mut(CHUNK * cp)
+        .enumerate()
+        .for_each(|(c, out)| {
+            let at = c * CHUNK * cp;
+            out.copy_from_slice(&parts[0][at..at + out.len()]);
+            for p in &parts[1..] {
+                for (o, &v) in out.iter_mut().zip(&p[at..]) {
+                    *o += v;
+                }
+            }
+        });
+}
+
+/// The kernels a pass slices (from pass 1: the grid's blurred cells and the lattice's
+/// blurred vertex rows) and splats into.
+pub(super) struct Kernels<'a> {
+    pub(super) w: usize,
+    pub(super) cp: usize,
+    pub(super) classes: usize,
+    pub(super) grid: Option<(&'a Grid, &'a [f32])>,
+    pub(super) lattice: Option<(&'a Lattice, &'a [f32])>,
+}
+
+/// Where a band puts each pixel's new `Q`.
+pub(super) struct Sink<'a> {
+    /// The band's rows of `Q`, when the lattice splats in a pass of its own.
+    pub(super) q: Option<&'a mut [f32]>,
+    /// The band's copy of the grid cells, and the offset of its first cell in the grid.
+    pub(super) cells: Option<(&'a mut [f32], usize)>,
+    /// The band's copy of the lattice's vertex rows.
+    pub(super) vertices: Option<&'a mut [f32]>,
+    /// After the last pass: the band's part of each class plane, and its labels.
+    pub(super) last: Option<(Vec<&'a mut [f32]>, &'a mut [u8])>,
+}
+
 /// Turns a row of scores (eight-lane blocks, padding lanes ignored) into
 /// `-U = ln(max(p, CLIP))`, padding lanes to [`PAD`].
 #[inline(always)]
-fn unary_row<const F: bool>(row: &mut [f32], classes: usize, kind: ScoreKind) {
+pub(super) fn unary_row<const F: bool>(row: &mut [f32], classes: usize, kind: ScoreKind) {
     let floor = CLIP.ln();
     match kind {
         ScoreKind::Logits => {
@@ -348,6 +489,9 @@ fn row_max(row: &[f32]) -> f32 {
 /// lanes (which hold [`PAD`] plus small terms, never the maximum) become 0.
 #[inline(always)]
 fn softmax_row<const F: bool>(row: &mut [f32], classes: usize) {
+    if super::lanes::softmax_row::<F>(row, classes) {
+        return;
+    }
     let m = row_max(row);
     let mut s8 = [0f32; 8];
     for block in row.chunks_exact_mut(8) {
@@ -378,18 +522,12 @@ pub(crate) fn fma<const F: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-/// `acc += w * x` over rows of eight-lane blocks.
-#[inline(always)]
-pub(crate) fn axpy<const F: bool>(acc: &mut [f32], w: f32, x: &[f32]) {
-    for (a, x) in acc.chunks_exact_mut(8).zip(x.chunks_exact(8)) {
-        for k in 0..8 {
-            a[k] = fma::<F>(w, x[k], a[k]);
-        }
-    }
-}
+pub(crate) use super::lanes::axpy;
 
-/// `e^x` to about 2 ulp, branch-free so it vectorizes (Cephes' polynomial); inputs below
-/// -87 give about 1e-38.
+/// `e^x` to about 2 ulp, branch-free so it vectorizes (Cephes' polynomial). Inputs below
+/// -80 give about 2e-35: results stay normal floats even after a softmax divides them by up
+/// to 256, because every operation that makes a denormal costs a microcode assist of some
+/// hundred cycles (padding lanes hit this once per pixel row and pass).
 #[inline(always)]
 pub(crate) fn fast_exp<const F: bool>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -397,7 +535,7 @@ pub(crate) fn fast_exp<const F: bool>(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer without a libm call.
     const ROUND: f32 = 12_582_912.0;
-    let x = if x < -87.0 { -87.0 } else { x };
+    let x = if x < -80.0 { -80.0 } else { x };
     let x = if x > 88.0 { 88.0 } else { x };
     let big = x * LOG2E + ROUND;
     let n = big - ROUND;
@@ -443,134 +581,128 @@ pub(crate) fn fast_ln(x: f32) -> f32 {
 
 /// The fused per-pixel pass, compiled for the baseline and for AVX2 with FMA.
 mod simd {
-    use super::{axpy, softmax_row, unary_row, Lattice, ScoreKind};
+    use super::{axpy, softmax_row, unary_row, Kernels, ScoreKind, Sink};
 
-    /// Gathers pixels `first..` from the class planes into rows of `-U`, and `Q` from it.
-    #[allow(clippy::too_many_arguments)]
+    /// One band of a pass, with FMA when `F`: for every pixel of rows `y0..` (as many as
+    /// `base` holds), either `-U` from the class planes in `scores` (pass 0) or `-U` plus
+    /// the sliced messages, then the softmax, then the sink. Each pixel's row accumulates
+    /// in place (L1-resident) as whole eight-lane blocks.
     #[inline(always)]
-    fn unaries_body<const F: bool>(
-        scores: &[f32],
-        n: usize,
-        first: usize,
+    fn band_body<const F: bool>(
+        k: &Kernels,
+        y0: usize,
+        scores: Option<(&[f32], usize, ScoreKind)>,
         base: &mut [f32],
-        q: &mut [f32],
-        cp: usize,
-        classes: usize,
-        kind: ScoreKind,
+        mut sink: Sink,
     ) {
-        // Row by row, each written whole; the planes are read as parallel sequential streams.
-        let rows = base.len() / cp;
-        let planes: Vec<&[f32]> = (0..classes)
-            .map(|l| &scores[l * n + first..l * n + first + rows])
-            .collect();
-        let rows = base.chunks_exact_mut(cp).zip(q.chunks_exact_mut(cp));
-        for (k, (b, q)) in rows.enumerate() {
-            for (v, p) in b.iter_mut().zip(&planes) {
-                *v = p[k];
-            }
-            unary_row::<F>(b, classes, kind);
-            q.copy_from_slice(b);
-            softmax_row::<F>(q, classes);
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn unaries_avx2(
-        scores: &[f32],
-        n: usize,
-        first: usize,
-        base: &mut [f32],
-        q: &mut [f32],
-        cp: usize,
-        classes: usize,
-        kind: ScoreKind,
-    ) {
-        unaries_body::<true>(scores, n, first, base, q, cp, classes, kind)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn unaries(
-        scores: &[f32],
-        n: usize,
-        first: usize,
-        base: &mut [f32],
-        q: &mut [f32],
-        cp: usize,
-        classes: usize,
-        kind: ScoreKind,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if super::super::lattice::simd::avx2() {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
-            return unsafe { unaries_avx2(scores, n, first, base, q, cp, classes, kind) };
-        }
-        unaries_body::<false>(scores, n, first, base, q, cp, classes, kind)
-    }
-
-    /// The fused pass, with FMA when `F`: the row accumulates in place (L1-resident), which
-    /// vectorizes as whole eight-lane blocks; a fixed-size local array did not (LLVM
-    /// unrolled it into scalar operations with spills).
-    #[inline(always)]
-    fn body_for<const F: bool>(
-        kernels: &[(&Lattice, &[f32]); 2],
-        first: usize,
-        q: &mut [f32],
-        base: &[f32],
-        cp: usize,
-        classes: usize,
-    ) {
-        for (k, (q, b)) in q
-            .chunks_exact_mut(cp)
-            .zip(base.chunks_exact(cp))
-            .enumerate()
-        {
-            let i = first + k;
-            q.copy_from_slice(b);
-            for (l, values) in kernels {
-                let dp1 = l.dim() + 1;
-                let (off, bary) = (
-                    &l.offset[i * dp1..i * dp1 + dp1],
-                    &l.bary[i * dp1..i * dp1 + dp1],
-                );
-                let post = l.post[i];
-                for (&o, &b) in off.iter().zip(bary) {
-                    let row = &values[o as usize * cp..o as usize * cp + cp];
-                    axpy::<F>(q, b * post, row);
+        let Kernels {
+            w,
+            cp,
+            classes,
+            grid,
+            lattice,
+        } = *k;
+        let mut cur = vec![0f32; cp];
+        for (j, b) in base.chunks_exact_mut(cp).enumerate() {
+            let (x, y) = (j % w, y0 + j / w);
+            let i = y * w + x;
+            match scores {
+                Some((scores, n, kind)) => {
+                    for (l, v) in b[..classes].iter_mut().enumerate() {
+                        *v = scores[l * n + i];
+                    }
+                    unary_row::<F>(b, classes, kind);
+                    cur.copy_from_slice(b);
+                }
+                None => {
+                    cur.copy_from_slice(b);
+                    if let Some((g, cells)) = grid {
+                        let (corners, norm) = g.corners(x, y, cp);
+                        let post = g.weight() * norm;
+                        for (at, wgt) in corners {
+                            axpy::<F>(&mut cur, wgt * post, &cells[at..at + cp]);
+                        }
+                    }
+                    if let Some((l, values)) = lattice {
+                        let dp1 = l.dim() + 1;
+                        let post = l.post[i];
+                        let vertices = &l.offset[i * dp1..i * dp1 + dp1];
+                        for (&o, &bary) in vertices.iter().zip(&l.bary[i * dp1..]) {
+                            let row = &values[o as usize * cp..o as usize * cp + cp];
+                            axpy::<F>(&mut cur, bary * post, row);
+                        }
+                    }
                 }
             }
-            softmax_row::<F>(q, classes);
+            softmax_row::<F>(&mut cur, classes);
+            if let Some(q) = &mut sink.q {
+                q[j * cp..j * cp + cp].copy_from_slice(&cur);
+            }
+            if let (Some((into, from)), Some((g, _))) = (&mut sink.cells, grid) {
+                let (corners, norm) = g.corners(x, y, cp);
+                for (at, wgt) in corners {
+                    let row = &mut into[at - *from..at - *from + cp];
+                    axpy::<F>(row, wgt * norm, &cur);
+                }
+            }
+            if let (Some(into), Some(l)) = (&mut sink.vertices, lattice.map(|(l, _)| l)) {
+                let dp1 = l.dim() + 1;
+                let pre = l.pre[i];
+                let vertices = &l.offset[i * dp1..i * dp1 + dp1];
+                for (&o, &bary) in vertices.iter().zip(&l.bary[i * dp1..]) {
+                    let row = &mut into[o as usize * cp..o as usize * cp + cp];
+                    axpy::<F>(row, bary * pre, &cur);
+                }
+            }
+            if let Some((planes, labels)) = &mut sink.last {
+                let mut best = 0;
+                for (l, &v) in cur[..classes].iter().enumerate() {
+                    planes[l][j] = v;
+                    if v > cur[best] {
+                        best = l;
+                    }
+                }
+                labels[j] = best as u8;
+            }
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn body_avx2(
-        kernels: &[(&Lattice, &[f32]); 2],
-        first: usize,
-        q: &mut [f32],
-        base: &[f32],
-        cp: usize,
-        classes: usize,
+    fn band_avx2(
+        k: &Kernels,
+        y0: usize,
+        scores: Option<(&[f32], usize, ScoreKind)>,
+        base: &mut [f32],
+        sink: Sink,
     ) {
-        body_for::<true>(kernels, first, q, base, cp, classes)
+        band_body::<true>(k, y0, scores, base, sink)
     }
 
-    pub(super) fn slice_softmax(
-        kernels: &[(&Lattice, &[f32]); 2],
-        first: usize,
-        q: &mut [f32],
-        base: &[f32],
-        cp: usize,
-        classes: usize,
+    pub(super) fn band(
+        k: &Kernels,
+        y0: usize,
+        scores: Option<(&[f32], usize, ScoreKind)>,
+        base: &mut [f32],
+        sink: Sink,
     ) {
         #[cfg(target_arch = "x86_64")]
         if super::super::lattice::simd::avx2() {
             // SAFETY: the CPU has AVX2 and FMA (checked above).
-            return unsafe { body_avx2(kernels, first, q, base, cp, classes) };
+            return crate::refine::lanes::flush_denormals(|| {
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                unsafe {
+                    match k.cp / 8 {
+                        1 => crate::refine::avx2::band::<1>(k, y0, scores, base, sink),
+                        2 => crate::refine::avx2::band::<2>(k, y0, scores, base, sink),
+                        3 => crate::refine::avx2::band::<3>(k, y0, scores, base, sink),
+                        4 => crate::refine::avx2::band::<4>(k, y0, scores, base, sink),
+                        _ => band_avx2(k, y0, scores, base, sink),
+                    }
+                }
+            });
         }
-        body_for::<false>(kernels, first, q, base, cp, classes)
+        band_body::<false>(k, y0, scores, base, sink)
     }
 }
 

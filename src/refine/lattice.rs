@@ -212,11 +212,12 @@ pub struct FilterBuffers {
     /// The blurred vertex values after `splat_blur`: row `v` for vertex `v`, row 0 zero.
     pub values: Vec<f32>,
     scratch: Vec<f32>,
-    partials: Vec<Vec<f32>>,
+    /// Per task, a copy of the vertex rows that task splats into.
+    pub(crate) partials: Vec<Vec<f32>>,
 }
 
 /// Most floats of per-task vertex copies for splatting in point order.
-const SCATTER_LIMIT: usize = 16 << 20;
+pub(crate) const SCATTER_LIMIT: usize = 16 << 20;
 
 /// `v` emptied and refilled with `len` default values, keeping its allocation.
 fn refill<T: Copy + Default>(v: &mut Vec<T>, len: usize) {
@@ -261,7 +262,7 @@ pub struct Lattice {
     /// Per point, the barycentric weights of its vertices.
     pub(crate) bary: Vec<f32>,
     /// Per point, a factor on its splatted values (1 until `rescale`).
-    pre: Vec<f32>,
+    pub(crate) pre: Vec<f32>,
     /// Per point, a factor on its sliced values (1 until `rescale`).
     pub(crate) post: Vec<f32>,
     /// Per vertex `v` (0-based), its points `csr_start[v]..csr_start[v + 1]`: point index
@@ -490,13 +491,10 @@ impl Lattice {
     /// vertex rows end up in `buffers.values` (row 0 zero).
     pub fn splat_blur(&self, input: &[f32], cp: usize, buffers: &mut FilterBuffers) {
         let FilterBuffers {
-            values,
-            scratch,
-            partials,
+            values, partials, ..
         } = buffers;
         let rows = (self.m + 1) * cp;
         refill(values, rows);
-        refill(scratch, rows);
         let per = (CHUNK / cp).max(16);
         let tasks = rayon::current_num_threads()
             .min(self.n.div_ceil(CHUNK))
@@ -536,6 +534,19 @@ impl Lattice {
                     simd::splat(self, input, cp, c * per, out);
                 });
         }
+        self.blur(cp, buffers);
+    }
+
+    /// Blurs the vertex rows in `buffers.values` (`cp` values each, row 0 zero) along every
+    /// lattice axis, in place.
+    pub fn blur(&self, cp: usize, buffers: &mut FilterBuffers) {
+        let FilterBuffers {
+            values, scratch, ..
+        } = buffers;
+        let rows = (self.m + 1) * cp;
+        debug_assert_eq!(values.len(), rows);
+        refill(scratch, rows);
+        let per = (CHUNK / cp).max(16);
         for j in 0..=self.d {
             let nb = &self.neighbours[j * self.m..(j + 1) * self.m];
             let old = &values[..];

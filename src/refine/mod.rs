@@ -9,7 +9,11 @@
 //! frame leaves with the refined labels and the refined probabilities in `scores`. With a
 //! time budget, a frame whose refinement runs out of time leaves unrefined and is counted.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 pub mod crf;
+mod grid;
+pub mod lanes;
 pub mod lattice;
 mod mask;
 
