@@ -5,8 +5,8 @@
 
 use std::arch::x86_64::*;
 
-use super::crf::{unary_row, Kernels, Sink};
-use super::lanes::exp8;
+use super::crf::{Kernels, Sink, CLIP, PAD};
+use super::lanes::{exp8, ln8};
 use crate::frame::ScoreKind;
 
 /// The largest lane, in every lane.
@@ -44,7 +44,87 @@ unsafe fn scatter<const B: usize>(row: &mut [f32], w: f32, p: &[__m256; B]) {
     }
 }
 
-/// See [`super::crf`]'s portable band: the same pass, for `cp == 8 * B`.
+/// `softmax(x)` over `B` blocks, padding lanes (outside `mask` in the last block) 0.
+///
+/// `-U ≤ 0` and the messages are small, so `e^x` cannot overflow as long as no lane
+/// exceeds 80: then no maximum is subtracted, which takes a horizontal reduction off the
+/// critical path. Otherwise (very large kernel weights) the maximum is subtracted.
+#[inline(always)]
+unsafe fn softmax<const B: usize>(mut x: [__m256; B], mask: __m256) -> [__m256; B] {
+    let limit = _mm256_set1_ps(80.0);
+    let mut over = _mm256_cmp_ps::<_CMP_GT_OQ>(x[0], limit);
+    for v in &x[1..] {
+        over = _mm256_or_ps(over, _mm256_cmp_ps::<_CMP_GT_OQ>(*v, limit));
+    }
+    if _mm256_movemask_ps(over) != 0 {
+        let mut m = x[0];
+        for v in &x[1..] {
+            m = _mm256_max_ps(m, *v);
+        }
+        let m = hmax(m);
+        for v in x.iter_mut() {
+            *v = _mm256_sub_ps(*v, m);
+        }
+    }
+    let mut sum = _mm256_setzero_ps();
+    for (bk, v) in x.iter_mut().enumerate() {
+        *v = exp8(*v);
+        if bk == B - 1 {
+            *v = _mm256_and_ps(*v, mask);
+        }
+        sum = _mm256_add_ps(sum, *v);
+    }
+    let inv = _mm256_div_ps(_mm256_set1_ps(1.0), hsum(sum));
+    for v in x.iter_mut() {
+        *v = _mm256_mul_ps(*v, inv);
+    }
+    x
+}
+
+/// `-U` from a row of class scores: `ln max(p, CLIP)` of the probabilities (of the
+/// softmax, for logits), padding lanes (outside `mask` in the last block) [`PAD`].
+#[inline(always)]
+unsafe fn unary<const B: usize>(mut x: [__m256; B], mask: __m256, kind: ScoreKind) -> [__m256; B] {
+    let pad = _mm256_set1_ps(PAD);
+    x[B - 1] = _mm256_blendv_ps(pad, x[B - 1], mask);
+    match kind {
+        ScoreKind::Logits => {
+            let mut m = x[0];
+            for v in &x[1..] {
+                m = _mm256_max_ps(m, *v);
+            }
+            let m = hmax(m);
+            let mut sum = _mm256_setzero_ps();
+            for v in &x {
+                sum = _mm256_add_ps(sum, exp8(_mm256_sub_ps(*v, m)));
+            }
+            let lse = _mm256_add_ps(m, ln8(hsum(sum)));
+            let floor = _mm256_set1_ps(CLIP.ln());
+            for v in x.iter_mut() {
+                *v = _mm256_max_ps(_mm256_sub_ps(*v, lse), floor);
+            }
+        }
+        ScoreKind::Probabilities => {
+            let (lo, hi) = (_mm256_set1_ps(CLIP), _mm256_set1_ps(1.0));
+            for v in x.iter_mut() {
+                *v = ln8(_mm256_min_ps(_mm256_max_ps(*v, lo), hi));
+            }
+        }
+    }
+    x[B - 1] = _mm256_blendv_ps(pad, x[B - 1], mask);
+    x
+}
+
+/// A pixel's place: its index, grid cells and weights.
+struct At {
+    j: usize,
+    i: usize,
+    corners: Option<([(usize, f32); 4], f32)>,
+}
+
+/// See [`super::crf`]'s portable band: the same pass, for `cp == 8 * B`. Pixels go in
+/// pairs, both slices and softmaxes before either splat, so the two pixels' long chains of
+/// dependent operations overlap.
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA.
@@ -68,20 +148,34 @@ pub(super) unsafe fn band<const B: usize>(
     let live = classes - 8 * (B - 1);
     let lanes: [i32; 8] = std::array::from_fn(|l| if l < live { -1 } else { 0 });
     let mask = _mm256_castsi256_ps(_mm256_loadu_si256(lanes.as_ptr().cast()));
-    let mut spill = [0f32; 32];
-    for (j, b) in base.chunks_exact_mut(cp).enumerate() {
+    let at = |j: usize| {
         let (x, y) = (j % w, y0 + j / w);
-        let i = y * w + x;
-        let corners = grid.map(|(g, _)| g.corners(x, y, cp));
+        At {
+            j,
+            i: y * w + x,
+            corners: grid.map(|(g, _)| g.corners(x, y, cp)),
+        }
+    };
+    // Pass 0: -U from the class planes; later passes: -U plus the sliced messages.
+    let row = |base: &mut [f32], a: &At| -> [__m256; B] {
         let mut acc = [_mm256_setzero_ps(); B];
         let mut acc2 = [_mm256_setzero_ps(); B];
         if let Some((scores, n, kind)) = scores {
-            for (l, v) in b[..classes].iter_mut().enumerate() {
-                *v = scores[l * n + i];
+            let mut t = [0f32; 32];
+            for (l, t) in t[..classes].iter_mut().enumerate() {
+                *t = scores[l * n + a.i];
             }
-            unary_row::<true>(b, classes, kind);
+            for (bk, v) in acc2.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(t.as_ptr().add(8 * bk));
+            }
+            let u = unary::<B>(acc2, mask, kind);
+            let b = base[..cp].as_mut_ptr();
+            for (bk, u) in u.iter().enumerate() {
+                _mm256_storeu_ps(b.add(8 * bk), *u);
+            }
+            acc2 = [_mm256_setzero_ps(); B];
         } else {
-            if let (Some((g, cells)), Some((corners, norm))) = (grid, corners) {
+            if let (Some((g, cells)), Some((corners, norm))) = (grid, a.corners) {
                 let post = g.weight() * norm;
                 for (at, wgt) in corners {
                     gather::<B>(&mut acc, wgt * post, &cells[at..]);
@@ -89,67 +183,92 @@ pub(super) unsafe fn band<const B: usize>(
             }
             if let Some((l, values)) = lattice {
                 let dp1 = l.dim() + 1;
-                let post = l.post[i];
-                let vertices = &l.offset[i * dp1..i * dp1 + dp1];
-                for (&o, &bary) in vertices.iter().zip(&l.bary[i * dp1..]) {
+                let post = l.post[a.i];
+                let vertices = &l.offset[a.i * dp1..a.i * dp1 + dp1];
+                for (&o, &bary) in vertices.iter().zip(&l.bary[a.i * dp1..]) {
                     gather::<B>(&mut acc2, bary * post, &values[o as usize * cp..]);
                 }
             }
         }
-        // Q = softmax(-U + messages), padding lanes 0.
-        let row = b.as_ptr();
-        for (bk, (a, a2)) in acc.iter_mut().zip(&acc2).enumerate() {
-            *a = _mm256_add_ps(_mm256_add_ps(*a, *a2), _mm256_loadu_ps(row.add(8 * bk)));
+        let b = base[..cp].as_ptr();
+        for (bk, (v, v2)) in acc.iter_mut().zip(&acc2).enumerate() {
+            *v = _mm256_add_ps(_mm256_add_ps(*v, *v2), _mm256_loadu_ps(b.add(8 * bk)));
         }
-        let mut m = acc[0];
-        for a in &acc[1..] {
-            m = _mm256_max_ps(m, *a);
-        }
-        let m = hmax(m);
-        let mut sum = _mm256_setzero_ps();
-        for (bk, a) in acc.iter_mut().enumerate() {
-            *a = exp8(_mm256_sub_ps(*a, m));
-            if bk == B - 1 {
-                *a = _mm256_and_ps(*a, mask);
+        softmax::<B>(acc, mask)
+    };
+    // After the last pass: rows of Q gathered for a run of pixels, then written to each
+    // class plane as one run (19 interleaved single-float streams choke the write buffers).
+    const RUN: usize = 64;
+    let mut tile = [[0f32; 32]; RUN];
+    let mut held = 0usize;
+    let flush = |sink: &mut Sink, first: usize, held: usize, tile: &[[f32; 32]; RUN]| {
+        if let Some((planes, labels)) = &mut sink.last {
+            for (l, plane) in planes.iter_mut().enumerate() {
+                for (o, t) in plane[first..first + held].iter_mut().zip(tile) {
+                    *o = t[l];
+                }
             }
-            sum = _mm256_add_ps(sum, *a);
+            for (label, t) in labels[first..first + held].iter_mut().zip(tile) {
+                let mut best = 0;
+                for (l, &v) in t[..classes].iter().enumerate() {
+                    if v > t[best] {
+                        best = l;
+                    }
+                }
+                *label = best as u8;
+            }
         }
-        let inv = _mm256_div_ps(_mm256_set1_ps(1.0), hsum(sum));
-        for a in acc.iter_mut() {
-            *a = _mm256_mul_ps(*a, inv);
-        }
-        let p = acc;
-
+    };
+    let mut emit = |sink: &mut Sink, a: &At, p: &[__m256; B]| {
+        let j = a.j;
         if let Some(q) = &mut sink.q {
             for (bk, p) in p.iter().enumerate() {
                 _mm256_storeu_ps(q[j * cp..j * cp + cp].as_mut_ptr().add(8 * bk), *p);
             }
         }
-        if let (Some((into, from)), Some((corners, norm))) = (&mut sink.cells, corners) {
+        if let (Some((into, from)), Some((corners, norm))) = (&mut sink.cells, a.corners) {
             for (at, wgt) in corners {
-                scatter::<B>(&mut into[at - *from..], wgt * norm, &p);
+                scatter::<B>(&mut into[at - *from..], wgt * norm, p);
             }
         }
         if let (Some(into), Some((l, _))) = (&mut sink.vertices, lattice) {
             let dp1 = l.dim() + 1;
-            let pre = l.pre[i];
-            let vertices = &l.offset[i * dp1..i * dp1 + dp1];
-            for (&o, &bary) in vertices.iter().zip(&l.bary[i * dp1..]) {
-                scatter::<B>(&mut into[o as usize * cp..], bary * pre, &p);
+            let pre = l.pre[a.i];
+            let vertices = &l.offset[a.i * dp1..a.i * dp1 + dp1];
+            for (&o, &bary) in vertices.iter().zip(&l.bary[a.i * dp1..]) {
+                scatter::<B>(&mut into[o as usize * cp..], bary * pre, p);
             }
         }
-        if let Some((planes, labels)) = &mut sink.last {
+        if sink.last.is_some() {
             for (bk, p) in p.iter().enumerate() {
-                _mm256_storeu_ps(spill.as_mut_ptr().add(8 * bk), *p);
+                _mm256_storeu_ps(tile[held].as_mut_ptr().add(8 * bk), *p);
             }
-            let mut best = 0;
-            for (l, &v) in spill[..classes].iter().enumerate() {
-                planes[l][j] = v;
-                if v > spill[best] {
-                    best = l;
-                }
+            held += 1;
+            if held == RUN {
+                flush(sink, j + 1 - RUN, RUN, &tile);
+                held = 0;
             }
-            labels[j] = best as u8;
         }
+    };
+    let mut rows = base.chunks_exact_mut(2 * cp);
+    let mut j = 0;
+    for pair in &mut rows {
+        let (r0, r1) = pair.split_at_mut(cp);
+        let (a0, a1) = (at(j), at(j + 1));
+        let (p0, p1) = (row(r0, &a0), row(r1, &a1));
+        emit(&mut sink, &a0, &p0);
+        emit(&mut sink, &a1, &p1);
+        j += 2;
+    }
+    let rest = rows.into_remainder();
+    if !rest.is_empty() {
+        let a = at(j);
+        let p = row(rest, &a);
+        emit(&mut sink, &a, &p);
+        j += 1;
+    }
+    drop(emit);
+    if held > 0 {
+        flush(&mut sink, j - held, held, &tile);
     }
 }

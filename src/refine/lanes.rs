@@ -206,3 +206,44 @@ pub(crate) fn flush_denormals<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(not(target_arch = "x86_64"))]
     f()
 }
+
+/// Eight lanes of [`fast_ln`](super::crf::fast_ln) (with fused multiply-adds in the
+/// polynomial), for positive normal inputs.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(super) unsafe fn ln8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let s = _mm256_set1_ps;
+    let bits = _mm256_castps_si256(x);
+    let e = _mm256_and_si256(_mm256_srli_epi32::<23>(bits), _mm256_set1_epi32(0xff));
+    let e = _mm256_sub_epi32(e, _mm256_set1_epi32(126));
+    let m = _mm256_or_si256(
+        _mm256_and_si256(bits, _mm256_set1_epi32(0x807f_ffff_u32 as i32)),
+        _mm256_set1_epi32(0x3f00_0000),
+    );
+    let m = _mm256_castsi256_ps(m);
+    let small = _mm256_cmp_ps::<_CMP_LT_OQ>(m, s(std::f32::consts::FRAC_1_SQRT_2));
+    // All ones (-1) where small.
+    let e = _mm256_cvtepi32_ps(_mm256_add_epi32(e, _mm256_castps_si256(small)));
+    let m = _mm256_sub_ps(_mm256_add_ps(m, _mm256_and_ps(small, m)), s(1.0));
+    let z = _mm256_mul_ps(m, m);
+    let mut p = s(7.037_683_6e-2);
+    for c in [
+        -1.151_461e-1,
+        1.167_699_9e-1,
+        -1.242_014_1e-1,
+        1.424_932_3e-1,
+        -1.666_805_8e-1,
+        2.000_071_4e-1,
+        -2.499_999_4e-1,
+        3.333_333e-1,
+    ] {
+        p = _mm256_fmadd_ps(p, m, s(c));
+    }
+    let p = _mm256_mul_ps(_mm256_mul_ps(p, m), z);
+    let y = _mm256_sub_ps(
+        _mm256_sub_ps(p, _mm256_mul_ps(s(2.121_944_4e-4), e)),
+        _mm256_mul_ps(s(0.5), z),
+    );
+    _mm256_add_ps(_mm256_add_ps(m, y), _mm256_mul_ps(s(0.693_359_4), e))
+}

@@ -68,6 +68,20 @@ fn unpack(key: u128, d: usize, out: &mut [i32]) {
     }
 }
 
+/// Rounds to the nearest integer, ties to even (as SSE's rounding does), without the libm
+/// call `round_ties_even` becomes on the x86-64 baseline: adding and subtracting 1.5 · 2²³
+/// leaves the rounded value for magnitudes up to 2²², which covers every coordinate below
+/// `KEY_LIMIT`; larger ones (refused later anyway) take the slow path.
+#[inline(always)]
+fn round_even(v: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0;
+    if v.abs() < 4_194_304.0 {
+        (v + ROUND) - ROUND
+    } else {
+        v.round_ties_even()
+    }
+}
+
 /// Where one point lies: its enclosing simplex (the remainder-0 vertex and the coordinate
 /// ranks, which determine every vertex) and its barycentric weights.
 struct Enclosing {
@@ -113,21 +127,21 @@ impl Elevation {
         let mut rem0 = [0f32; MAX_DIM + 1];
         let mut sum = 0f32;
         for i in 0..=d {
-            let v = (down * elevated[i]).round_ties_even();
+            let v = round_even(down * elevated[i]);
             rem0[i] = v * dp1;
             sum += v;
         }
         // The rank of each coordinate's remainder, which orders the simplex's vertices.
         let mut rank = [0f32; MAX_DIM + 1];
+        // Branch-free: the comparisons go either way at random, and mispredicted branches
+        // cost more than the rest of the point's arithmetic.
         for i in 0..d {
             let di = elevated[i] - rem0[i];
             for j in i + 1..=d {
                 let dj = elevated[j] - rem0[j];
-                if di < dj {
-                    rank[i] += 1.0;
-                } else {
-                    rank[j] += 1.0;
-                }
+                let lt = (di < dj) as u32 as f32;
+                rank[i] += lt;
+                rank[j] += 1.0 - lt;
             }
         }
         // Back onto the hyperplane when the rounded point left it.
@@ -155,7 +169,7 @@ impl Elevation {
         for i in 0..d {
             largest = largest.max(rem0[i].abs());
             simplex |= (rem0[i] as i32 as u16 as u128) << (16 * i);
-            simplex |= (rank[i] as u128) << (16 * MAX_DIM + 3 * i);
+            simplex |= (rank[i] as u32 as u128) << (16 * MAX_DIM + 3 * i);
         }
         let mut bary = [0f32; MAX_DIM + 1];
         bary[..=d].copy_from_slice(&b[..=d]);
@@ -196,9 +210,6 @@ pub struct LatticeBuffers {
     bary: Vec<f32>,
     pre: Vec<f32>,
     post: Vec<f32>,
-    csr_start: Vec<u32>,
-    csr_point: Vec<u32>,
-    csr_weight: Vec<f32>,
     neighbours: Vec<[u32; 2]>,
     simplex: Vec<u128>,
     keys: Vec<u128>,
@@ -261,15 +272,10 @@ pub struct Lattice {
     pub(crate) offset: Vec<u32>,
     /// Per point, the barycentric weights of its vertices.
     pub(crate) bary: Vec<f32>,
-    /// Per point, a factor on its splatted values (1 until `rescale`).
+    /// Per point, a factor on its splatted values (1 until `normalize`).
     pub(crate) pre: Vec<f32>,
-    /// Per point, a factor on its sliced values (1 until `rescale`).
+    /// Per point, a factor on its sliced values (1 until `normalize`).
     pub(crate) post: Vec<f32>,
-    /// Per vertex `v` (0-based), its points `csr_start[v]..csr_start[v + 1]`: point index
-    /// and splat weight, in point order (the order densecrf accumulates them in).
-    csr_start: Vec<u32>,
-    csr_point: Vec<u32>,
-    csr_weight: Vec<f32>,
     /// Per axis and vertex, the two neighbours along the axis (rows, 0 when absent).
     neighbours: Vec<[u32; 2]>,
     /// Build-time storage, handed back by `into_buffers`.
@@ -302,9 +308,6 @@ impl Lattice {
             bary: mut weight,
             mut pre,
             mut post,
-            mut csr_start,
-            mut csr_point,
-            mut csr_weight,
             mut neighbours,
             mut simplex,
             mut keys,
@@ -312,6 +315,14 @@ impl Lattice {
             mut simplices,
         } = buffers;
 
+        let prof = std::env::var_os("CRF_PROF").is_some();
+        let mut tp = std::time::Instant::now();
+        let mut lap = |what: &str| {
+            if prof {
+                eprintln!("    {what}: {:.1} ms", tp.elapsed().as_secs_f64() * 1e3);
+            }
+            tp = std::time::Instant::now();
+        };
         // Where every point lies, in parallel.
         refill(&mut simplex, n);
         refill(&mut weight, n * dp1);
@@ -332,6 +343,7 @@ impl Lattice {
             return Err(LatticeError(largest));
         }
 
+        lap("locate");
         // Number the vertices in order of first use. Neighbouring points mostly share their
         // simplex, so simplices are looked up first and vertices only for new simplices.
         vertices.clear();
@@ -365,6 +377,7 @@ impl Lattice {
             last = s;
         }
         let m = keys.len();
+        lap("number");
 
         // Blur neighbours along each axis: all coordinates -1 except axis j at +d, and the
         // opposite (the last axis is implicit in the key).
@@ -391,27 +404,6 @@ impl Lattice {
                 }
             });
 
-        // Each vertex's points, for splatting as a gather.
-        refill(&mut csr_start, m + 1);
-        for &o in &offset {
-            csr_start[o as usize] += 1;
-        }
-        for v in 1..=m {
-            csr_start[v] += csr_start[v - 1];
-        }
-        let mut fill: Vec<u32> = csr_start[..m].to_vec();
-        refill(&mut csr_point, n * dp1);
-        refill(&mut csr_weight, n * dp1);
-        for i in 0..n {
-            for r in 0..dp1 {
-                let v = offset[i * dp1 + r] as usize - 1;
-                let at = fill[v] as usize;
-                csr_point[at] = i as u32;
-                csr_weight[at] = weight[i * dp1 + r];
-                fill[v] += 1;
-            }
-        }
-
         pre.clear();
         pre.resize(n, 1.0);
         post.clear();
@@ -424,9 +416,6 @@ impl Lattice {
             bary: weight,
             pre,
             post,
-            csr_start,
-            csr_point,
-            csr_weight,
             neighbours,
             spare: (simplex, keys, vertices, simplices),
         })
@@ -440,9 +429,6 @@ impl Lattice {
             bary: self.bary,
             pre: self.pre,
             post: self.post,
-            csr_start: self.csr_start,
-            csr_point: self.csr_point,
-            csr_weight: self.csr_weight,
             neighbours: self.neighbours,
             simplex,
             keys,
@@ -468,21 +454,31 @@ impl Lattice {
         1.0 / (1.0 + 2f32.powi(-(self.d as i32)))
     }
 
-    /// Multiplies every point's splatted values by `pre[i]` and its sliced values by
-    /// `post[i] * factor`.
-    pub fn rescale(&mut self, pre: &[f32], post: &[f32], factor: f32) {
-        self.pre.copy_from_slice(pre);
-        self.post
-            .par_iter_mut()
-            .zip(post)
-            .for_each(|(p, &v)| *p = v * factor);
-        let point = &self.csr_point;
-        self.csr_weight
+    /// Symmetric normalization with a Potts `weight`, as densecrf's `NORMALIZE_SYMMETRIC`:
+    /// with `n = (α K 1 + 1e-20)^-1/2`, every point's splatted values are multiplied by
+    /// `n[i]` and its sliced values by `n[i] · α · weight`.
+    pub fn normalize(&mut self, weight: f32) {
+        let mut buffers = FilterBuffers::default();
+        let ones = vec![1f32; self.n];
+        self.splat_blur(&ones, 1, &mut buffers);
+        drop(ones);
+        let values = &buffers.values;
+        let (dp1, alpha) = (self.d + 1, self.alpha());
+        let (offset, bary) = (&self.offset, &self.bary);
+        self.pre
             .par_chunks_mut(CHUNK)
+            .zip(self.post.par_chunks_mut(CHUNK))
             .enumerate()
-            .for_each(|(c, w)| {
-                for (k, w) in w.iter_mut().enumerate() {
-                    *w *= pre[point[c * CHUNK + k] as usize];
+            .for_each(|(c, (pre, post))| {
+                for (k, (pre, post)) in pre.iter_mut().zip(post).enumerate() {
+                    let e = (c * CHUNK + k) * dp1;
+                    let k1: f32 = (e..e + dp1)
+                        .map(|e| bary[e] * values[offset[e] as usize])
+                        .sum::<f32>()
+                        * alpha;
+                    let n = 1.0 / (k1 + 1e-20).sqrt();
+                    *pre = n;
+                    *post = n * alpha * weight;
                 }
             });
     }
@@ -495,43 +491,34 @@ impl Lattice {
         } = buffers;
         let rows = (self.m + 1) * cp;
         refill(values, rows);
-        let per = (CHUNK / cp).max(16);
+        // Splat in point order, reading the input once and sequentially: with a copy of
+        // the vertex rows per task where the copies are small, else on one thread.
         let tasks = rayon::current_num_threads()
             .min(self.n.div_ceil(CHUNK))
             .max(1);
-        if cp % 8 == 0 && rows * tasks <= SCATTER_LIMIT {
-            // Few vertices: splat in point order, reading the input once and sequentially,
-            // into one copy of the vertices per task, then add the copies.
-            if tasks == 1 {
-                simd::scatter(self, input, cp, 0..self.n, values);
-            } else {
-                partials.resize_with(tasks, Vec::new);
-                let span = self.n.div_ceil(tasks);
-                partials.par_iter_mut().enumerate().for_each(|(t, buf)| {
-                    refill(buf, rows);
-                    let points = t * span..((t + 1) * span).min(self.n);
-                    simd::scatter(self, input, cp, points, buf);
-                });
-                let partials = &partials[..];
-                values
-                    .par_chunks_mut(per * cp)
-                    .enumerate()
-                    .for_each(|(c, out)| {
-                        let (at, len) = (c * per * cp, out.len());
-                        for p in partials {
-                            for (o, &v) in out.iter_mut().zip(&p[at..at + len]) {
-                                *o += v;
-                            }
-                        }
-                    });
-            }
+        let tasks = if rows * tasks <= SCATTER_LIMIT { tasks } else { 1 };
+        if tasks == 1 {
+            simd::scatter(self, input, cp, 0..self.n, values);
         } else {
-            // Many vertices: each gathers its own points, so tasks never share a row.
-            values[cp..]
+            partials.resize_with(tasks, Vec::new);
+            let span = self.n.div_ceil(tasks);
+            partials.par_iter_mut().enumerate().for_each(|(t, buf)| {
+                refill(buf, rows);
+                let points = t * span..((t + 1) * span).min(self.n);
+                simd::scatter(self, input, cp, points, buf);
+            });
+            let per = (CHUNK / cp).max(16);
+            let partials = &partials[..];
+            values
                 .par_chunks_mut(per * cp)
                 .enumerate()
                 .for_each(|(c, out)| {
-                    simd::splat(self, input, cp, c * per, out);
+                    let (at, len) = (c * per * cp, out.len());
+                    for p in partials {
+                        for (o, &v) in out.iter_mut().zip(&p[at..at + len]) {
+                            *o += v;
+                        }
+                    }
                 });
         }
         self.blur(cp, buffers);
@@ -585,31 +572,6 @@ pub(crate) mod simd {
     use super::Lattice;
 
     #[inline(always)]
-    fn splat_body<const F: bool>(
-        l: &Lattice,
-        input: &[f32],
-        cp: usize,
-        first: usize,
-        out: &mut [f32],
-    ) {
-        for (k, row) in out.chunks_exact_mut(cp).enumerate() {
-            let v = first + k;
-            row.fill(0.0);
-            let (a, b) = (l.csr_start[v] as usize, l.csr_start[v + 1] as usize);
-            for (&p, &w) in l.csr_point[a..b].iter().zip(&l.csr_weight[a..b]) {
-                let x = &input[p as usize * cp..p as usize * cp + cp];
-                if cp % 8 == 0 {
-                    crate::refine::crf::axpy::<F>(row, w, x);
-                } else {
-                    for (o, &x) in row.iter_mut().zip(x) {
-                        *o += w * x;
-                    }
-                }
-            }
-        }
-    }
-
-    #[inline(always)]
     fn scatter_body<const F: bool>(
         l: &Lattice,
         input: &[f32],
@@ -623,7 +585,14 @@ pub(crate) mod simd {
             let p = l.pre[i];
             for e in i * dp1..i * dp1 + dp1 {
                 let o = l.offset[e] as usize * cp;
-                crate::refine::crf::axpy::<F>(&mut out[o..o + cp], l.bary[e] * p, x);
+                let w = l.bary[e] * p;
+                if cp % 8 == 0 {
+                    crate::refine::crf::axpy::<F>(&mut out[o..o + cp], w, x);
+                } else {
+                    for (o, &x) in out[o..o + cp].iter_mut().zip(x) {
+                        *o += w * x;
+                    }
+                }
             }
         }
     }
@@ -680,12 +649,6 @@ pub(crate) mod simd {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn splat_avx2(l: &Lattice, input: &[f32], cp: usize, first: usize, out: &mut [f32]) {
-        splat_body::<true>(l, input, cp, first, out)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
     fn blur_avx2(old: &[f32], nb: &[[u32; 2]], cp: usize, first: usize, out: &mut [f32]) {
         blur_body(old, nb, cp, first, out)
     }
@@ -701,15 +664,6 @@ pub(crate) mod simd {
         }
         #[cfg(not(target_arch = "x86_64"))]
         false
-    }
-
-    pub(super) fn splat(l: &Lattice, input: &[f32], cp: usize, first: usize, out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
-            return unsafe { splat_avx2(l, input, cp, first, out) };
-        }
-        splat_body::<false>(l, input, cp, first, out)
     }
 
     pub(super) fn blur(old: &[f32], nb: &[[u32; 2]], cp: usize, first: usize, out: &mut [f32]) {
