@@ -183,14 +183,6 @@ pub fn mean_field_in(
     assert!((1..=256).contains(&classes), "1 to 256 classes");
     // Rows of eight-lane blocks: every per-pixel step is whole AVX2 vectors.
     let cp = classes.div_ceil(8) * 8;
-    let prof = std::env::var_os("CRF_PROF").is_some();
-    let mut tp = std::time::Instant::now();
-    let mut lap = |what: &str| {
-        if prof {
-            eprintln!("  {what}: {:.1} ms", tp.elapsed().as_secs_f64() * 1e3);
-        }
-        tp = std::time::Instant::now();
-    };
 
     // The smoothness kernel on a coarse grid, the appearance kernel on a permutohedral
     // lattice; a kernel of weight 0 is left out.
@@ -223,9 +215,7 @@ pub fn mean_field_in(
             },
             buffers,
         )?;
-        lap("lattice");
         l.normalize(a_w);
-        lap("norm");
         Ok(l)
     } else {
         Err(buffers)
@@ -347,7 +337,6 @@ pub fn mean_field_in(
                 };
                 simd::band(&kernels, b * band_rows, scores_in, base, sink);
             });
-        lap("pass");
         if last {
             break;
         }
@@ -378,7 +367,6 @@ pub fn mean_field_in(
                 l.splat_blur(q, cp, filter);
             }
         }
-        lap("blur");
         if stop() {
             return Err(CrfError::Stopped);
         }
@@ -393,6 +381,17 @@ pub fn mean_field_in(
         probabilities,
         labels,
     })
+}
+
+/// Tests compare the AVX2 pass with the portable one on the same machine.
+#[cfg(test)]
+fn forced_portable() -> bool {
+    tests::portable()
+}
+
+#[cfg(not(test))]
+fn forced_portable() -> bool {
+    false
 }
 
 /// `len` zeros, asking the kernel for huge pages: the output planes are fresh memory every
@@ -705,8 +704,7 @@ mod simd {
         sink: Sink,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if super::super::lattice::simd::avx2() {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
+        if super::super::lattice::simd::avx2() && !super::forced_portable() {
             return crate::refine::lanes::flush_denormals(|| {
                 // SAFETY: the CPU has AVX2 and FMA (checked above).
                 unsafe {
@@ -727,6 +725,79 @@ mod simd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        static PORTABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Whether this thread runs the portable pass even where AVX2 is there.
+    pub(super) fn portable() -> bool {
+        PORTABLE.with(|p| p.get())
+    }
+
+    /// The AVX2 pass (rows in registers, no maximum subtracted) and the portable pass
+    /// (rows in memory) give the same refinement, for one, three and four blocks of lanes.
+    #[test]
+    fn the_avx2_and_portable_passes_agree() {
+        let (w, h) = (61usize, 47usize);
+        let n = w * h;
+        let rgb: Vec<u8> = (0..n * 3)
+            .map(|k| {
+                let (i, ch) = (k / 3, k % 3);
+                let (x, y) = (i % w, i / w);
+                (((x / 9 + y / 7 + ch) % 3) * 100 + (x * 7 + y * 13) % 23) as u8
+            })
+            .collect();
+        let image = RgbImage::new(w as u32, h as u32, rgb);
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        for (classes, kind) in [
+            (5, ScoreKind::Probabilities),
+            (19, ScoreKind::Logits),
+            (30, ScoreKind::Probabilities),
+        ] {
+            let mut scores = vec![0f32; classes * n];
+            for i in 0..n {
+                let (x, y) = (i % w, i / w);
+                let mut row: Vec<f32> = (0..classes)
+                    .map(|c| ((x * (c + 3) + y * (c + 1) * 5) % 17) as f32 / 4.0)
+                    .collect();
+                if kind == ScoreKind::Probabilities {
+                    let sum: f32 = row.iter().map(|v| v.exp()).sum();
+                    row.iter_mut().for_each(|v| *v = v.exp() / sum);
+                }
+                for (c, v) in row.into_iter().enumerate() {
+                    scores[c * n + i] = v;
+                }
+            }
+            let run = |portable: bool| {
+                one.install(|| {
+                    PORTABLE.with(|p| p.set(portable));
+                    let params = CrfParams::default();
+                    let r = mean_field(&image, &scores, classes, kind, &params, &|| false);
+                    PORTABLE.with(|p| p.set(false));
+                    r.unwrap()
+                })
+            };
+            let (fast, portable) = (run(false), run(true));
+            let worst = fast
+                .probabilities
+                .iter()
+                .zip(&portable.probabilities)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-4, "{classes} classes: probabilities differ by {worst}");
+            let same = fast
+                .labels
+                .iter()
+                .zip(&portable.labels)
+                .filter(|(a, b)| a == b)
+                .count();
+            assert!(same * 1000 >= n * 999, "{classes} classes: {same} of {n} agree");
+        }
+    }
 
     #[test]
     fn fast_exp_and_ln_are_accurate() {

@@ -144,7 +144,7 @@ pub(super) unsafe fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__
 /// padding lanes (never the maximum) set to 0; with AVX2 and FMA when `F`. Returns false,
 /// having done nothing, where the AVX2 version does not apply.
 #[inline(always)]
-pub fn softmax_row<const F: bool>(row: &mut [f32], classes: usize) -> bool {
+pub(crate) fn softmax_row<const F: bool>(row: &mut [f32], classes: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     if F {
         use std::arch::x86_64::*;

@@ -144,25 +144,26 @@ impl Elevation {
                 rank[j] += 1.0 - lt;
             }
         }
-        // Back onto the hyperplane when the rounded point left it.
+        // Back onto the hyperplane when the rounded point left it (branch-free too).
         for i in 0..=d {
-            rank[i] += sum;
-            if rank[i] < 0.0 {
-                rank[i] += dp1;
-                rem0[i] += dp1;
-            } else if rank[i] >= dp1 {
-                rank[i] -= dp1;
-                rem0[i] -= dp1;
-            }
+            let r = rank[i] + sum;
+            let shift = dp1 * ((r < 0.0) as u32 as f32 - (r >= dp1) as u32 as f32);
+            rank[i] = r + shift;
+            rem0[i] += shift;
+        }
+        // Barycentric weights: coordinate i adds to weight d - rank[i] and subtracts from the
+        // next. The ranks are a permutation, so each weight is one difference, computed from
+        // plain stores (adding in place at computed indices chains every step through
+        // memory).
+        let mut by_rank = [0f32; MAX_DIM + 1];
+        for i in 0..=d {
+            by_rank[d - rank[i] as usize] = (elevated[i] - rem0[i]) * down;
         }
         let mut b = [0f32; MAX_DIM + 2];
-        for i in 0..=d {
-            let v = (elevated[i] - rem0[i]) * down;
-            let p = d - rank[i] as usize;
-            b[p] += v;
-            b[p + 1] -= v;
+        b[0] = by_rank[0] + (1.0 - by_rank[d]);
+        for k in 1..=d {
+            b[k] = by_rank[k] - by_rank[k - 1];
         }
-        b[0] += 1.0 + b[d + 1];
 
         let mut simplex = 0u128;
         let mut largest = 0f32;
@@ -315,14 +316,6 @@ impl Lattice {
             mut simplices,
         } = buffers;
 
-        let prof = std::env::var_os("CRF_PROF").is_some();
-        let mut tp = std::time::Instant::now();
-        let mut lap = |what: &str| {
-            if prof {
-                eprintln!("    {what}: {:.1} ms", tp.elapsed().as_secs_f64() * 1e3);
-            }
-            tp = std::time::Instant::now();
-        };
         // Where every point lies, in parallel.
         refill(&mut simplex, n);
         refill(&mut weight, n * dp1);
@@ -343,7 +336,6 @@ impl Lattice {
             return Err(LatticeError(largest));
         }
 
-        lap("locate");
         // Number the vertices in order of first use. Neighbouring points mostly share their
         // simplex, so simplices are looked up first and vertices only for new simplices.
         vertices.clear();
@@ -377,7 +369,6 @@ impl Lattice {
             last = s;
         }
         let m = keys.len();
-        lap("number");
 
         // Blur neighbours along each axis: all coordinates -1 except axis j at +d, and the
         // opposite (the last axis is implicit in the key).

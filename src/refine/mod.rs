@@ -13,7 +13,7 @@
 mod avx2;
 pub mod crf;
 mod grid;
-pub mod lanes;
+mod lanes;
 pub mod lattice;
 mod mask;
 
