@@ -167,6 +167,7 @@ pub fn run_with_source(
                 workers,
                 threads,
                 budget_ms,
+                masks,
                 ..
             } => {
                 let params = CrfParams {
@@ -179,6 +180,7 @@ pub fn run_with_source(
                     scale: *scale,
                     threads: *threads,
                     budget: budget_ms.map(std::time::Duration::from_millis),
+                    masks: *masks,
                 };
                 let mut spec = spec(t.name(), Box::new(NullSink), t.queue(), live);
                 spec.workers = (0..*workers)

@@ -358,7 +358,7 @@ fn refine_config_problems_are_reported() {
         "bad.toml",
         &format!(
             "[source]\ntype = \"test\"\n\n\
-             [[transforms]]\ntype = \"refine\"\n\n\
+             [[transforms]]\ntype = \"refine\"\nmasks = true\n\n\
              [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\n\
              tiling = {{ width = 256, height = 256 }}\n\n\
              [[transforms]]\ntype = \"refine\"\nscale = 3\nsmooth = {{ sxy = 0 }}\n\n\
@@ -375,6 +375,7 @@ fn refine_config_problems_are_reported() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     for expect in [
         "transforms[0]: refine needs an infer transform before it",
+        "transforms[0].masks: refining masks needs an instance infer transform before it",
         "transforms[2]: refine cannot follow a tiled infer",
         "transforms[2].scale: 3 is not one of 1, 2, 4",
         "transforms[2].smooth.sxy: 0 is out of range",
@@ -401,4 +402,59 @@ fn refine_config_problems_are_reported() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("unknown field `wieght`"), "{err}");
+}
+
+/// With `masks = true` after an instance infer (and no semantic one), refine redraws each
+/// instance's mask and leaves the detections themselves as they were.
+#[test]
+fn refine_masks_redraws_instance_masks_only() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = root().join("tests/data/configs/maskrcnn_raw.toml");
+    let run = |refine: &str, name: &str| {
+        let jsonl = d.join(format!("{name}.jsonl"));
+        let p = pipeline_file(
+            d,
+            &format!("{name}.toml"),
+            &format!(
+                "[source]\ntype = \"synthetic\"\nwidth = 320\nheight = 192\nframes = 3\n\n\
+                 [[transforms]]\ntype = \"infer\"\nmodel = {model:?}\n\n\
+                 {refine}\
+                 [[sinks]]\ntype = \"jsonl\"\npath = {jsonl:?}\n"
+            ),
+        );
+        let o = run_with_deadline(
+            segstream(&["run", p.to_str().unwrap()]),
+            Duration::from_secs(300),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (lines, stderr(&o))
+    };
+    let (plain, _) = run("", "plain");
+    let (refined, summary) = run(
+        "[[transforms]]\ntype = \"refine\"\nmasks = true\n\n",
+        "refined",
+    );
+    assert_eq!(stage_counts(&summary, "refine"), (3, 3), "{summary}");
+    assert_eq!(plain.len(), 3);
+    let (mut instances, mut redrawn) = (0, 0);
+    for (a, b) in plain.iter().zip(&refined) {
+        let (a, b) = (a["instances"].as_array().unwrap(), b["instances"].as_array().unwrap());
+        assert_eq!(a.len(), b.len());
+        for (a, b) in a.iter().zip(b) {
+            for key in ["category_id", "score", "bbox"] {
+                assert_eq!(a[key], b[key], "{key}");
+            }
+            instances += 1;
+            redrawn += (a["segmentation"] != b["segmentation"]) as usize;
+        }
+    }
+    assert!(instances > 0, "the model found nothing to refine");
+    assert!(redrawn > 0, "no mask of {instances} changed");
 }

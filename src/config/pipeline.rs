@@ -319,7 +319,7 @@ pub enum TransformConfig {
     },
     /// Refines the labels with a fully connected CRF over the model's class scores, so they
     /// follow the image's edges (needs an infer transform before it, untiled, with a logits
-    /// or probabilities model).
+    /// or probabilities model); with `masks`, also each instance's mask inside its box.
     Refine {
         /// Mean-field iterations.
         #[serde(default = "default_iterations")]
@@ -345,6 +345,10 @@ pub enum TransformConfig {
         /// unrefined, counted in the summary. No limit when absent.
         #[serde(default)]
         budget_ms: Option<u64>,
+        /// Also refine every instance's mask with a two-label CRF (object, background) in
+        /// its box; with only an instance infer before it, refine does just that.
+        #[serde(default)]
+        masks: bool,
         #[serde(default)]
         queue: QueueConfig,
     },
@@ -733,6 +737,7 @@ impl PipelineConfig {
         let mut has_infer = false;
         // The last infer transform: its index and whether it tiles.
         let mut last_infer: Option<(usize, bool)> = None;
+        let mut instance_infer = false;
         for (i, t) in self.transforms.iter().enumerate() {
             let field = format!("transforms[{i}]");
             check_queue(p, &field, t.queue());
@@ -787,6 +792,8 @@ impl PipelineConfig {
                             if m.config.task == Task::Semantic {
                                 has_labels = true;
                                 last_infer = Some((i, tiling.is_some()));
+                            } else {
+                                instance_infer = true;
                             }
                             has_infer = true;
                             models.push(Some(m));
@@ -812,6 +819,7 @@ impl PipelineConfig {
                     workers,
                     threads,
                     budget_ms,
+                    masks,
                     ..
                 } => {
                     p.range(format!("{field}.iterations"), *iterations, 1, 100);
@@ -846,7 +854,15 @@ impl PipelineConfig {
                     if let Some(b) = budget_ms {
                         p.range(format!("{field}.budget_ms"), *b, 1, 600_000);
                     }
+                    if *masks && !instance_infer {
+                        p.push(
+                            format!("{field}.masks"),
+                            "refining masks needs an instance infer transform before it",
+                        );
+                    }
                     match last_infer {
+                        // Masks alone need no class scores.
+                        None if *masks && instance_infer => {}
                         None => p.push(&field, "refine needs an infer transform before it"),
                         Some((j, true)) => p.push(
                             &field,

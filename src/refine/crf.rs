@@ -1,15 +1,19 @@
 //! Mean-field inference for the fully connected CRF with Gaussian edge potentials
-//! (Krähenbühl and Koltun, 2011), computed as Krähenbühl's densecrf computes it.
+//! (Krähenbühl and Koltun, 2011), as Krähenbühl's densecrf computes it.
 //!
 //! Unaries are `-ln p` with `p` clipped at [`CLIP`] (densecrf's `unary_from_softmax`); two
 //! Gaussian kernels with Potts compatibility and symmetric normalization: a smoothness
 //! kernel on position and an appearance kernel on position and colour. Each iteration is
 //! `Q = softmax(-U + Σ_k w_k · n_k ⊙ K_k (n_k ⊙ Q))`, with `n_k = (K_k 1)^-1/2`.
 //!
-//! Layout: per pixel, one row of class values padded to a multiple of eight lanes, so every
-//! splat, blur and slice step is a short vector operation; both lattices are built once and
-//! reused by every iteration; the slice of both kernels, the unary and the softmax are one
-//! fused pass per pixel. Every pass runs on rayon's pool (the caller's, via `install`).
+//! The appearance kernel is filtered on a permutohedral lattice that follows densecrf's
+//! arithmetic ([`super::lattice`]); the smoothness kernel on a regular coarse grid with the
+//! same spread ([`super::grid`]), which needs no hashing. Layout: per pixel, one row of
+//! class values padded to a multiple of eight lanes. Both kernels are built once per frame;
+//! each iteration is then one pass over the pixels that slices both kernels, adds `-U`,
+//! takes the softmax and splats the new `Q` into the next iteration's kernels, with the
+//! row in AVX2 registers throughout where the CPU has them ([`super::avx2`]). Every pass
+//! runs on rayon's pool (the caller's, via `install`).
 
 use rayon::prelude::*;
 

@@ -4,10 +4,13 @@
 //! `[[transforms]] type = "refine", iterations = 5, scale = 2, workers = 2, budget_ms = 80`
 //!
 //! The model's scores are mapped to the working resolution (the frame, or a half or quarter
-//! of it), refined by mean-field inference ([`crf`]) on the permutohedral lattice
-//! ([`lattice`]), and the refined probabilities up-sampled to the frame for the argmax. The
-//! frame leaves with the refined labels and the refined probabilities in `scores`. With a
-//! time budget, a frame whose refinement runs out of time leaves unrefined and is counted.
+//! of it), refined by mean-field inference ([`crf`]: the appearance kernel on the
+//! permutohedral lattice of [`lattice`], the smoothness kernel on a coarse grid), and the
+//! refined probabilities up-sampled to the frame for the argmax. The frame leaves with the
+//! refined labels and the refined probabilities in `scores`. With `masks = true`, each
+//! instance's mask is refined too, with two labels inside its box ([`refine_mask`]). With
+//! a time budget, a frame whose refinement runs out of time leaves unrefined and is
+//! counted.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -20,7 +23,7 @@ mod mask;
 pub use crf::{
     mean_field, mean_field_in, Appearance, CrfError, CrfParams, Refined, Smooth, Workspace,
 };
-pub use mask::refine_mask;
+pub use mask::{refine_mask, refine_mask_with};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +32,7 @@ use rayon::prelude::*;
 
 use crate::frame::{ClassScores, Frame, LabelMap, RgbImage, ScoreKind};
 use crate::infer::{argmax_scores, Geometry};
+use crate::instance::Instance;
 use crate::runtime::{BoxError, Output, Stage};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +58,8 @@ pub struct RefineOptions {
     pub threads: usize,
     /// Most time spent on one frame before it passes through unrefined.
     pub budget: Option<Duration>,
+    /// Also refine each instance's mask in its box.
+    pub masks: bool,
 }
 
 /// Refines one frame: `scores` (mapped onto `image` by their geometry) to refined labels at
@@ -251,38 +257,63 @@ impl Stage for Refine {
     }
 
     fn process(&mut self, mut frame: Frame, out: &mut Output) -> Result<(), BoxError> {
-        let Some(scores) = frame.scores.clone() else {
+        let scores = frame.scores.clone();
+        let masks = self.options.masks && frame.instances.is_some();
+        if scores.is_none() && !masks {
             return Err(RefineError::NoScores { seq: frame.seq }.into());
-        };
+        }
         let started = Instant::now();
         let budget = self.options.budget;
         let stop = move || budget.is_some_and(|b| started.elapsed() >= b);
         let (o, ws) = (&self.options, &mut self.workspace);
-        let mut work = || refine_frame_in(ws, &frame.image, &scores, &o.params, o.scale, &stop);
-        let result = match &self.pool {
+        let image = &frame.image;
+        let instances = frame.instances.clone();
+        let work = || {
+            let labels = scores
+                .as_ref()
+                .map(|s| refine_frame_in(ws, image, s, &o.params, o.scale, &stop));
+            // Each mask is a small CRF of its own; they refine in parallel.
+            let masks = instances.filter(|_| masks && !stop()).map(|found| {
+                found
+                    .par_iter()
+                    .map(|inst| Instance {
+                        mask: refine_mask_with(image, inst, &o.params),
+                        ..inst.clone()
+                    })
+                    .collect::<Vec<_>>()
+            });
+            (labels, masks)
+        };
+        let (labels, refined_masks) = match &self.pool {
             Some(pool) => pool.install(work),
             None => work(),
         };
-        match result {
-            Ok((labels, probabilities)) => {
+        let mut skipped = masks && refined_masks.is_none();
+        match labels {
+            Some(Ok((labels, probabilities))) => {
                 frame.labels = Some(Arc::new(labels));
                 frame.scores = Some(Arc::new(probabilities));
             }
-            Err(CrfError::Stopped) => {
-                out.count_skipped();
-                tracing::trace!(
-                    stage = "refine",
-                    seq = frame.seq,
-                    "Frame passed unrefined: budget spent."
-                );
-            }
-            Err(source) => {
+            Some(Err(CrfError::Stopped)) => skipped = true,
+            Some(Err(source)) => {
                 return Err(RefineError::Crf {
                     seq: frame.seq,
                     source,
                 }
                 .into())
             }
+            None => {}
+        }
+        if let Some(found) = refined_masks {
+            frame.instances = Some(Arc::new(found));
+        }
+        if skipped {
+            out.count_skipped();
+            tracing::trace!(
+                stage = "refine",
+                seq = frame.seq,
+                "Frame passed unrefined: budget spent."
+            );
         }
         out.send(frame)?;
         Ok(())
