@@ -445,7 +445,10 @@ fn refine_masks_redraws_instance_masks_only() {
     assert_eq!(plain.len(), 3);
     let (mut instances, mut redrawn) = (0, 0);
     for (a, b) in plain.iter().zip(&refined) {
-        let (a, b) = (a["instances"].as_array().unwrap(), b["instances"].as_array().unwrap());
+        let (a, b) = (
+            a["instances"].as_array().unwrap(),
+            b["instances"].as_array().unwrap(),
+        );
         assert_eq!(a.len(), b.len());
         for (a, b) in a.iter().zip(b) {
             for key in ["category_id", "score", "bbox"] {

@@ -199,9 +199,10 @@ pub(super) unsafe fn band<const B: usize>(
     // After the last pass: rows of Q gathered for a run of pixels, then written to each
     // class plane as one run (19 interleaved single-float streams choke the write buffers).
     const RUN: usize = 64;
-    let mut tile = [[0f32; 32]; RUN];
+    type Tile = [[f32; 32]; RUN];
+    let mut tile: Tile = [[0f32; 32]; RUN];
     let mut held = 0usize;
-    let flush = |sink: &mut Sink, first: usize, held: usize, tile: &[[f32; 32]; RUN]| {
+    let flush = |sink: &mut Sink, first: usize, held: usize, tile: &Tile| {
         if let Some((planes, labels)) = &mut sink.last {
             for (l, plane) in planes.iter_mut().enumerate() {
                 for (o, t) in plane[first..first + held].iter_mut().zip(tile) {
@@ -219,7 +220,7 @@ pub(super) unsafe fn band<const B: usize>(
             }
         }
     };
-    let mut emit = |sink: &mut Sink, a: &At, p: &[__m256; B]| {
+    let emit = |sink: &mut Sink, (tile, held): (&mut Tile, &mut usize), a: &At, p: &[__m256; B]| {
         let j = a.j;
         if let Some(q) = &mut sink.q {
             for (bk, p) in p.iter().enumerate() {
@@ -241,12 +242,12 @@ pub(super) unsafe fn band<const B: usize>(
         }
         if sink.last.is_some() {
             for (bk, p) in p.iter().enumerate() {
-                _mm256_storeu_ps(tile[held].as_mut_ptr().add(8 * bk), *p);
+                _mm256_storeu_ps(tile[*held].as_mut_ptr().add(8 * bk), *p);
             }
-            held += 1;
-            if held == RUN {
-                flush(sink, j + 1 - RUN, RUN, &tile);
-                held = 0;
+            *held += 1;
+            if *held == RUN {
+                flush(sink, j + 1 - RUN, RUN, tile);
+                *held = 0;
             }
         }
     };
@@ -256,18 +257,17 @@ pub(super) unsafe fn band<const B: usize>(
         let (r0, r1) = pair.split_at_mut(cp);
         let (a0, a1) = (at(j), at(j + 1));
         let (p0, p1) = (row(r0, &a0), row(r1, &a1));
-        emit(&mut sink, &a0, &p0);
-        emit(&mut sink, &a1, &p1);
+        emit(&mut sink, (&mut tile, &mut held), &a0, &p0);
+        emit(&mut sink, (&mut tile, &mut held), &a1, &p1);
         j += 2;
     }
     let rest = rows.into_remainder();
     if !rest.is_empty() {
         let a = at(j);
         let p = row(rest, &a);
-        emit(&mut sink, &a, &p);
+        emit(&mut sink, (&mut tile, &mut held), &a, &p);
         j += 1;
     }
-    drop(emit);
     if held > 0 {
         flush(&mut sink, j - held, held, &tile);
     }

@@ -158,7 +158,7 @@ impl Grid {
 
     /// Blurs the cells in `values` along both axes (zero beyond the grid); `scratch` is
     /// working space.
-    pub(crate) fn blur(&self, values: &mut Vec<f32>, scratch: &mut Vec<f32>, cp: usize) {
+    pub(crate) fn blur(&self, values: &mut [f32], scratch: &mut Vec<f32>, cp: usize) {
         let (cw, ch) = (self.x.cells, self.y.cells);
         scratch.resize(values.len(), 0.0);
         let r = self.taps.len() - 1;
@@ -259,7 +259,10 @@ mod tests {
                     .sum::<f32>();
             }
             let (ls, gs) = ((lv / 3.0).sqrt(), (gv / 3.0).sqrt());
-            assert!((ls - gs).abs() < 0.05 * s, "sxy {s}: lattice {ls}, grid {gs}");
+            assert!(
+                (ls - gs).abs() < 0.05 * s,
+                "sxy {s}: lattice {ls}, grid {gs}"
+            );
         }
     }
 
@@ -285,9 +288,12 @@ mod tests {
     }
 
     impl Grid {
-        fn blur_scalar(&self, cells: &mut Vec<f32>, scratch: &mut Vec<f32>) {
+        fn blur_scalar(&self, cells: &mut [f32], scratch: &mut Vec<f32>) {
             // cp = 1 is not a whole block; pad each cell to 8 lanes.
-            let mut wide: Vec<f32> = cells.iter().flat_map(|&v| [v, 0., 0., 0., 0., 0., 0., 0.]).collect();
+            let mut wide: Vec<f32> = cells
+                .iter()
+                .flat_map(|&v| [v, 0., 0., 0., 0., 0., 0., 0.])
+                .collect();
             self.blur(&mut wide, scratch, 8);
             for (c, w) in cells.iter_mut().zip(wide.chunks_exact(8)) {
                 *c = w[0];

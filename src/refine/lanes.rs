@@ -125,7 +125,10 @@ pub(super) unsafe fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__
     let x = _mm256_min_ps(_mm256_max_ps(x, s(-80.0)), s(88.0));
     let big = _mm256_add_ps(_mm256_mul_ps(x, s(LOG2E)), s(ROUND));
     let n = _mm256_sub_ps(big, s(ROUND));
-    let ni = _mm256_sub_epi32(_mm256_castps_si256(big), _mm256_set1_epi32(ROUND.to_bits() as i32));
+    let ni = _mm256_sub_epi32(
+        _mm256_castps_si256(big),
+        _mm256_set1_epi32(ROUND.to_bits() as i32),
+    );
     let r = _mm256_sub_ps(
         _mm256_sub_ps(x, _mm256_mul_ps(n, s(0.693_359_4))),
         _mm256_mul_ps(n, s(-2.121_944_4e-4)),

@@ -487,7 +487,11 @@ impl Lattice {
         let tasks = rayon::current_num_threads()
             .min(self.n.div_ceil(CHUNK))
             .max(1);
-        let tasks = if rows * tasks <= SCATTER_LIMIT { tasks } else { 1 };
+        let tasks = if rows * tasks <= SCATTER_LIMIT {
+            tasks
+        } else {
+            1
+        };
         if tasks == 1 {
             simd::scatter(self, input, cp, 0..self.n, values);
         } else {
