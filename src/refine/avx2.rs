@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::crf::{Kernels, Sink, CLIP, PAD};
+use super::crf::{Kernels, Planes, Sink, CLIP, PAD};
 use super::lanes::{exp8, ln8};
 use crate::frame::ScoreKind;
 
@@ -132,17 +132,11 @@ struct At {
 pub(super) unsafe fn band<const B: usize>(
     k: &Kernels,
     y0: usize,
-    scores: Option<(&[f32], usize, ScoreKind)>,
+    scores: Planes,
     base: &mut [f32],
     mut sink: Sink,
 ) {
-    let Kernels {
-        w,
-        cp,
-        classes,
-        grid,
-        lattice,
-    } = *k;
+    let (w, cp, classes, grid, lattice) = (k.w, k.cp, k.classes, k.grid, k.lattice);
     debug_assert_eq!(cp, 8 * B);
     // The lanes of the last block that hold classes.
     let live = classes - 8 * (B - 1);

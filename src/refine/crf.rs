@@ -445,6 +445,9 @@ pub(super) struct Kernels<'a> {
     pub(super) lattice: Option<(&'a Lattice, &'a [f32])>,
 }
 
+/// Pass 0's input: the class planes, their size, and what they hold.
+pub(super) type Planes<'a> = Option<(&'a [f32], usize, ScoreKind)>;
+
 /// Where a band puts each pixel's new `Q`.
 pub(super) struct Sink<'a> {
     /// The band's rows of `Q`, when the lattice splats in a pass of its own.
@@ -602,7 +605,7 @@ pub(crate) fn fast_ln(x: f32) -> f32 {
 
 /// The fused per-pixel pass, compiled for the baseline and for AVX2 with FMA.
 mod simd {
-    use super::{axpy, softmax_row, unary_row, Kernels, ScoreKind, Sink};
+    use super::{axpy, softmax_row, unary_row, Kernels, Planes, Sink};
 
     /// One band of a pass, with FMA when `F`: for every pixel of rows `y0..` (as many as
     /// `base` holds), either `-U` from the class planes in `scores` (pass 0) or `-U` plus
@@ -612,7 +615,7 @@ mod simd {
     fn band_body<const F: bool>(
         k: &Kernels,
         y0: usize,
-        scores: Option<(&[f32], usize, ScoreKind)>,
+        scores: Planes,
         base: &mut [f32],
         mut sink: Sink,
     ) {
@@ -690,23 +693,11 @@ mod simd {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn band_avx2(
-        k: &Kernels,
-        y0: usize,
-        scores: Option<(&[f32], usize, ScoreKind)>,
-        base: &mut [f32],
-        sink: Sink,
-    ) {
+    fn band_avx2(k: &Kernels, y0: usize, scores: Planes, base: &mut [f32], sink: Sink) {
         band_body::<true>(k, y0, scores, base, sink)
     }
 
-    pub(super) fn band(
-        k: &Kernels,
-        y0: usize,
-        scores: Option<(&[f32], usize, ScoreKind)>,
-        base: &mut [f32],
-        sink: Sink,
-    ) {
+    pub(super) fn band(k: &Kernels, y0: usize, scores: Planes, base: &mut [f32], sink: Sink) {
         #[cfg(target_arch = "x86_64")]
         if super::super::lattice::simd::avx2() && !super::forced_portable() {
             return crate::refine::lanes::flush_denormals(|| {
