@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use std::cell::RefCell;
 
 use super::grid::Grid;
+use super::lanes::sum_into;
 use super::lattice::{
     FilterBuffers, Lattice, LatticeBuffers, LatticeError, MAX_DIM, SCATTER_LIMIT,
 };
@@ -28,9 +29,6 @@ use crate::frame::{RgbImage, ScoreKind};
 /// Smallest probability a unary reads: `-ln` of it bounds the unary (as densecrf's
 /// `unary_from_softmax` clips).
 pub const CLIP: f32 = 1e-5;
-
-/// Pixels per parallel task in the per-pixel passes.
-const CHUNK: usize = 2048;
 
 /// Value of padding lanes in the unary rows: never the maximum, exponentiates to zero.
 pub(super) const PAD: f32 = -1e30;
@@ -346,26 +344,19 @@ pub fn mean_field_in(
         }
         // The splats, summed over bands and blurred, are what the next pass slices.
         if let Some(g) = &grid {
-            cells.clear();
+            let parts: Vec<(&[f32], usize)> = (cell_parts.iter().enumerate())
+                .map(|(b, part)| (&part[..], cell_range(b).0 * g.row_len(cp)))
+                .collect();
             cells.resize(g.len(cp), 0.0);
-            for (b, part) in cell_parts.iter().enumerate() {
-                let from = cell_range(b).0 * g.row_len(cp);
-                cells[from..from + part.len()]
-                    .par_chunks_mut(CHUNK * cp)
-                    .zip(part.par_chunks(CHUNK * cp))
-                    .for_each(|(o, p)| {
-                        for (o, &p) in o.iter_mut().zip(p) {
-                            *o += p;
-                        }
-                    });
-            }
+            sum_into(cells, &parts);
             g.blur(cells, cell_scratch, cp);
         }
         if let Ok(l) = &lattice {
             if fused {
-                let parts = std::mem::take(&mut filter.partials);
-                sum_parts(&parts, &mut filter.values, cp);
-                filter.partials = parts;
+                let parts: Vec<(&[f32], usize)> =
+                    filter.partials.iter().map(|p| (&p[..], 0)).collect();
+                filter.values.resize((l.vertices() + 1) * cp, 0.0);
+                sum_into(&mut filter.values, &parts);
                 l.blur(cp, filter);
             } else {
                 l.splat_blur(q, cp, filter);
@@ -417,22 +408,6 @@ fn zeroed_huge(len: usize) -> Vec<f32> {
         }
     }
     v
-}
-
-/// `out = Σ parts`, element-wise, in parallel.
-fn sum_parts(parts: &[Vec<f32>], out: &mut Vec<f32>, cp: usize) {
-    out.resize(parts[0].len(), 0.0);
-    out.par_chunks_mut(CHUNK * cp)
-        .enumerate()
-        .for_each(|(c, out)| {
-            let at = c * CHUNK * cp;
-            out.copy_from_slice(&parts[0][at..at + out.len()]);
-            for p in &parts[1..] {
-                for (o, &v) in out.iter_mut().zip(&p[at..]) {
-                    *o += v;
-                }
-            }
-        });
 }
 
 /// The kernels a pass slices (from pass 1: the grid's blurred cells and the lattice's

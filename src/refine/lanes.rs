@@ -250,3 +250,22 @@ pub(super) unsafe fn ln8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m
     );
     _mm256_add_ps(_mm256_add_ps(m, y), _mm256_mul_ps(s(0.693_359_4), e))
 }
+
+/// `out = Σ parts`, each part `(values, offset)` added at its offset into `out` (zero where
+/// no part reaches), in parallel: how per-task splat copies are combined.
+pub(crate) fn sum_into(out: &mut [f32], parts: &[(&[f32], usize)]) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 14;
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+        let (a, b) = (c * CHUNK, c * CHUNK + out.len());
+        out.fill(0.0);
+        for &(part, at) in parts {
+            let (lo, hi) = (a.max(at), b.min(at + part.len()));
+            if lo < hi {
+                for (o, &v) in out[lo - a..hi - a].iter_mut().zip(&part[lo - at..hi - at]) {
+                    *o += v;
+                }
+            }
+        }
+    });
+}

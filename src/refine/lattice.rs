@@ -453,24 +453,17 @@ impl Lattice {
         let ones = vec![1f32; self.n];
         self.splat_blur(&ones, 1, &mut buffers);
         drop(ones);
-        let values = &buffers.values;
-        let (dp1, alpha) = (self.d + 1, self.alpha());
-        let (offset, bary) = (&self.offset, &self.bary);
+        let alpha = self.alpha();
+        let (offset, bary, values) = (&self.offset, &self.bary, &buffers.values);
+        let dp1 = self.d + 1;
         self.pre
-            .par_chunks_mut(CHUNK)
-            .zip(self.post.par_chunks_mut(CHUNK))
+            .par_iter_mut()
+            .zip(self.post.par_iter_mut())
             .enumerate()
-            .for_each(|(c, (pre, post))| {
-                for (k, (pre, post)) in pre.iter_mut().zip(post).enumerate() {
-                    let e = (c * CHUNK + k) * dp1;
-                    let k1: f32 = (e..e + dp1)
-                        .map(|e| bary[e] * values[offset[e] as usize])
-                        .sum::<f32>()
-                        * alpha;
-                    let n = 1.0 / (k1 + 1e-20).sqrt();
-                    *pre = n;
-                    *post = n * alpha * weight;
-                }
+            .for_each(|(i, (pre, post))| {
+                let k1 = slice_scalar(&offset[i * dp1..], &bary[i * dp1..], dp1, values) * alpha;
+                *pre = 1.0 / (k1 + 1e-20).sqrt();
+                *post = *pre * alpha * weight;
             });
     }
 
@@ -502,19 +495,8 @@ impl Lattice {
                 let points = t * span..((t + 1) * span).min(self.n);
                 simd::scatter(self, input, cp, points, buf);
             });
-            let per = (CHUNK / cp).max(16);
-            let partials = &partials[..];
-            values
-                .par_chunks_mut(per * cp)
-                .enumerate()
-                .for_each(|(c, out)| {
-                    let (at, len) = (c * per * cp, out.len());
-                    for p in partials {
-                        for (o, &v) in out.iter_mut().zip(&p[at..at + len]) {
-                            *o += v;
-                        }
-                    }
-                });
+            let parts: Vec<(&[f32], usize)> = partials.iter().map(|p| (&p[..], 0)).collect();
+            super::lanes::sum_into(values, &parts);
         }
         self.blur(cp, buffers);
     }
@@ -546,19 +528,21 @@ impl Lattice {
     pub fn filter_scalar(&self, input: &[f32]) -> Vec<f32> {
         let mut buffers = FilterBuffers::default();
         self.splat_blur(input, 1, &mut buffers);
-        let values = buffers.values;
         let dp1 = self.d + 1;
-        let alpha = self.alpha();
         (0..self.n)
             .into_par_iter()
             .map(|i| {
-                (0..dp1)
-                    .map(|r| self.bary[i * dp1 + r] * values[self.offset[i * dp1 + r] as usize])
-                    .sum::<f32>()
-                    * alpha
+                let (o, b) = (&self.offset[i * dp1..], &self.bary[i * dp1..]);
+                slice_scalar(o, b, dp1, &buffers.values) * self.alpha()
             })
             .collect()
     }
+}
+
+/// One point's value sliced from blurred scalar vertex `values`: its first `dp1` vertices
+/// and weights.
+fn slice_scalar(offset: &[u32], bary: &[f32], dp1: usize, values: &[f32]) -> f32 {
+    (0..dp1).map(|r| bary[r] * values[offset[r] as usize]).sum()
 }
 
 /// The inner loops, compiled twice: for the baseline and, picked at run time, for AVX2 with
