@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use segstream::frame::Geometry;
 use segstream::frame::{ClassScores, RgbImage, ScoreKind};
-use segstream::infer::Geometry;
 use segstream::refine::{refine_frame, CrfParams};
 
 const CLASSES: usize = 19;

@@ -7,9 +7,10 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use segstream::composite::Composite;
-use segstream::config::Model;
+use segstream::frame::argmax_scores;
 use segstream::frame::{LabelMap, RgbImage};
-use segstream::infer::{argmax_scores, normalize, write_item, Geometry};
+use segstream::infer::Model;
+use segstream::infer::{frame_geometry, normalize, write_item};
 
 const W: u32 = 1920;
 const H: u32 = 1080;
@@ -52,7 +53,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20);
 
     let input = &model.config.input;
-    let padded = Geometry::for_frame(W, H, input.size);
+    let padded = frame_geometry(W, H, input.size);
     let (mw, mh) = (padded.model_width, padded.model_height);
     let mut item = vec![0f32; (mw * mh * 3) as usize];
     g.bench_function("preprocess (normalize, pad, NCHW)", |b| {

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use segstream::config::Model;
 use segstream::frame::RgbImage;
+use segstream::infer::Model;
 use segstream::infer::{
     normalize, write_item, EngineOptions, Geometry, Segmenter, Stitch, StitchBuffers,
 };

@@ -2,87 +2,74 @@
 //!
 //! `[[transforms]] type = "composite", alpha = 0.5`
 //!
-//! Semantic labels are blended through a colour look-up table. Instances get a colour of
-//! their own, kept from frame to frame for the same object by matching boxes with the
-//! previous frame's (IoU), then their mask is blended, outlined, boxed and labelled with the
-//! class name and score.
+//! Semantic labels are blended through a colour look-up table. Instances get the colour of
+//! their id (which infer keeps from frame to frame for the same object), then their mask is
+//! blended, outlined, boxed and labelled with the class name and score.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use opencv::core::{self, Mat, Point, Rect, Scalar, Vec3b, Vector};
 use opencv::imgproc;
+use serde::Deserialize;
 
-use crate::frame::{Frame, LabelMap, RgbImage};
-use crate::instance::maps::Classes;
-use crate::instance::Instance;
-use crate::runtime::{BoxError, Output, Stage};
+use crate::component::{BuildContext, CheckContext, Component, Need, TransformComponent, Workers};
+use crate::config::Problems;
+use crate::frame::{Classes, Facet, Facets, Frame, Instance, LabelMap, RgbImage};
+use crate::runtime::{BoxError, Output, QueueConfig, Stage};
+
+/// Blends class colours over the frame and draws the instances.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompositeConfig {
+    /// Opacity of the class colours, 0 (invisible) to 1 (opaque).
+    #[serde(default = "default_alpha")]
+    pub alpha: f32,
+    #[serde(default)]
+    pub queue: QueueConfig,
+}
+
+fn default_alpha() -> f32 {
+    0.5
+}
+
+impl Component for CompositeConfig {
+    fn check(&mut self, _cx: &CheckContext<'_>, p: &mut Problems) {
+        p.range("alpha", self.alpha, 0.0, 1.0);
+    }
+
+    fn needs(&self) -> Vec<Need> {
+        vec![Need::any(
+            Facet::Labels | Facet::Instances,
+            "composite needs an infer transform before it",
+        )]
+    }
+
+    fn gives(&self) -> Facets {
+        Facet::Overlay.into()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl TransformComponent for CompositeConfig {
+    fn queue(&self) -> QueueConfig {
+        self.queue
+    }
+
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Workers, BoxError> {
+        let stage =
+            Composite::new(self.alpha, &cx.classes.palette).with_classes(cx.classes.clone());
+        Ok(Workers::one(Box::new(stage)))
+    }
+}
 
 pub struct Composite {
     alpha: f64,
     /// 256 RGB colours, one per possible class index, for `cv::LUT`.
     palette: Vec<Vec3b>,
     classes: Arc<Classes>,
-    /// One tracker per stream, so objects keep their colours.
-    trackers: HashMap<u32, Tracker>,
-}
-
-/// Box IoU from which an instance is taken to be the previous frame's same-class object.
-pub const TRACK_IOU: f32 = 0.3;
-
-/// Gives instances ids that persist across frames: each instance takes the id of the
-/// previous frame's instance of the same class with the highest box IoU (at least
-/// [`TRACK_IOU`]), greedily from the best pair down; the rest get new ids.
-#[derive(Debug, Default)]
-pub struct Tracker {
-    next: u32,
-    previous: Vec<(u32, u32, [f32; 4])>,
-}
-
-/// Intersection over union of two `[x1, y1, x2, y2]` boxes.
-pub fn box_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
-    let union = area(a) + area(b) - inter;
-    if union > 0.0 {
-        inter / union
-    } else {
-        0.0
-    }
-}
-
-impl Tracker {
-    pub fn assign(&mut self, instances: &mut [Instance]) {
-        let mut pairs = Vec::new();
-        for (i, inst) in instances.iter().enumerate() {
-            for (j, (_, class, bbox)) in self.previous.iter().enumerate() {
-                let iou = box_iou(&inst.bbox, bbox);
-                if *class == inst.class && iou >= TRACK_IOU {
-                    pairs.push((iou, i, j));
-                }
-            }
-        }
-        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut taken = vec![false; self.previous.len()];
-        let mut ids = vec![0u32; instances.len()];
-        for (_, i, j) in pairs {
-            if ids[i] == 0 && !taken[j] {
-                ids[i] = self.previous[j].0;
-                taken[j] = true;
-            }
-        }
-        for (inst, id) in instances.iter_mut().zip(ids) {
-            inst.id = if id != 0 {
-                id
-            } else {
-                self.next += 1;
-                self.next
-            };
-        }
-        self.previous = instances.iter().map(|i| (i.id, i.class, i.bbox)).collect();
-    }
 }
 
 /// A bright colour for instance `id`, far from its neighbours' (golden-ratio hues).
@@ -111,7 +98,6 @@ impl Composite {
             alpha: alpha as f64,
             palette: lut,
             classes: Arc::default(),
-            trackers: HashMap::new(),
         }
     }
 
@@ -279,8 +265,6 @@ impl Stage for Composite {
             None => None,
         };
         if let Some(instances) = frame.instances.as_mut() {
-            let tracker = self.trackers.entry(frame.stream).or_default();
-            tracker.assign(Arc::make_mut(instances).as_mut_slice());
             let mut image = blended.unwrap_or_else(|| (*frame.image).clone());
             self.draw_instances(&mut image, instances)?;
             frame.overlay = Some(Arc::new(image));
@@ -295,7 +279,7 @@ impl Stage for Composite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::instance::Mask;
+    use crate::frame::Mask;
 
     fn inst(class: u32, bbox: [f32; 4]) -> Instance {
         let (x, y) = (bbox[0] as u32, bbox[1] as u32);
@@ -313,28 +297,6 @@ mod tests {
             },
             id: 0,
         }
-    }
-
-    #[test]
-    fn tracker_keeps_ids_of_moving_objects() {
-        let mut t = Tracker::default();
-        let mut a = vec![
-            inst(3, [10.0, 10.0, 50.0, 50.0]),
-            inst(1, [100.0, 10.0, 120.0, 60.0]),
-        ];
-        t.assign(&mut a);
-        assert_eq!((a[0].id, a[1].id), (1, 2));
-        // Both move a little and swap order; a new car appears; the person changes class.
-        let mut b = vec![
-            inst(1, [103.0, 12.0, 123.0, 62.0]),
-            inst(3, [14.0, 10.0, 54.0, 50.0]),
-            inst(3, [200.0, 200.0, 220.0, 220.0]),
-        ];
-        t.assign(&mut b);
-        assert_eq!((b[0].id, b[1].id, b[2].id), (2, 1, 3));
-        let mut c = vec![inst(3, [103.0, 12.0, 123.0, 62.0])];
-        t.assign(&mut c);
-        assert_eq!(c[0].id, 4);
     }
 
     #[test]

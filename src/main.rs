@@ -3,12 +3,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use segstream::config::{Overrides, Pipeline, TransformConfig};
 use segstream::one_line;
+use segstream::pipeline::{self, Overrides, Pipeline, RunOptions};
 use segstream::runtime::Control;
-use segstream::topology::{self, RunOptions};
 
-mod status;
+mod cli;
+
+use cli::status;
 
 /// Real-time video segmentation: GStreamer in, ONNX Runtime models, video and label maps out.
 #[derive(Parser)]
@@ -90,10 +91,10 @@ enum Command {
         /// Execution providers to sweep, e.g. cpu,cuda; one that cannot load is reported as
         /// unavailable.
         #[arg(long, value_enum, value_delimiter = ',')]
-        providers: Vec<segstream::bench::ProviderKind>,
+        providers: Vec<cli::bench::ProviderKind>,
         /// Precisions to sweep, e.g. fp32,fp16 (fp16: the NAME_fp16.toml variant of a model).
         #[arg(long, value_enum, value_delimiter = ',')]
-        precision: Vec<segstream::bench::Precision>,
+        precision: Vec<cli::bench::Precision>,
     },
     /// Score predictions against ground truth: label maps (per-class IoU and Dice, mean
     /// IoU, pixel accuracy), instances (COCO mask AP) or panoptic maps (PQ, SQ, RQ).
@@ -158,7 +159,7 @@ fn model_names(model: Option<&str>) -> Result<Vec<String>, ()> {
     let Some(m) = model else {
         return Ok(Vec::new());
     };
-    match segstream::config::resolve_model(Path::new("eval"), m) {
+    match segstream::infer::resolve_model(Path::new("eval"), m) {
         Ok(model) => Ok(model.config.classes.names),
         Err(problems) => {
             eprintln!("error: --model {m}: {}", problems.join("; "));
@@ -204,6 +205,23 @@ fn print_metrics<M: std::fmt::Display + serde::Serialize>(
     }
 }
 
+/// Flags that no pipeline file checks: the status interval and the thread override.
+fn check_flags(status_interval: f64, threads: Option<usize>) -> Result<(), String> {
+    if !(0.0..=86_400.0).contains(&status_interval) {
+        return Err(format!(
+            "--status-interval {status_interval} is out of range (expected 0 to 86400 seconds)"
+        ));
+    }
+    let cores = segstream::infer::cores();
+    match threads {
+        Some(n) if n > cores => Err(format!(
+            "--threads {n} is out of range (expected 0 to {cores}: this machine runs {cores} \
+             threads at once)"
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -225,6 +243,10 @@ fn main() -> ExitCode {
             status_interval,
             metrics,
         } => {
+            if let Err(e) = check_flags(status_interval, threads) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
             let overrides = Overrides {
                 input,
                 output,
@@ -251,7 +273,7 @@ fn main() -> ExitCode {
                 tracing::warn!("Cannot install the signal handler: {e}.");
             }
             let _exporter = match metrics
-                .map(|a| segstream::exporter::Exporter::serve(&a, control.clone()))
+                .map(|a| cli::exporter::Exporter::serve(&a, control.clone()))
                 .transpose()
             {
                 Ok(e) => e,
@@ -263,10 +285,10 @@ fn main() -> ExitCode {
             let options = RunOptions { frames, threads };
             let status = (status_interval > 0.0).then(|| {
                 // Live sources drop frames: the output does not reach the frame limit.
-                let limit = frames.filter(|_| !pipeline.config.is_live());
+                let limit = frames.filter(|_| !pipeline.is_live());
                 status::spawn(control.clone(), status_interval, limit)
             });
-            let result = topology::run(&pipeline, &options, control);
+            let result = pipeline::run(&pipeline, &options, control);
             if let Some(status) = status {
                 status.finish();
             }
@@ -277,17 +299,8 @@ fn main() -> ExitCode {
                         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
                         eprintln!("memory: peak {:.1} MiB, now {:.1} MiB", mib(peak), mib(now));
                     }
-                    for sink in &pipeline.config.sinks {
-                        if let Some(path) = sink.output_path() {
-                            let streams = pipeline.config.sources.len() as u32;
-                            let template = path
-                                .to_string_lossy()
-                                .contains(segstream::config::STREAM_PLACEHOLDER);
-                            for stream in 0..if template { streams } else { 1 } {
-                                let path = segstream::config::stream_path(path, stream);
-                                println!("output: {}", path.display());
-                            }
-                        }
+                    for path in pipeline.outputs() {
+                        println!("output: {}", path.display());
                     }
                     if report.interrupted {
                         ExitCode::from(130)
@@ -316,6 +329,10 @@ fn main() -> ExitCode {
             providers,
             precision,
         } => {
+            if let Err(e) = check_flags(0.0, threads) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
             let overrides = Overrides {
                 input,
                 eval,
@@ -328,7 +345,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let options = segstream::bench::BenchOptions {
+            let options = cli::bench::BenchOptions {
                 frames,
                 warmup,
                 from_memory,
@@ -336,12 +353,12 @@ fn main() -> ExitCode {
                 threads,
             };
             if !(models.is_empty() && providers.is_empty() && precision.is_empty()) {
-                let sweep = segstream::bench::Sweep {
+                let sweep = cli::bench::Sweep {
                     models,
                     providers,
                     precisions: precision,
                 };
-                let comparison = match segstream::bench::compare(&pipeline, &options, &sweep) {
+                let comparison = match cli::bench::compare(&pipeline, &options, &sweep) {
                     Ok(c) => c,
                     Err(e) => {
                         eprintln!("error: {}", one_line(&e));
@@ -353,7 +370,7 @@ fn main() -> ExitCode {
                     serde_json::to_string_pretty(&comparison).expect("comparison serializes");
                 return write_outputs([(json, json_text), (csv, comparison.to_csv())]);
             }
-            let report = match segstream::bench::bench(&pipeline, &options) {
+            let report = match cli::bench::bench(&pipeline, &options) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("error: {}", one_line(&e));
@@ -421,45 +438,23 @@ fn main() -> ExitCode {
                 output,
                 ..Overrides::default()
             };
-            let (pipeline, mut problems) = match Pipeline::load_with_problems(&path, &overrides) {
+            let (pipeline, problems) = match Pipeline::load_with_problems(&path, &overrides) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("error: {}", one_line(&e));
                     return ExitCode::FAILURE;
                 }
             };
-            problems = problems
-                .into_iter()
-                .map(|p| format!("{}: {p}", path.display()))
-                .collect();
-            // Open every model that loaded and compare it with its config.
-            for (i, (t, model)) in pipeline
-                .config
-                .transforms
-                .iter()
-                .zip(&pipeline.models)
-                .enumerate()
-            {
-                let (TransformConfig::Infer { .. }, Some(model)) = (t, model) else {
-                    continue;
-                };
-                match segstream::infer::open_session(model, &[], 1) {
-                    Ok(session) => {
-                        for p in segstream::infer::check_model(&session, model) {
-                            problems.push(format!(
-                                "{}: transforms[{i}].model: {} ({}): {p}",
-                                path.display(),
-                                model.config_path.display(),
-                                model.onnx_path.display()
-                            ));
-                        }
-                    }
-                    Err(e) => problems.push(format!(
-                        "{}: transforms[{i}].model: {}",
-                        path.display(),
-                        one_line(&e)
-                    )),
+            let mut problems: Vec<String> = problems.iter().map(|p| p.in_file(&path)).collect();
+            // What needs the components' resources: open every model with its providers.
+            if let Some(pipeline) = &pipeline {
+                let mut p = segstream::config::Problems::default();
+                for (i, t) in pipeline.transforms.iter().enumerate() {
+                    let mut q = segstream::config::Problems::under(format!("transforms[{i}]"));
+                    t.config.probe(&mut q);
+                    p.extend(q);
                 }
+                problems.extend(p.into_vec().iter().map(|p| p.in_file(&path)));
             }
             if problems.is_empty() {
                 println!("ok: {} is valid", path.display());

@@ -6,12 +6,12 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{make_image, read_png, reference, root};
-use segstream::config::{Model, TilingConfig};
+use segstream::frame::MatchMetric;
 use segstream::frame::RgbImage;
+use segstream::frame::{Instance, Mask};
 use segstream::infer::{EngineOptions, Segmenter};
-use segstream::instance::merge::MatchMetric;
+use segstream::infer::{Model, TilingConfig};
 use segstream::instance::paste::paste;
-use segstream::instance::{Instance, Mask};
 use segstream::tile::Blend;
 use serde_json::Value;
 

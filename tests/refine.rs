@@ -190,7 +190,7 @@ fn blur(plane: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
 #[test]
 fn refinement_recovers_the_synthetic_scene() {
     use segstream::frame::ClassScores;
-    use segstream::infer::Geometry;
+    use segstream::frame::Geometry;
     use segstream::refine::refine_frame;
 
     let (w, h, classes) = (320usize, 180usize, 19usize);
@@ -203,7 +203,7 @@ fn refinement_recovers_the_synthetic_scene() {
     };
     let (mut raw_sum, mut refined_sum, mut half_sum) = (0.0, 0.0, 0.0);
     for t in [0u64, 40, 80] {
-        let (image, truth) = segstream::synthetic::render(w as u32, h as u32, 11, t);
+        let (image, truth) = segstream::source::synthetic::render(w as u32, h as u32, 11, t);
         // A blurry, noisy model: the true map blurred, plus smooth and pixel noise.
         let mut data = Vec::with_capacity(classes * w * h);
         for c in 0..classes {

@@ -112,9 +112,9 @@ fn frame_smaller_than_a_tile() {
 // whole-image result wherever no tile edge is within reach of the receptive field.
 #[test]
 fn fully_convolutional_tiles_agree_with_the_whole_image_in_tile_interiors() {
-    use segstream::config::{Model, TilingConfig};
     use segstream::frame::RgbImage;
     use segstream::infer::{EngineOptions, Segmenter};
+    use segstream::infer::{Model, TilingConfig};
     use segstream::tile::{Blend, TileGrid};
 
     let dir = tempfile::tempdir().unwrap();
@@ -128,7 +128,7 @@ fn fully_convolutional_tiles_agree_with_the_whole_image_in_tile_interiors() {
         scale: 1.0,
         blend: Blend::Linear,
         full_frame: false,
-        merge: segstream::instance::merge::MatchMetric::Ios,
+        merge: segstream::frame::MatchMetric::Ios,
         merge_threshold: 0.5,
     };
     let options = |tiling| EngineOptions {

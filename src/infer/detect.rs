@@ -5,7 +5,7 @@
 //! (see `instance::paste`). Either way boxes and masks end up in frame pixels, whether the
 //! model saw the frame itself, a padded or stretched copy, or one slice of it.
 
-use crate::config::MasksFormat;
+use super::model::MasksFormat;
 use crate::instance::paste::{
     crop_threshold, paste, resize_threshold, resized_window, set_window, Window,
 };

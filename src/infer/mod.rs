@@ -5,14 +5,17 @@
 //!
 //! One ONNX Runtime session per stage, created on the stage's thread.
 
+mod config;
 pub mod detect;
-mod postprocess;
+mod model;
 mod preprocess;
 mod session;
 mod stitch;
 
-pub use postprocess::{argmax_scores, resample_labels};
-pub use preprocess::{normalize, resize, write_item, Geometry, Normalized};
+pub use crate::frame::{argmax_scores, resample_labels};
+pub use config::{cores, infer_threads, InferConfig, ProviderConfig, TilingConfig};
+pub use model::*;
+pub use preprocess::{frame_geometry, normalize, resize, write_item, Normalized};
 pub use session::{check_model, environment, library_candidates, open_session, provider_name};
 pub use stitch::{Stitch, StitchBuffers};
 
@@ -23,11 +26,8 @@ use half::f16;
 use ort::session::Session;
 use ort::value::{Tensor, TensorElementType, ValueType};
 
-use crate::config::{
-    InputType, Layout, Model, OutputConfig, ProviderConfig, SizePolicy, TilingConfig,
-};
-use crate::frame::{ClassScores, Frame, LabelMap, RgbImage, ScoreKind};
-use crate::instance::{merge, Instance};
+use crate::frame::{ClassScores, Frame, Geometry, Instance, LabelMap, RgbImage, ScoreKind};
+use crate::instance::merge;
 use crate::runtime::{BoxError, Output, Stage};
 use crate::tile::{Tile, TileGrid};
 
@@ -238,7 +238,7 @@ impl Segmenter {
                     prepared.push(scaled);
                 }
                 _ => {
-                    let geometry = Geometry::for_frame(image.width, image.height, input.size);
+                    let geometry = frame_geometry(image.width, image.height, input.size);
                     let (mw, mh) = (geometry.model_width, geometry.model_height);
                     let src = if geometry.stretched {
                         resize(normalized, mw, mh).map_err(pre)?
@@ -438,7 +438,7 @@ impl Segmenter {
         let normalized = normalize(image, input);
         let (w, h) = (image.width, image.height);
         let whole = |index: usize| -> Job {
-            let geometry = Geometry::for_frame(w, h, input.size);
+            let geometry = frame_geometry(w, h, input.size);
             let (mw, mh) = (geometry.model_width, geometry.model_height);
             let region = if geometry.stretched { (mw, mh) } else { (w, h) };
             Job {
@@ -834,7 +834,7 @@ impl Stage for Infer {
 /// Runs `session` on the input tensor `load_input` filled, of the config's element type.
 fn run_session<'s>(
     session: &'s mut Session,
-    input: &crate::config::InputConfig,
+    input: &InputConfig,
     f32_input: Option<&Tensor<f32>>,
     f16_input: Option<&Tensor<f16>>,
 ) -> ort::Result<ort::session::SessionOutputs<'s>> {

@@ -4,32 +4,18 @@ use opencv::core::{Mat, Size, Vec3f};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use crate::config::{ColorOrder, InputConfig, Layout, SizePolicy};
-use crate::frame::RgbImage;
+use super::model::{ColorOrder, InputConfig, Layout, SizePolicy};
+use crate::frame::{Geometry, RgbImage};
 
-/// How the scores the model gives relate to the frame, for mapping them back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Geometry {
-    pub frame_width: u32,
-    pub frame_height: u32,
-    /// Size of the image the scores cover (the model input, or the stitched tiles).
-    pub model_width: u32,
-    pub model_height: u32,
-    /// True when the frame was resized to the model size; false when it was padded.
-    pub stretched: bool,
-}
-
-impl Geometry {
-    /// The geometry of a whole frame fed to a model with the given size policy.
-    pub fn for_frame(width: u32, height: u32, size: SizePolicy) -> Geometry {
-        let (mw, mh) = size.model_size(width, height);
-        Geometry {
-            frame_width: width,
-            frame_height: height,
-            model_width: mw,
-            model_height: mh,
-            stretched: matches!(size, SizePolicy::Stretch { .. }),
-        }
+/// The geometry of a whole frame fed to a model with the given size policy.
+pub fn frame_geometry(width: u32, height: u32, size: SizePolicy) -> Geometry {
+    let (mw, mh) = size.model_size(width, height);
+    Geometry {
+        frame_width: width,
+        frame_height: height,
+        model_width: mw,
+        model_height: mh,
+        stretched: matches!(size, SizePolicy::Stretch { .. }),
     }
 }
 

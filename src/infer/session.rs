@@ -11,8 +11,8 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{Outlet, TensorElementType, ValueType};
 
+use super::model::{MasksFormat, Model, OutputConfig, SizePolicy};
 use super::InferError;
-use crate::config::{MasksFormat, Model, OutputConfig, ProviderConfig, SizePolicy};
 
 /// Where the ONNX Runtime shared library is looked for, in order.
 pub fn library_candidates() -> Vec<PathBuf> {
@@ -235,8 +235,8 @@ pub fn check_model(session: &Session, model: &Model) -> Vec<String> {
                     }
                 }
                 let expected = match cfg.input.dtype {
-                    crate::config::InputType::Float32 => TensorElementType::Float32,
-                    crate::config::InputType::Float16 => TensorElementType::Float16,
+                    super::model::InputType::Float32 => TensorElementType::Float32,
+                    super::model::InputType::Float16 => TensorElementType::Float16,
                 };
                 if ty != expected {
                     problems.push(format!(
@@ -343,4 +343,38 @@ pub fn check_model(session: &Session, model: &Model) -> Vec<String> {
         }
     }
     problems
+}
+
+/// An ONNX Runtime execution provider.
+#[derive(Clone, Debug, serde::Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProviderConfig {
+    Cpu,
+    Cuda {
+        #[serde(default)]
+        device_id: i32,
+        /// cuDNN convolution algorithm search: `exhaustive`, `heuristic` or `default`.
+        #[serde(default = "default_conv_search")]
+        conv_algo_search: String,
+        /// Limit of the CUDA memory arena in MiB; unlimited when absent.
+        #[serde(default)]
+        memory_limit_mb: Option<usize>,
+    },
+    Tensorrt {
+        #[serde(default)]
+        device_id: i32,
+        /// Build FP16 engines.
+        #[serde(default)]
+        fp16: bool,
+        /// Directory where built engines are cached between runs.
+        #[serde(default)]
+        engine_cache_dir: Option<PathBuf>,
+        /// Builder workspace in MiB.
+        #[serde(default)]
+        workspace_mb: Option<usize>,
+    },
+}
+
+fn default_conv_search() -> String {
+    "exhaustive".into()
 }

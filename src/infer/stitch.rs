@@ -5,8 +5,8 @@
 //! tile's scores; only the blending bands between tiles are accumulated. That keeps the
 //! stitch cheap next to inference: most pixels are read once and never written as floats.
 
-use super::postprocess::{argmax_scores, argmax_step, taps, Tap};
-use super::Geometry;
+use crate::frame::argmax::{argmax_scores, argmax_step, taps, Tap};
+use crate::frame::Geometry;
 use crate::frame::LabelMap;
 use crate::tile::{Blend, Tile, TileGrid};
 

@@ -1,44 +1,13 @@
 //! Frame-sized maps made from instances: instance ids, and panoptic labels that join a
 //! semantic label map (stuff) with instances (things).
 
-use super::Instance;
-use crate::frame::LabelMap;
+pub use crate::frame::Classes;
+use crate::frame::{Instance, LabelMap};
 
 /// Panoptic value of void pixels (no class, or a thing class with no instance on it).
 pub const VOID: u16 = u16::MAX;
 /// Instances per class a panoptic value can tell apart (`class * 1000 + instance`).
 pub const MAX_PANOPTIC_INSTANCES: usize = 999;
-
-/// Class names of a pipeline's semantic and instance models.
-#[derive(Clone, Debug, Default)]
-pub struct Classes {
-    pub semantic: Vec<String>,
-    pub instance: Vec<String>,
-}
-
-impl Classes {
-    /// The instance model's name for `class`, or `"class N"` for an index it does not name.
-    pub fn instance_name(&self, class: u32) -> String {
-        self.instance
-            .get(class as usize)
-            .cloned()
-            .unwrap_or_else(|| format!("class {class}"))
-    }
-
-    /// For each instance class, the semantic class of the same name (case-insensitive):
-    /// how Mask R-CNN's things land in DeepLabV3+'s label space.
-    pub fn thing_classes(&self) -> Vec<Option<u8>> {
-        self.instance
-            .iter()
-            .map(|name| {
-                self.semantic
-                    .iter()
-                    .position(|s| s.eq_ignore_ascii_case(name))
-                    .and_then(|i| u8::try_from(i).ok())
-            })
-            .collect()
-    }
-}
 
 /// Instance indices from lowest to highest score, so painting in this order leaves the
 /// highest-scoring instance on top where masks overlap.
@@ -167,6 +136,7 @@ mod tests {
         let classes = Classes {
             semantic: vec!["road".into(), "car".into()],
             instance: vec!["__background__".into(), "person".into(), "car".into()],
+            ..Classes::default()
         };
         let things = classes.thing_classes();
         assert_eq!(things, vec![None, None, Some(1)]);

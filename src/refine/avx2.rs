@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::crf::{Kernels, Planes, Sink, CLIP, PAD};
+use super::band::{Kernels, Planes, Sink, CLIP, PAD};
 use super::lanes::{exp8, ln8};
 use crate::frame::ScoreKind;
 

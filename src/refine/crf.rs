@@ -19,19 +19,14 @@ use rayon::prelude::*;
 
 use std::cell::RefCell;
 
+pub use super::band::CLIP;
+use super::band::{Kernels, Planes, Sink, PAD};
 use super::grid::Grid;
 use super::lanes::sum_into;
 use super::lattice::{
     FilterBuffers, Lattice, LatticeBuffers, LatticeError, MAX_DIM, SCATTER_LIMIT,
 };
 use crate::frame::{RgbImage, ScoreKind};
-
-/// Smallest probability a unary reads: `-ln` of it bounds the unary (as densecrf's
-/// `unary_from_softmax` clips).
-pub const CLIP: f32 = 1e-5;
-
-/// Value of padding lanes in the unary rows: never the maximum, exponentiates to zero.
-pub(super) const PAD: f32 = -1e30;
 
 /// A Gaussian kernel on position (`smooth = { sxy, weight }` in a pipeline file).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]
@@ -410,31 +405,6 @@ fn zeroed_huge(len: usize) -> Vec<f32> {
     v
 }
 
-/// The kernels a pass slices (from pass 1: the grid's blurred cells and the lattice's
-/// blurred vertex rows) and splats into.
-pub(super) struct Kernels<'a> {
-    pub(super) w: usize,
-    pub(super) cp: usize,
-    pub(super) classes: usize,
-    pub(super) grid: Option<(&'a Grid, &'a [f32])>,
-    pub(super) lattice: Option<(&'a Lattice, &'a [f32])>,
-}
-
-/// Pass 0's input: the class planes, their size, and what they hold.
-pub(super) type Planes<'a> = Option<(&'a [f32], usize, ScoreKind)>;
-
-/// Where a band puts each pixel's new `Q`.
-pub(super) struct Sink<'a> {
-    /// The band's rows of `Q`, when the lattice splats in a pass of its own.
-    pub(super) q: Option<&'a mut [f32]>,
-    /// The band's copy of the grid cells, and the offset of its first cell in the grid.
-    pub(super) cells: Option<(&'a mut [f32], usize)>,
-    /// The band's copy of the lattice's vertex rows.
-    pub(super) vertices: Option<&'a mut [f32]>,
-    /// After the last pass: the band's part of each class plane, and its labels.
-    pub(super) last: Option<(Vec<&'a mut [f32]>, &'a mut [u8])>,
-}
-
 /// Turns a row of scores (eight-lane blocks, padding lanes ignored) into
 /// `-U = ln(max(p, CLIP))`, padding lanes to [`PAD`].
 #[inline(always)]
@@ -510,18 +480,7 @@ fn softmax_row<const F: bool>(row: &mut [f32], classes: usize) {
     row[classes..].fill(0.0);
 }
 
-/// `a * b + c`, fused where the code is compiled for FMA (`F`); a plain multiply and add
-/// elsewhere, where `mul_add` would be a library call.
-#[inline(always)]
-pub(crate) fn fma<const F: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if F {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
-}
-
-pub(crate) use super::lanes::axpy;
+pub(crate) use super::lanes::{axpy, fma};
 
 /// `e^x` to about 2 ulp, branch-free so it vectorizes (Cephes' polynomial). Inputs below
 /// -80 give about 2e-35: results stay normal floats even after a softmax divides them by up
@@ -674,7 +633,7 @@ mod simd {
 
     pub(super) fn band(k: &Kernels, y0: usize, scores: Planes, base: &mut [f32], sink: Sink) {
         #[cfg(target_arch = "x86_64")]
-        if super::super::lattice::simd::avx2() && !super::forced_portable() {
+        if super::super::lanes::avx2() && !super::forced_portable() {
             return crate::refine::lanes::flush_denormals(|| {
                 // SAFETY: the CPU has AVX2 and FMA (checked above).
                 unsafe {

@@ -50,7 +50,7 @@ pub(crate) unsafe fn sum(
     out: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if super::lattice::simd::avx2() {
+    if avx2() {
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2(
             count: usize,
@@ -109,7 +109,7 @@ pub(crate) fn axpy<const F: bool>(acc: &mut [f32], w: f32, x: &[f32]) {
         return;
     }
     for (a, &x) in acc[..len].iter_mut().zip(&x[..len]) {
-        *a = super::crf::fma::<F>(w, x, *a);
+        *a = fma::<F>(w, x, *a);
     }
 }
 
@@ -268,4 +268,30 @@ pub(crate) fn sum_into(out: &mut [f32], parts: &[(&[f32], usize)]) {
             }
         }
     });
+}
+
+/// `a * b + c`, fused where the code is compiled for FMA (`F`); a plain multiply and add
+/// elsewhere, where `mul_add` would be a library call.
+#[inline(always)]
+pub(crate) fn fma<const F: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if F {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// Whether the AVX2 versions can run here.
+pub(crate) fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVX2.get_or_init(|| {
+            std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }

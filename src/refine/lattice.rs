@@ -566,7 +566,7 @@ pub(crate) mod simd {
                 let o = l.offset[e] as usize * cp;
                 let w = l.bary[e] * p;
                 if cp % 8 == 0 {
-                    crate::refine::crf::axpy::<F>(&mut out[o..o + cp], w, x);
+                    crate::refine::lanes::axpy::<F>(&mut out[o..o + cp], w, x);
                 } else {
                     for (o, &x) in out[o..o + cp].iter_mut().zip(x) {
                         *o += w * x;
@@ -632,18 +632,7 @@ pub(crate) mod simd {
         blur_body(old, nb, cp, first, out)
     }
 
-    /// Whether the AVX2 versions can run here.
-    pub(crate) fn avx2() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-            *AVX2.get_or_init(|| {
-                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-            })
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
-    }
+    use crate::refine::lanes::avx2;
 
     pub(super) fn blur(old: &[f32], nb: &[[u32; 2]], cp: usize, first: usize, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]

@@ -14,12 +14,15 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+mod band;
+mod config;
 pub mod crf;
 mod grid;
 mod lanes;
 pub mod lattice;
 mod mask;
 
+pub use config::RefineConfig;
 pub use crf::{
     mean_field, mean_field_in, Appearance, CrfError, CrfParams, Refined, Smooth, Workspace,
 };
@@ -30,9 +33,9 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::frame::{ClassScores, Frame, LabelMap, RgbImage, ScoreKind};
-use crate::infer::{argmax_scores, Geometry};
-use crate::instance::Instance;
+use crate::frame::{
+    argmax_scores, ClassScores, Frame, Geometry, Instance, LabelMap, RgbImage, ScoreKind,
+};
 use crate::runtime::{BoxError, Output, Stage};
 
 #[derive(Debug, thiserror::Error)]

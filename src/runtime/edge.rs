@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 
+use super::FullPolicy;
 use super::{Aborted, Control, StageMetrics};
-use crate::config::FullPolicy;
 use crate::frame::Frame;
 
 /// How often a blocked sender looks up from its wait to see whether the pipeline aborted.
@@ -92,7 +92,13 @@ pub struct Output {
     pub(crate) control: Arc<Control>,
     /// For one of several sources: the stream id stamped on every frame sent.
     pub(crate) stream: Option<u32>,
+    /// Applied to every frame sent downstream, in output order (after a parallel stage's
+    /// reordering): work that must see frames in sequence, such as tracking.
+    pub(crate) ordered: Option<OrderedStep>,
 }
+
+/// A stage's in-order step on its output frames; see [`super::StageSpec::ordered`].
+pub type OrderedStep = Box<dyn FnMut(&mut Frame) + Send>;
 
 impl Output {
     /// The same output for source `stream` of several: frames sent get that stream id.
@@ -103,6 +109,7 @@ impl Output {
             metrics: self.metrics.clone(),
             control: self.control.clone(),
             stream: Some(stream),
+            ordered: None,
         }
     }
 
@@ -115,6 +122,9 @@ impl Output {
         if let Some(collected) = &mut self.collect {
             collected.push(frame);
             return Ok(());
+        }
+        if let Some(step) = &mut self.ordered {
+            step(&mut frame);
         }
         self.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
         let Some((last, rest)) = self.edges.split_last() else {

@@ -223,8 +223,24 @@ pub struct RunReport {
     pub steady_fps: Option<f64>,
     /// The run ended because of a signal or a frame limit, not end of stream.
     pub interrupted: bool,
-    /// Accuracy against the source's ground truth, when the pipeline has `[eval]`.
-    pub eval: Option<crate::eval::RunEval>,
+    /// What stages had to say at the end (accuracy, for one), in pipeline order.
+    pub summaries: Vec<Summary>,
+}
+
+/// A stage's closing figures: a line for the summary and the same as JSON for reports.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    /// What the figures are (`accuracy`); a report's JSON field of that name holds `value`.
+    pub key: &'static str,
+    pub text: String,
+    pub value: serde_json::Value,
+}
+
+impl RunReport {
+    /// The figures a stage summarized under `key`, if one did.
+    pub fn summary(&self, key: &str) -> Option<&Summary> {
+        self.summaries.iter().find(|s| s.key == key)
+    }
 }
 
 impl RunReport {
@@ -344,8 +360,8 @@ impl fmt::Display for RunReport {
                 write!(f, "\n{} dropped by stream: {}", s.name, by.join(", "))?;
             }
         }
-        if let Some(eval) = &self.eval {
-            write!(f, "\n{eval}")?;
+        for s in &self.summaries {
+            write!(f, "\n{}", s.text)?;
         }
         Ok(())
     }

@@ -7,12 +7,14 @@
 
 mod edge;
 mod metrics;
+mod queue;
 mod status;
 
-pub use edge::Output;
+pub use edge::{OrderedStep, Output};
 pub use metrics::{
-    write_stage_table, LatencyMetrics, RunReport, StageMetrics, StageRow, StageSummary,
+    write_stage_table, LatencyMetrics, RunReport, StageMetrics, StageRow, StageSummary, Summary,
 };
+pub use queue::{FullPolicy, QueueConfig, MAX_CAPACITY};
 pub use status::{memory, RunMetrics, Status, StatusMark};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +24,6 @@ use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 
-use crate::config::FullPolicy;
 use crate::frame::Frame;
 use edge::{edge, EdgeTx};
 
@@ -55,6 +56,11 @@ pub trait Stage: Send {
     /// Upstream has closed: emit anything buffered and finalize outputs.
     fn flush(&mut self, _out: &mut Output) -> Result<(), BoxError> {
         Ok(())
+    }
+
+    /// Closing figures for the run's summary, asked once after `flush`.
+    fn summary(&self) -> Option<Summary> {
+        None
     }
 }
 
@@ -121,6 +127,8 @@ pub struct Control {
     metrics: OnceLock<Arc<RunMetrics>>,
     /// Frames the source expects to produce (0: unknown).
     expected: AtomicU64,
+    /// Stages' closing figures, as they finish.
+    summaries: Mutex<Vec<(String, Summary)>>,
 }
 
 impl Control {
@@ -187,6 +195,8 @@ pub struct StageSpec {
     pub batch: usize,
     pub capacity: usize,
     pub policy: FullPolicy,
+    /// Run on every output frame in order, after the workers (tracking needs order).
+    pub ordered: Option<OrderedStep>,
 }
 
 impl StageSpec {
@@ -198,6 +208,7 @@ impl StageSpec {
             batch: 1,
             capacity,
             policy,
+            ordered: None,
         }
     }
 }
@@ -227,6 +238,7 @@ pub fn run(
             metrics: metrics.clone(),
             control: control.clone(),
             stream: None,
+            ordered: None,
         };
         // Every sink sees every frame: the first one stands for the pipeline's output.
         handles.push(spawn_stage(
@@ -248,6 +260,7 @@ pub fn run(
             metrics: metrics.clone(),
             control: control.clone(),
             stream: None,
+            ordered: None,
         };
         handles.push(spawn_stage(spec, rx, out, None));
         transform_metrics.push(metrics);
@@ -268,6 +281,7 @@ pub fn run(
         metrics: source_metrics,
         control: control.clone(),
         stream: None,
+        ordered: None,
     };
     let mut source = source;
     let source_handle = thread::Builder::new()
@@ -315,7 +329,12 @@ pub fn run(
         latency: latency.percentiles(),
         steady_fps: latency.steady_fps(),
         interrupted: control.stop_requested(),
-        eval: None,
+        summaries: {
+            let mut s =
+                std::mem::take(&mut *control.summaries.lock().unwrap_or_else(|e| e.into_inner()));
+            s.sort_by(|a, b| a.0.cmp(&b.0));
+            s.into_iter().map(|(_, s)| s).collect()
+        },
     })
 }
 
@@ -361,7 +380,8 @@ fn process(
     Ok(())
 }
 
-/// Reports a stage's failure (unless it only saw the abort) and still lets it finalize.
+/// Reports a stage's failure (unless it only saw the abort) and still lets it finalize;
+/// then keeps its closing figures.
 fn finish(stage: &mut dyn Stage, result: Result<(), BoxError>, out: &mut Output) {
     if let Err(e) = result {
         if !e.is::<Aborted>() {
@@ -369,6 +389,14 @@ fn finish(stage: &mut dyn Stage, result: Result<(), BoxError>, out: &mut Output)
         }
         // Still give the stage the chance to finalize what it already wrote.
         let _ = stage.flush(out);
+    }
+    if let Some(summary) = stage.summary() {
+        let mut all = out
+            .control
+            .summaries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        all.push((out.metrics.name.clone(), summary));
     }
 }
 
@@ -383,12 +411,14 @@ fn spawn_stage(
         name,
         mut workers,
         batch,
+        ordered,
         ..
     } = spec;
+    let mut out = out;
+    out.ordered = ordered;
     let batch = batch.max(1);
     if workers.len() == 1 {
         let mut stage = workers.pop().expect("one worker");
-        let mut out = out;
         let handle = thread::Builder::new()
             .name(format!("segstream-{name}"))
             .spawn(move || {
@@ -441,6 +471,7 @@ fn spawn_parallel(
             metrics: out.metrics.clone(),
             control: out.control.clone(),
             stream: None,
+            ordered: None,
         };
         let latency = latency.clone();
         let handle = thread::Builder::new()
@@ -682,6 +713,7 @@ mod tests {
                     batch,
                     capacity: 4,
                     policy: FullPolicy::Block,
+                    ordered: None,
                 }],
                 vec![spec("sink", Box::new(sink), 4, FullPolicy::Block)],
                 Arc::new(Control::default()),

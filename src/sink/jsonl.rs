@@ -1,6 +1,6 @@
 //! jsonl: one JSON object per frame and line, for storage and for other tools.
 //!
-//! `[[sinks]] type = "jsonl", path = "out/meta.jsonl"` writes lines like
+//! `[[sinks]] type = "jsonl", path = "../out/meta.jsonl"` writes lines like
 //!
 //! ```json
 //! {"stream":0,"seq":12,"pts_ms":400.0,"time_ms":1795000000123.4,"width":1920,"height":1080,
@@ -15,16 +15,66 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::frame::Frame;
-use crate::instance::maps::Classes;
+use crate::component::{BuildContext, CheckContext, Component, SinkComponent};
+use crate::config::Problems;
+use crate::frame::{Classes, Frame};
 use crate::instance::rle;
-use crate::runtime::{BoxError, Output, Stage};
+use crate::runtime::{BoxError, Output, QueueConfig, Stage};
+
+/// One JSON object per frame and line: stream, sequence number, timestamp, frame size and
+/// each instance's class, score, box and mask (compressed COCO RLE at frame resolution).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlConfig {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub queue: QueueConfig,
+}
+
+impl Component for JsonlConfig {
+    fn check(&mut self, cx: &CheckContext<'_>, _p: &mut Problems) {
+        self.path = cx.resolve(&self.path);
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl SinkComponent for JsonlConfig {
+    fn queue(&self) -> QueueConfig {
+        self.queue
+    }
+
+    fn output(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    fn set_output(&mut self, path: PathBuf) -> bool {
+        self.path = path;
+        true
+    }
+
+    /// Each line names its stream, so one file may hold them all.
+    fn shared_by_streams(&self) -> bool {
+        true
+    }
+
+    fn build(
+        &self,
+        cx: &BuildContext<'_>,
+        output: Option<&Path>,
+    ) -> Result<Box<dyn Stage>, BoxError> {
+        let path = output.unwrap_or(&self.path).to_owned();
+        Ok(Box::new(JsonlSink::new(path, cx.classes.clone())))
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum JsonlError {

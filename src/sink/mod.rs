@@ -1,11 +1,16 @@
-//! Sinks: where finished frames go. Every sink sees every frame.
+//! Sinks: where finished frames go. Every sink sees every frame. Each file is one `type`
+//! of `[[sinks]]` with its settings; `video` is the encoder `mp4` and `display` share.
 
-mod jsonl;
-mod png;
+pub mod display;
+pub mod jsonl;
+pub mod mp4;
+pub mod null;
+pub mod png;
 mod video;
 
 pub use self::jsonl::JsonlSink;
-pub use self::png::{write_png, write_png16, PngSink};
+pub use self::null::NullSink;
+pub use self::png::{write_png, write_png16, PngContent, PngSink};
 pub use self::video::{VideoSink, VideoSinkKind};
 
 use std::collections::BTreeMap;
@@ -52,14 +57,5 @@ impl Stage for PerStream {
             }
         }
         first
-    }
-}
-
-/// Discards frames; for measuring the rest of the pipeline.
-pub struct NullSink;
-
-impl Stage for NullSink {
-    fn process(&mut self, _frame: Frame, _out: &mut Output) -> Result<(), BoxError> {
-        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! png: one 8-bit PNG per frame, named by sequence number.
 //!
-//! `[[sinks]] type = "png", dir = "out/labels"` writes `out/labels/000000.png`, ... where
+//! `[[sinks]] type = "png", dir = "../out/labels"` writes `out/labels/000000.png`, ... where
 //! each pixel is the class index (or the overlay / plain frame as RGB; or, 16-bit, instance
 //! ids or panoptic labels).
 
@@ -8,10 +8,100 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use crate::config::PngContent;
-use crate::frame::Frame;
-use crate::instance::maps::{self, Classes};
-use crate::runtime::{BoxError, Output, Stage};
+use serde::Deserialize;
+
+use crate::component::{BuildContext, CheckContext, Component, Need, SinkComponent};
+use crate::config::Problems;
+use crate::frame::{Classes, Facet, Frame};
+use crate::instance::maps;
+use crate::runtime::{BoxError, Output, QueueConfig, Stage};
+
+/// One PNG per frame, named by sequence number.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PngConfig {
+    pub dir: PathBuf,
+    /// `labels` (8-bit, pixel = class index), `truth` (the source's true label map),
+    /// `overlay` or `frame` (RGB), `instances` or `panoptic` (16-bit).
+    #[serde(default)]
+    pub what: PngContent,
+    #[serde(default)]
+    pub queue: QueueConfig,
+}
+
+impl Component for PngConfig {
+    fn check(&mut self, cx: &CheckContext<'_>, _p: &mut Problems) {
+        self.dir = cx.resolve(&self.dir);
+    }
+
+    fn needs(&self) -> Vec<Need> {
+        match self.what {
+            PngContent::Labels => vec![Need::one(
+                Facet::Labels,
+                "png label maps need an infer transform",
+            )],
+            PngContent::Truth => vec![Need::one(
+                Facet::Truth,
+                "png truth maps need a source with ground truth (type = \"synthetic\")",
+            )],
+            PngContent::Instances => vec![Need::one(
+                Facet::Instances,
+                "png instance maps need an infer transform with an instance model",
+            )],
+            PngContent::Panoptic => vec![Need::all(
+                Facet::Labels | Facet::Instances,
+                "png panoptic maps need a semantic and an instance infer transform",
+            )],
+            PngContent::Overlay | PngContent::Frame => Vec::new(),
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl SinkComponent for PngConfig {
+    fn queue(&self) -> QueueConfig {
+        self.queue
+    }
+
+    fn output(&self) -> Option<&Path> {
+        Some(&self.dir)
+    }
+
+    fn set_output(&mut self, path: PathBuf) -> bool {
+        self.dir = path;
+        true
+    }
+
+    fn build(
+        &self,
+        cx: &BuildContext<'_>,
+        output: Option<&Path>,
+    ) -> Result<Box<dyn Stage>, BoxError> {
+        let dir = output.unwrap_or(&self.dir).to_owned();
+        Ok(Box::new(
+            PngSink::new(dir, self.what).with_classes(cx.classes),
+        ))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PngContent {
+    #[default]
+    Labels,
+    Truth,
+    Overlay,
+    Frame,
+    /// 16-bit: 0 for background, else the instance's id (its index + 1 when untracked);
+    /// where masks overlap, the higher score wins.
+    Instances,
+    /// 16-bit, Cityscapes-style: `class * 1000 + instance` for things, `class * 1000` for
+    /// stuff, 65535 for void; classes are the semantic model's.
+    Panoptic,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PngError {

@@ -13,9 +13,9 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
-use crate::decode::describe_gst_error;
 use crate::frame::{Frame, RgbImage};
 use crate::runtime::{BoxError, Output, Stage};
+use crate::source::gst::describe_gst_error;
 
 /// How long finalizing may take before it is reported as stuck.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -172,7 +172,7 @@ impl VideoSink {
                     _ => None,
                 })
                 .unwrap_or_else(|| "the output pipeline refused to start".into());
-            crate::decode::shutdown(&pipeline);
+            crate::source::gst::shutdown(&pipeline);
             return Err(self.err(message));
         }
         let frame_duration = Duration::from_secs_f64(den as f64 / num.max(1) as f64);
@@ -288,7 +288,7 @@ impl Stage for VideoSink {
             },
             None => Err(self.err(format!("finalizing took longer than {FINISH_TIMEOUT:?}"))),
         };
-        crate::decode::shutdown(&r.pipeline);
+        crate::source::gst::shutdown(&r.pipeline);
         result?;
         Ok(())
     }

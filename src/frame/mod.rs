@@ -1,83 +1,27 @@
-//! The unit of work that flows between stages.
+//! The data model at the bottom of segstream: a frame and what stages learn about it.
 //!
 //! `let frame = Frame::new(0, seq, image);` then each stage adds what it computed (labels,
-//! overlay). Pixels sit behind `Arc`s so fan-out to several sinks never copies them.
+//! overlay). Pixels sit behind `Arc`s so fan-out to several sinks never copies them. This
+//! layer imports nothing else of segstream; every other module builds on it.
+
+pub mod argmax;
+mod bbox;
+mod classes;
+mod facet;
+mod image;
+mod instance;
+mod scores;
+
+pub use argmax::{argmax_scores, resample_labels};
+pub use bbox::{box_ios, box_iou, overlap, MatchMetric};
+pub use classes::Classes;
+pub use facet::{Facet, Facets};
+pub use image::{LabelMap, RgbImage};
+pub use instance::{Instance, Mask};
+pub use scores::{ClassScores, Geometry, ScoreKind};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use crate::instance::Instance;
-
-/// A tightly packed 8-bit RGB image (`width * height * 3` bytes, no row padding).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RgbImage {
-    pub width: u32,
-    pub height: u32,
-    pub data: Vec<u8>,
-}
-
-impl RgbImage {
-    pub fn new(width: u32, height: u32, data: Vec<u8>) -> Self {
-        assert_eq!(
-            data.len(),
-            width as usize * height as usize * 3,
-            "RGB buffer size"
-        );
-        Self {
-            width,
-            height,
-            data,
-        }
-    }
-
-    pub fn pixels(&self) -> usize {
-        self.width as usize * self.height as usize
-    }
-}
-
-/// One class index per pixel (`width * height` bytes); models have at most 256 classes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LabelMap {
-    pub width: u32,
-    pub height: u32,
-    pub data: Vec<u8>,
-}
-
-impl LabelMap {
-    pub fn new(width: u32, height: u32, data: Vec<u8>) -> Self {
-        assert_eq!(
-            data.len(),
-            width as usize * height as usize,
-            "label buffer size"
-        );
-        Self {
-            width,
-            height,
-            data,
-        }
-    }
-}
-
-/// What class scores are: raw model outputs or probabilities that sum to one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScoreKind {
-    Logits,
-    Probabilities,
-}
-
-/// Per-class scores of one frame, as `classes` planes of `width * height` floats, and how
-/// they map onto the frame (set by `infer` when a later stage asks for them).
-#[derive(Clone, Debug)]
-pub struct ClassScores {
-    pub kind: ScoreKind,
-    pub classes: usize,
-    pub width: u32,
-    pub height: u32,
-    pub data: Vec<f32>,
-    /// The scores cover `geometry.model_width x model_height` pixels of the model input,
-    /// which is the frame stretched or padded.
-    pub geometry: crate::infer::Geometry,
-}
 
 /// A decoded video frame and everything the pipeline has learned about it so far.
 #[derive(Clone, Debug)]

@@ -14,6 +14,7 @@ use serde::Serialize;
 pub mod coco;
 pub mod panoptic;
 pub mod rle;
+pub mod sink;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -229,68 +230,6 @@ impl std::fmt::Display for RunEval {
         if self.unscored > 0 {
             write!(f, " ({} frames without labels or truth)", self.unscored)?;
         }
-        Ok(())
-    }
-}
-
-/// The pipeline stage behind `run --eval`: a sink that adds each frame's label map and
-/// true label map to a confusion matrix shared with whoever reports the run.
-pub struct EvalSink {
-    ignore: u8,
-    state: std::sync::Arc<std::sync::Mutex<(Confusion, u64, u64)>>,
-}
-
-impl EvalSink {
-    /// A sink for `classes` classes (named by `names`), and the handle to read it with.
-    pub fn new(classes: usize, names: Vec<String>, ignore: u8) -> (EvalSink, EvalHandle) {
-        let state = std::sync::Arc::new(std::sync::Mutex::new((Confusion::new(classes), 0, 0)));
-        (
-            EvalSink {
-                ignore,
-                state: state.clone(),
-            },
-            EvalHandle { state, names },
-        )
-    }
-}
-
-/// Reads what an `EvalSink` accumulated.
-pub struct EvalHandle {
-    state: std::sync::Arc<std::sync::Mutex<(Confusion, u64, u64)>>,
-    names: Vec<String>,
-}
-
-impl EvalHandle {
-    pub fn result(&self) -> RunEval {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        RunEval {
-            frames: state.1,
-            unscored: state.2,
-            metrics: state.0.metrics(&self.names),
-        }
-    }
-}
-
-impl crate::runtime::Stage for EvalSink {
-    fn process(
-        &mut self,
-        frame: crate::frame::Frame,
-        _out: &mut crate::runtime::Output,
-    ) -> Result<(), crate::runtime::BoxError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (Some(labels), Some(truth)) = (&frame.labels, &frame.truth) else {
-            state.2 += 1;
-            return Ok(());
-        };
-        if (labels.width, labels.height) != (truth.width, truth.height) {
-            return Err(format!(
-                "eval: frame {} has {}x{} labels but {}x{} ground truth (expected the same size)",
-                frame.seq, labels.width, labels.height, truth.width, truth.height
-            )
-            .into());
-        }
-        state.0.add(&truth.data, &labels.data, self.ignore);
-        state.1 += 1;
         Ok(())
     }
 }

@@ -1,10 +1,12 @@
-//! decode: frames from anything GStreamer can open, as RGB with their timestamps.
+//! Decoding with GStreamer, shared by the `file`, `uri`, `rtsp`, `camera` and `test`
+//! sources: frames from anything GStreamer can open, as RGB with their timestamps.
 //!
-//! `let source = Decode::new(SourceConfig::from_input("assets/sample.mp4"), None);`
+//! `let source = Decode::new(Input::File { path: "clip.mp4".into(), start_index: 0 }, None);`
 //!
 //! Files, still images, numbered image sequences, URIs (HTTP, RTSP), V4L2 cameras and
 //! `videotestsrc`, all ending in `videoconvert ! video/x-raw,format=RGB ! appsink`.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,9 +17,74 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
-use crate::config::{RtspTransport, SourceConfig};
 use crate::frame::{Frame, RgbImage};
 use crate::runtime::{BoxError, Output, Source};
+
+/// What a GStreamer-backed source opens.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// A video file, a still image, or a numbered image sequence (`frames/%05d.png`).
+    File { path: PathBuf, start_index: u32 },
+    /// Any URI GStreamer can open.
+    Uri { uri: String },
+    /// An RTSP stream, reconnected when it drops.
+    Rtsp {
+        url: String,
+        latency_ms: u32,
+        timeout_s: f64,
+        transport: RtspTransport,
+        reconnect: bool,
+        backoff_max_s: f64,
+        max_outage_s: Option<f64>,
+    },
+    /// A V4L2 camera.
+    Camera { device: PathBuf },
+    /// `videotestsrc`.
+    Test {
+        pattern: String,
+        width: u32,
+        height: u32,
+        fps: u32,
+        frames: Option<u64>,
+        live: bool,
+    },
+}
+
+impl Input {
+    /// Live inputs produce frames on their own clock and cannot wait for a slow pipeline.
+    pub fn is_live(&self) -> bool {
+        match self {
+            Input::Rtsp { .. } | Input::Camera { .. } => true,
+            Input::Uri { uri } => uri.starts_with("rtsp") || uri.starts_with("udp"),
+            Input::Test { live, .. } => *live,
+            Input::File { .. } => false,
+        }
+    }
+
+    /// A short human name of the input, used in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Input::File { path, .. } => path.display().to_string(),
+            Input::Uri { uri } => uri.clone(),
+            Input::Rtsp { url, .. } => url.clone(),
+            Input::Camera { device } => device.display().to_string(),
+            Input::Test { pattern, .. } => format!("test:{pattern}"),
+        }
+    }
+}
+
+/// How RTSP media travels.
+#[derive(Clone, Copy, Debug, Default, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RtspTransport {
+    /// UDP, falling back to TCP (interleaved) when UDP gets nothing.
+    #[default]
+    Auto,
+    /// Interleaved in the RTSP connection: passes firewalls, no packet loss.
+    Tcp,
+    /// Unicast UDP: lowest latency, packets may be lost.
+    Udp,
+}
 
 /// How long one wait for a frame lasts before the loop looks at the bus and stop flag again.
 const PULL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -82,7 +149,7 @@ pub enum DecodeError {
 
 /// The decode stage.
 pub struct Decode {
-    config: SourceConfig,
+    config: Input,
     /// Stop after this many frames.
     max_frames: Option<u64>,
     stream: u32,
@@ -107,7 +174,7 @@ enum Ended {
 }
 
 impl Decode {
-    pub fn new(config: SourceConfig, max_frames: Option<u64>) -> Self {
+    pub fn new(config: Input, max_frames: Option<u64>) -> Self {
         Decode {
             config,
             max_frames,
@@ -197,10 +264,7 @@ impl Decode {
 
         // Elements whose output pads appear once the stream type is known.
         let dynamic: gst::Element = match &self.config {
-            SourceConfig::Synthetic { .. } => {
-                return Err(self.error("the synthetic scene is not a GStreamer source"));
-            }
-            SourceConfig::File { path, start_index } => {
+            Input::File { path, start_index } => {
                 let s = path.to_string_lossy();
                 if s.contains('%') {
                     let src = make("multifilesrc")?;
@@ -230,13 +294,13 @@ impl Decode {
                     bin
                 }
             }
-            SourceConfig::Uri { uri } => {
+            Input::Uri { uri } => {
                 let bin = make("uridecodebin")?;
                 bin.set_property("uri", uri.as_str());
                 pipeline.add(&bin).map_err(|e| self.error(e.to_string()))?;
                 bin
             }
-            SourceConfig::Rtsp {
+            Input::Rtsp {
                 url,
                 latency_ms,
                 timeout_s,
@@ -273,7 +337,7 @@ impl Decode {
                 pipeline.add(&bin).map_err(|e| self.error(e.to_string()))?;
                 bin
             }
-            SourceConfig::Camera { device } => {
+            Input::Camera { device } => {
                 if !device.exists() {
                     return Err(
                         self.error("camera device does not exist (expected e.g. /dev/video0)")
@@ -283,7 +347,7 @@ impl Decode {
                 src.set_property("device", device.to_string_lossy().as_ref());
                 self.with_decodebin(&pipeline, &src)?
             }
-            SourceConfig::Test {
+            Input::Test {
                 pattern,
                 width,
                 height,
@@ -340,8 +404,8 @@ impl Decode {
         last_end: Option<gst::ClockTime>,
     ) -> Result<(), DecodeError> {
         let is_video_file = match &self.config {
-            SourceConfig::File { path, .. } => !path.to_string_lossy().contains('%'),
-            SourceConfig::Uri { uri } => uri.starts_with("file://"),
+            Input::File { path, .. } => !path.to_string_lossy().contains('%'),
+            Input::Uri { uri } => uri.starts_with("file://"),
             _ => false,
         };
         let (Some(end), Some(duration)) = (last_end, pipeline.query_duration::<gst::ClockTime>())
@@ -391,6 +455,15 @@ fn set_enum_by_nick(element: &gst::Element, property: &str, nick: &str) -> Resul
             ))
         }
     }
+}
+
+/// Checks that `videotestsrc` has the pattern `nick`, without starting anything; the error
+/// lists the patterns it has.
+pub fn check_test_pattern(nick: &str) -> Result<(), String> {
+    gst::init().map_err(|e| format!("cannot initialize GStreamer: {e}"))?;
+    let src = make("videotestsrc").map_err(|e| e.to_string())?;
+    set_enum_by_nick(&src, "pattern", nick)
+        .map_err(|m| m.replacen("unknown pattern", "unknown test pattern", 1))
 }
 
 /// Frame buffers the pipeline has finished with, reused for the next frames: a long run
@@ -460,7 +533,7 @@ fn to_image(
 
 impl Source for Decode {
     fn run(&mut self, out: &mut Output) -> Result<(), BoxError> {
-        let SourceConfig::Rtsp {
+        let Input::Rtsp {
             timeout_s,
             reconnect,
             backoff_max_s,

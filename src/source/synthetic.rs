@@ -10,7 +10,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::frame::{Frame, LabelMap, RgbImage};
+use serde::Deserialize;
+
+use crate::component::{BuildContext, CheckContext, Component, SourceComponent};
+use crate::config::Problems;
+use crate::frame::{Facet, Facets, Frame, LabelMap, RgbImage};
 use crate::runtime::{BoxError, Output, Source};
 
 /// Cityscapes train ids used by the scene.
@@ -320,6 +324,97 @@ impl Source for Synthetic {
             out.send(frame)?;
         }
         Ok(())
+    }
+}
+
+/// The `synthetic` source's settings.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticConfig {
+    #[serde(default = "default_width")]
+    pub width: u32,
+    #[serde(default = "default_height")]
+    pub height: u32,
+    #[serde(default = "default_fps")]
+    pub fps: u32,
+    /// Number of frames before end of stream.
+    #[serde(default = "default_frames")]
+    pub frames: u64,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_width() -> u32 {
+    640
+}
+fn default_height() -> u32 {
+    360
+}
+fn default_fps() -> u32 {
+    30
+}
+fn default_frames() -> u64 {
+    300
+}
+
+/// Frame size and rate of the generated sources (`test`, `synthetic`).
+pub fn check_generated(p: &mut Problems, width: u32, height: u32, fps: u32) {
+    p.range("width", width, 16, 8192);
+    p.range("height", height, 16, 8192);
+    p.range("fps", fps, 1, 1000);
+}
+
+impl Component for SyntheticConfig {
+    fn check(&mut self, _cx: &CheckContext<'_>, p: &mut Problems) {
+        check_generated(p, self.width, self.height, self.fps);
+        if self.frames == 0 {
+            p.push("frames", "0 is out of range (expected at least 1)");
+        }
+    }
+
+    fn gives(&self) -> Facets {
+        Facet::Truth.into()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl SourceComponent for SyntheticConfig {
+    fn from_input(input: &str) -> Option<Result<Self, String>> {
+        let seed = input.strip_prefix("synthetic:")?;
+        Some(
+            seed.parse()
+                .map(|seed| SyntheticConfig {
+                    width: default_width(),
+                    height: default_height(),
+                    fps: default_fps(),
+                    frames: default_frames(),
+                    seed,
+                })
+                .map_err(|_| {
+                    format!("{input}: {seed:?} is not a seed (expected synthetic:N, N from 0)")
+                }),
+        )
+    }
+
+    fn is_live(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> String {
+        format!("synthetic:{}", self.seed)
+    }
+
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Box<dyn Source>, BoxError> {
+        Ok(Box::new(Synthetic {
+            width: self.width,
+            height: self.height,
+            fps: self.fps,
+            frames: cx.frames.map_or(self.frames, |f| f.min(self.frames)),
+            seed: self.seed,
+        }))
     }
 }
 

@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::runtime::{Control, StageMetrics};
+use segstream::runtime::{Control, StageMetrics};
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot serve metrics on {address}: {message} (expected a free local address such as 127.0.0.1:9464)")]

@@ -13,14 +13,17 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::{FullPolicy, Pipeline, ProviderConfig, TransformConfig};
-use crate::frame::{Frame, RgbImage};
-use crate::infer::{provider_name, EngineOptions, InferError, Segmenter};
-use crate::runtime::{
+use segstream::frame::{Frame, RgbImage};
+use segstream::infer::{
+    infer_threads, provider_name, EngineOptions, InferConfig, InferError, Segmenter,
+};
+use segstream::infer::{ProviderConfig, Task};
+use segstream::pipeline::{self, Part, Pipeline, RunOptions};
+use segstream::runtime::FullPolicy;
+use segstream::runtime::{
     self, write_stage_table, BoxError, Control, Output, PipelineError, Source, Stage, StageRow,
     StageSpec,
 };
-use crate::topology::{self, RunOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -99,7 +102,7 @@ pub struct BenchReport {
     pub efficiency: Option<f64>,
     /// Accuracy against the source's ground truth over every frame (warm-up included),
     /// with `--eval`.
-    pub accuracy: Option<crate::eval::RunEval>,
+    pub accuracy: Option<serde_json::Value>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -141,11 +144,16 @@ impl Stage for Keep {
 fn decode_frames(pipeline: &Pipeline, n: u64) -> Result<Vec<Frame>, BenchError> {
     let kept = Arc::new(Mutex::new(Vec::new()));
     let sink = StageSpec::single("keep", Box::new(Keep(kept.clone())), 4, FullPolicy::Block);
-    let source = topology::source(&pipeline.config.source, Some(n));
+    let source = pipeline::sources(pipeline, Some(n))?;
     runtime::run(source, vec![], vec![sink], Arc::new(Control::default()))?;
     let frames = std::mem::take(&mut *kept.lock().expect("not poisoned"));
     if frames.is_empty() {
-        return Err(BenchError::NoFrames(pipeline.config.source.describe()));
+        let described = pipeline
+            .sources
+            .iter()
+            .map(|s| s.config.describe())
+            .collect::<Vec<_>>();
+        return Err(BenchError::NoFrames(described.join(", ")));
     }
     Ok(frames)
 }
@@ -190,37 +198,24 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
             frames: sample.clone(),
             total,
         });
-        topology::run_with_source(pipeline, &run_options, source, control)?
+        pipeline::run_with_source(pipeline, &run_options, source, control)?
     } else {
-        topology::run(pipeline, &run_options, control)?
+        pipeline::run(pipeline, &run_options, control)?
     };
 
     let stages = report.stage_rows();
 
     // The first infer stage: its model alone, same providers, threads and engine options.
-    let infer = pipeline
-        .config
-        .transforms
-        .iter()
-        .zip(&pipeline.models)
-        .find_map(|(t, m)| match t {
-            TransformConfig::Infer {
-                providers,
-                threads,
-                workers,
-                batch,
-                tiling,
-                ..
-            } => Some((
-                m.clone()?,
-                providers.clone(),
-                *threads,
-                *workers,
-                *batch,
-                *tiling,
-            )),
-            _ => None,
-        });
+    let infer = pipeline.find_transform::<InferConfig>().map(|(_, c)| {
+        (
+            c.model().clone(),
+            c.providers.clone(),
+            c.threads,
+            c.workers,
+            c.batch,
+            c.tiling,
+        )
+    });
     let workers_of = |name: &str| match (name, &infer) {
         ("infer", Some((.., workers, _, _))) => *workers as f64,
         _ => 1.0,
@@ -234,7 +229,7 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
 
     let (mut model, mut model_only) = (None, None);
     if let Some((m, providers, threads, workers, batch, tiling)) = infer {
-        let threads = topology::infer_threads(threads, workers, options.threads);
+        let threads = infer_threads(threads, workers, options.threads);
         let engine = EngineOptions {
             batch,
             tiling,
@@ -291,7 +286,7 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
         bottleneck,
         efficiency: model_only.as_ref().map(|m| fps / m.fps),
         model_only,
-        accuracy: report.eval.clone(),
+        accuracy: report.summary("accuracy").map(|s| s.value.clone()),
     })
 }
 
@@ -459,16 +454,16 @@ pub struct Comparison {
     pub rows: Vec<ComparisonRow>,
 }
 
-fn dtype_name(model: &crate::config::Model) -> String {
+fn dtype_name(model: &segstream::infer::Model) -> String {
     format!("{:?}", model.config.input.dtype).to_lowercase()
 }
 
 /// The model config of the asked precision: this one, or its variant beside it.
 fn variant(
-    model: &crate::config::Model,
+    model: &segstream::infer::Model,
     precision: Precision,
-) -> Result<crate::config::Model, String> {
-    use crate::config::InputType;
+) -> Result<segstream::infer::Model, String> {
+    use segstream::infer::InputType;
     let want = match precision {
         Precision::Fp32 => InputType::Float32,
         Precision::Fp16 => InputType::Float16,
@@ -497,7 +492,7 @@ fn variant(
             candidate.display()
         ));
     }
-    let found = crate::config::Model::load(&candidate).map_err(|e| crate::one_line(&e))?;
+    let found = segstream::infer::Model::load(&candidate).map_err(|e| segstream::one_line(&e))?;
     if found.config.input.dtype != want {
         return Err(format!(
             "{} is {} (expected {what} input)",
@@ -537,32 +532,19 @@ pub fn compare(
     options: &BenchOptions,
     sweep: &Sweep,
 ) -> Result<Comparison, BenchError> {
-    let Some(at) = pipeline
-        .config
-        .transforms
-        .iter()
-        .position(|t| matches!(t, TransformConfig::Infer { .. }))
-    else {
+    let Some((at, infer)) = pipeline.find_transform::<InferConfig>() else {
         return Err(BenchError::NoInfer(pipeline.path.display().to_string()));
     };
-    let TransformConfig::Infer {
-        providers: own_providers,
-        ..
-    } = &pipeline.config.transforms[at]
-    else {
-        unreachable!("position found an infer transform");
-    };
-    let own_model = pipeline.models[at]
-        .clone()
-        .expect("validated pipelines have their models");
-    let models: Vec<Result<crate::config::Model, String>> = if sweep.models.is_empty() {
+    let own_providers = &infer.providers;
+    let own_model = infer.model().clone();
+    let models: Vec<Result<segstream::infer::Model, String>> = if sweep.models.is_empty() {
         vec![Ok(own_model)]
     } else {
         sweep
             .models
             .iter()
             .map(|m| {
-                crate::config::resolve_model(&pipeline.path, m)
+                segstream::infer::resolve_model(&pipeline.path, m)
                     .map_err(|problems| format!("{m}: {}", problems.join("; ")))
             })
             .collect()
@@ -586,7 +568,7 @@ pub fn compare(
     for (i, model) in models.iter().enumerate() {
         for providers in &providers {
             for &precision in &precisions {
-                let label = |m: &Result<crate::config::Model, String>| match m {
+                let label = |m: &Result<segstream::infer::Model, String>| match m {
                     Ok(m) => m.name.clone(),
                     Err(_) => sweep.models.get(i).cloned().unwrap_or_default(),
                 };
@@ -613,7 +595,7 @@ pub fn compare(
                     None => Ok(m),
                 });
                 let model = match chosen {
-                    Ok(m) if m.config.task != crate::config::Task::Semantic => Err(format!(
+                    Ok(m) if m.config.task != Task::Semantic => Err(format!(
                         "{} is not a semantic segmentation model",
                         m.config_path.display()
                     )),
@@ -628,16 +610,15 @@ pub fn compare(
                     }
                 };
                 let mut variant_pipeline = pipeline.clone();
-                if let TransformConfig::Infer {
-                    model: name,
-                    providers: p,
-                    ..
-                } = &mut variant_pipeline.config.transforms[at]
-                {
-                    *name = model.config_path.display().to_string();
-                    *p = providers.clone();
-                }
-                variant_pipeline.models[at] = Some(model);
+                variant_pipeline.transforms[at] = Part {
+                    kind: "infer",
+                    config: Arc::new(InferConfig {
+                        model: model.config_path.display().to_string(),
+                        providers: providers.clone(),
+                        loaded: Some(model),
+                        ..infer.clone()
+                    }),
+                };
                 match bench(&variant_pipeline, options) {
                     Ok(report) => {
                         row.available = true;
@@ -648,7 +629,7 @@ pub fn compare(
                         row.bottleneck = Some(report.bottleneck.clone());
                         row.report = Some(report);
                     }
-                    Err(e) => row.reason = Some(crate::one_line(&e)),
+                    Err(e) => row.reason = Some(segstream::one_line(&e)),
                 }
                 rows.push(row);
             }

@@ -4,8 +4,8 @@
 //! convention of PyTorch's `interpolate(mode="bilinear", align_corners=False)`), fused with
 //! the argmax so no full-resolution score volume is ever allocated.
 
-use super::preprocess::Geometry;
-use crate::frame::LabelMap;
+use super::Geometry;
+use super::LabelMap;
 
 /// Where output sample `d` of one axis reads from in a source axis of `n` samples.
 #[derive(Clone, Copy, Debug)]

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{read_toml, ConfigError, Problems};
+use super::TilingConfig;
+use crate::config::{normalize, read_text, ConfigError, Document, Problems};
 
 /// What a model predicts.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -240,9 +241,9 @@ impl Model {
     /// Reads a model config and checks it on its own (the ONNX file must exist; whether it
     /// agrees with the config is checked when a session is created).
     pub fn load(path: &Path) -> Result<Model, ConfigError> {
-        let config: ModelConfig = read_toml(path)?;
+        let config: ModelConfig = crate::config::read_toml(path)?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        let onnx_path = super::normalize(&dir.join(&config.onnx));
+        let onnx_path = normalize(&dir.join(&config.onnx));
         let mut p = Problems::default();
         config.check(&mut p);
         if !onnx_path.is_file() {
@@ -254,6 +255,11 @@ impl Model {
                     onnx_path.display()
                 ),
             );
+        }
+        if let Ok(text) = read_text(path) {
+            if let Ok(doc) = Document::parse(&text) {
+                p.locate(&doc);
+            }
         }
         p.into_result(path)?;
         let palette = match &config.classes.palette {
@@ -303,7 +309,7 @@ impl Model {
     }
 
     /// The tile size for `tiling` with this model, or what is wrong with it.
-    pub fn tile_size(&self, tiling: &super::TilingConfig) -> Result<(u32, u32), Vec<String>> {
+    pub fn tile_size(&self, tiling: &TilingConfig) -> Result<(u32, u32), Vec<String>> {
         let mut problems = Vec::new();
         if self.config.task == Task::Instance && tiling.scale != 1.0 {
             problems.push(format!(
@@ -364,6 +370,8 @@ impl ModelConfig {
     fn check(&self, p: &mut Problems) {
         let input = &self.input;
         p.range("input.scale", input.scale, f32::MIN_POSITIVE, 65536.0);
+        p.finite("input.mean", &input.mean);
+        p.finite("input.std", &input.std);
         for (i, s) in input.std.iter().enumerate() {
             if s.is_nan() || s.abs() <= 1e-12 {
                 p.push(format!("input.std[{i}]"), format!("{s} must be non-zero"));
@@ -449,4 +457,39 @@ pub fn generated_palette(n: usize) -> Vec<[u8; 3]> {
             ]
         })
         .collect()
+}
+
+/// Finds a model config by name or path and loads it. Names are looked up in `configs/` next
+/// to the pipeline directory, then in `./configs`, then in `$SEGSTREAM_CONFIGS`. On failure,
+/// returns every problem found.
+pub fn resolve_model(pipeline: &Path, model: &str) -> Result<Model, Vec<String>> {
+    let as_path = Path::new(model);
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if model.ends_with(".toml") || model.contains('/') {
+        candidates.push(as_path.to_owned());
+        if let Some(dir) = pipeline.parent() {
+            candidates.push(dir.join(as_path));
+        }
+    } else {
+        let file = format!("{model}.toml");
+        if let Some(dir) = pipeline.parent() {
+            candidates.push(dir.join("..").join("configs").join(&file));
+        }
+        candidates.push(Path::new("configs").join(&file));
+        if let Some(dir) = std::env::var_os("SEGSTREAM_CONFIGS") {
+            candidates.push(Path::new(&dir).join(&file));
+        }
+    }
+    let candidates: Vec<PathBuf> = candidates.iter().map(|c| normalize(c)).collect();
+    match candidates.iter().find(|c| c.is_file()) {
+        Some(found) => Model::load(found).map_err(|e| e.problems()),
+        None => Err(vec![format!(
+            "model {model:?} not found (looked for {})",
+            candidates
+                .iter()
+                .map(|c| c.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )]),
+    }
 }

@@ -1,0 +1,6 @@
+//! The commands of the `segstream` program, apart from the library: benchmarks, the metrics
+//! exporter, the progress display.
+
+pub mod bench;
+pub mod exporter;
+pub mod status;

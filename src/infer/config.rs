@@ -1,0 +1,294 @@
+//! The `infer` transform's settings: which model, on which execution providers, with how
+//! many workers, batches and tiles.
+//!
+//! `[[transforms]] type = "infer", model = "deeplabv3plus_mobilenet_v2"`
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::model::{resolve_model, Model, OutputConfig, Task};
+pub use super::session::ProviderConfig;
+use super::session::{check_model, open_session};
+use super::{EngineOptions, Infer};
+use crate::component::{BuildContext, CheckContext, Component, TransformComponent, Workers};
+use crate::config::Problems;
+use crate::frame::{Classes, Facet, Facets, MatchMetric};
+use crate::instance::track::Tracker;
+use crate::runtime::{BoxError, QueueConfig};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferConfig {
+    /// A model config name (looked up in `configs/`) or a path to one.
+    pub model: String,
+    /// Execution providers in order of preference; CPU when empty. Every listed
+    /// provider must be available: a missing one is an error, never a silent CPU run.
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    /// ONNX Runtime intra-op threads per worker; 0 shares the cores among the workers.
+    #[serde(default)]
+    pub threads: usize,
+    /// Parallel inference workers, each with its own session; results keep frame order.
+    #[serde(default = "one")]
+    pub workers: usize,
+    /// Most images (frames, or tiles) per inference call. Frames are batched only when
+    /// they are already queued, so batching adds no waiting.
+    #[serde(default = "one")]
+    pub batch: usize,
+    /// Segment at native resolution in overlapping tiles instead of resizing the frame.
+    #[serde(default)]
+    pub tiling: Option<TilingConfig>,
+    /// The stage's input queue.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// The model config, loaded by `check`.
+    #[serde(skip)]
+    pub loaded: Option<Model>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The cores this machine runs at once.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The infer stage's thread count: unless set, the workers share the cores.
+pub fn infer_threads(threads: usize, workers: usize, over: Option<usize>) -> usize {
+    match over.unwrap_or(threads) {
+        0 if workers > 1 => (cores() / workers).max(1),
+        n => n,
+    }
+}
+
+impl InferConfig {
+    /// The loaded model; `check` must have succeeded.
+    pub fn model(&self) -> &Model {
+        self.loaded
+            .as_ref()
+            .expect("checked pipelines have their models")
+    }
+
+    /// Whether the model is a semantic one whose whole-frame scores a later stage can read.
+    fn keeps_scores(&self) -> bool {
+        self.loaded.as_ref().is_some_and(|m| {
+            m.config.task == Task::Semantic
+                && self.tiling.is_none()
+                && !matches!(m.config.output, OutputConfig::Labels { .. })
+        })
+    }
+
+    fn is_instance(&self) -> bool {
+        self.loaded.as_ref().is_some_and(Model::is_instance)
+    }
+}
+
+impl Component for InferConfig {
+    fn check(&mut self, cx: &CheckContext<'_>, p: &mut Problems) {
+        let cores = cores();
+        if !(self.threads <= cores) {
+            p.push(
+                "threads",
+                format!(
+                    "{} is out of range (expected 0 to {cores}: this machine runs {cores} \
+                     threads at once; 0 lets the workers share them)",
+                    self.threads
+                ),
+            );
+        }
+        p.range("workers", self.workers, 1, 64);
+        p.range("batch", self.batch, 1, 256);
+        if let Some(t) = &self.tiling {
+            p.range("tiling.scale", t.scale, 0.05, 4.0);
+            p.range("tiling.merge_threshold", t.merge_threshold, 0.0, 1.0);
+        }
+        for (j, provider) in self.providers.iter().enumerate() {
+            if let ProviderConfig::Cuda {
+                conv_algo_search, ..
+            } = provider
+            {
+                if !["exhaustive", "heuristic", "default"].contains(&conv_algo_search.as_str()) {
+                    p.push(
+                        format!("providers[{j}].conv_algo_search"),
+                        format!(
+                            "{conv_algo_search:?} is not one of exhaustive, heuristic, default"
+                        ),
+                    );
+                }
+            }
+        }
+        match resolve_model(cx.pipeline, &self.model) {
+            Ok(m) => {
+                if let Some(t) = &self.tiling {
+                    for problem in m.tile_size(t).err().unwrap_or_default() {
+                        p.push("tiling", problem);
+                    }
+                }
+                self.loaded = Some(m);
+            }
+            Err(problems) => {
+                for problem in problems {
+                    p.push("model", problem);
+                }
+            }
+        }
+    }
+
+    fn gives(&self) -> Facets {
+        match &self.loaded {
+            Some(m) if m.is_instance() => Facet::Instances.into(),
+            Some(_) if self.keeps_scores() => Facet::Labels | Facet::Scores,
+            Some(_) => Facet::Labels.into(),
+            // Later stages may rely on what this model would give even when it failed to
+            // load; its own problem is reported already.
+            None => Facet::Labels | Facet::Scores,
+        }
+    }
+
+    fn withholds(&self, facet: Facet, consumer: &str, here: &str) -> Option<String> {
+        let m = self.loaded.as_ref()?;
+        if facet != Facet::Scores || m.is_instance() {
+            return None;
+        }
+        if self.tiling.is_some() {
+            return Some(format!(
+                "{consumer} cannot follow a tiled infer ({here} has tiling, which keeps no \
+                 whole-frame class scores)"
+            ));
+        }
+        matches!(m.config.output, OutputConfig::Labels { .. }).then(|| {
+            format!(
+                "{consumer} needs class scores, but model {} outputs labels (expected output \
+                 kind logits or probabilities)",
+                m.name
+            )
+        })
+    }
+
+    fn classes(&self, classes: &mut Classes) {
+        let Some(m) = &self.loaded else { return };
+        let names = m.config.classes.names.clone();
+        match m.config.task {
+            Task::Semantic => {
+                classes.semantic = names;
+                classes.palette = m.palette.clone();
+            }
+            Task::Instance => classes.instance = names,
+        }
+    }
+
+    fn probe(&self, p: &mut Problems) {
+        let Some(model) = &self.loaded else { return };
+        match open_session(model, &self.providers, 1) {
+            Ok(session) => {
+                for problem in check_model(&session, model) {
+                    p.push(
+                        "model",
+                        format!(
+                            "{} ({}): {problem}",
+                            model.config_path.display(),
+                            model.onnx_path.display()
+                        ),
+                    );
+                }
+            }
+            Err(e) => p.push("model", crate::one_line(&e)),
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl TransformComponent for InferConfig {
+    fn queue(&self) -> QueueConfig {
+        self.queue
+    }
+
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Workers, BoxError> {
+        let model = self.model().clone();
+        let engine = EngineOptions {
+            batch: self.batch,
+            tiling: self.tiling,
+            // Scores cost a copy per frame: kept only when a later stage reads them.
+            scores: cx.wanted.contains(Facet::Scores),
+        };
+        let threads = infer_threads(self.threads, self.workers, cx.threads);
+        let stages = (0..self.workers)
+            .map(|_| {
+                Box::new(Infer::new(
+                    model.clone(),
+                    self.providers.clone(),
+                    threads,
+                    engine,
+                )) as Box<dyn crate::runtime::Stage>
+            })
+            .collect();
+        // Instance ids follow objects from frame to frame, so they are given in frame order.
+        let ordered = self.is_instance().then(|| {
+            let mut trackers: std::collections::HashMap<u32, Tracker> = Default::default();
+            Box::new(move |frame: &mut crate::frame::Frame| {
+                if let Some(instances) = &mut frame.instances {
+                    let tracker = trackers.entry(frame.stream).or_default();
+                    tracker.assign(Arc::make_mut(instances).as_mut_slice());
+                }
+            }) as crate::runtime::OrderedStep
+        });
+        Ok(Workers {
+            stages,
+            batch: self.batch,
+            ordered,
+        })
+    }
+}
+
+/// Overlapping tiles of the model's input size, stitched with blending weights.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TilingConfig {
+    /// Tile width; defaults to the model's fixed input width (`stretch` size policy).
+    #[serde(default)]
+    pub width: Option<u32>,
+    /// Tile height; defaults to the model's fixed input height.
+    #[serde(default)]
+    pub height: Option<u32>,
+    /// Least overlap between neighbouring tiles, in pixels of the scaled frame.
+    #[serde(default = "default_overlap")]
+    pub overlap: u32,
+    /// The frame is resized by this factor before tiling (1 = native resolution).
+    #[serde(default = "default_tile_scale")]
+    pub scale: f32,
+    /// Weight ramp across overlaps: `linear` or `gaussian`.
+    #[serde(default = "default_blend")]
+    pub blend: crate::tile::Blend,
+    /// Instance models: also run the whole frame as one extra slice (large objects).
+    #[serde(default)]
+    pub full_frame: bool,
+    /// Instance models: how detections from different slices are matched for merging,
+    /// `ios` (intersection over the smaller box) or `iou`.
+    #[serde(default = "default_merge_metric")]
+    pub merge: MatchMetric,
+    /// Instance models: detections of one class whose boxes match above this are merged.
+    #[serde(default = "default_merge_threshold")]
+    pub merge_threshold: f32,
+}
+
+fn default_overlap() -> u32 {
+    64
+}
+fn default_tile_scale() -> f32 {
+    1.0
+}
+fn default_merge_metric() -> MatchMetric {
+    MatchMetric::Ios
+}
+fn default_merge_threshold() -> f32 {
+    0.5
+}
+fn default_blend() -> crate::tile::Blend {
+    crate::tile::Blend::Linear
+}

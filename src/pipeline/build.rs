@@ -1,0 +1,168 @@
+//! Turns a checked pipeline into running stages. Knows the component traits only.
+
+use std::sync::Arc;
+
+use super::{is_template, stream_path, Pipeline};
+use crate::component::{BuildContext, SinkComponent};
+use crate::frame::{Classes, Facets};
+use crate::runtime::{self, BoxError, Control, PipelineError, RunReport, Source, Stage, StageSpec};
+use crate::sink::PerStream;
+
+/// Per-run knobs from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Stop after this many frames.
+    pub frames: Option<u64>,
+    /// Overrides every infer stage's thread count.
+    pub threads: Option<usize>,
+}
+
+fn build_failed(stage: &str, source: BoxError) -> PipelineError {
+    PipelineError::Stage {
+        stage: stage.to_owned(),
+        source,
+    }
+}
+
+/// The class names and colours of the pipeline's models.
+fn classes(pipeline: &Pipeline) -> Arc<Classes> {
+    let mut classes = Classes::default();
+    for t in &pipeline.transforms {
+        t.config.classes(&mut classes);
+    }
+    Arc::new(classes)
+}
+
+/// The pipeline's sources as one (several run side by side, frames of source `i` carrying
+/// stream id `i`).
+pub fn sources(pipeline: &Pipeline, frames: Option<u64>) -> Result<Box<dyn Source>, PipelineError> {
+    let classes = Arc::new(Classes::default());
+    let cx = BuildContext {
+        live: pipeline.is_live(),
+        threads: None,
+        frames,
+        classes: &classes,
+        wanted: Facets::NONE,
+    };
+    let mut built = Vec::new();
+    for s in &pipeline.sources {
+        built.push(s.config.build(&cx).map_err(|e| build_failed("decode", e))?);
+    }
+    Ok(if built.len() == 1 {
+        built.pop().expect("one source")
+    } else {
+        Box::new(runtime::Merge(built))
+    })
+}
+
+/// Builds and runs the pipeline to the end; `control` lets a signal handler stop it.
+pub fn run(
+    pipeline: &Pipeline,
+    options: &RunOptions,
+    control: Arc<Control>,
+) -> Result<RunReport, PipelineError> {
+    let source = sources(pipeline, options.frames)?;
+    run_with_source(pipeline, options, source, control)
+}
+
+/// Runs the pipeline's stages on frames from `source` instead of its own.
+pub fn run_with_source(
+    pipeline: &Pipeline,
+    options: &RunOptions,
+    source: Box<dyn Source>,
+    control: Arc<Control>,
+) -> Result<RunReport, PipelineError> {
+    let live = pipeline.is_live();
+    let classes = classes(pipeline);
+    // What the stages after each transform need, so it can keep what it would drop.
+    let sink_needs = pipeline
+        .sinks
+        .iter()
+        .flat_map(|s| s.config.needs())
+        .fold(Facets::NONE, |a, n| a | n.facets);
+    let mut wanted = vec![sink_needs; pipeline.transforms.len()];
+    for i in (0..pipeline.transforms.len().saturating_sub(1)).rev() {
+        let next = &pipeline.transforms[i + 1].config;
+        wanted[i] = wanted[i + 1] | next.needs().iter().fold(Facets::NONE, |a, n| a | n.facets);
+    }
+    let cx = |wanted: Facets| BuildContext {
+        live,
+        threads: options.threads,
+        frames: options.frames,
+        classes: &classes,
+        wanted,
+    };
+
+    let mut transforms = Vec::new();
+    for (t, wanted) in pipeline.transforms.iter().zip(wanted) {
+        let workers = t
+            .config
+            .build(&cx(wanted))
+            .map_err(|e| build_failed(t.kind, e))?;
+        let queue = t.config.queue();
+        transforms.push(StageSpec {
+            name: t.kind.to_owned(),
+            workers: workers.stages,
+            batch: workers.batch,
+            capacity: queue.capacity,
+            policy: queue.policy(live),
+            ordered: workers.ordered,
+        });
+    }
+
+    let mut sinks = Vec::new();
+    for s in &pipeline.sinks {
+        let config = s.config.clone();
+        let stage: Box<dyn Stage> = match config.output().map(|p| p.to_owned()) {
+            Some(path) if is_template(&path) => {
+                let (live, classes, threads) = (live, classes.clone(), options.threads);
+                Box::new(PerStream::new(move |stream| {
+                    let cx = BuildContext {
+                        live,
+                        threads,
+                        frames: None,
+                        classes: &classes,
+                        wanted: Facets::NONE,
+                    };
+                    per_stream(config.as_ref(), &cx, &stream_path(&path, stream))
+                }))
+            }
+            output => config
+                .build(&cx(Facets::NONE), output.as_deref())
+                .map_err(|e| build_failed(s.kind, e))?,
+        };
+        let queue = s.config.queue();
+        sinks.push(StageSpec::single(
+            s.kind,
+            stage,
+            queue.capacity,
+            queue.policy(live),
+        ));
+    }
+    runtime::run(source, transforms, sinks, control)
+}
+
+/// One stream's sink; a sink that cannot be built fails on that stream's first frame.
+fn per_stream(
+    config: &dyn SinkComponent,
+    cx: &BuildContext<'_>,
+    path: &std::path::Path,
+) -> Box<dyn Stage> {
+    match config.build(cx, Some(path)) {
+        Ok(stage) => stage,
+        Err(e) => Box::new(Failed(Some(e))),
+    }
+}
+
+/// A stage that could not be built: its first frame reports why.
+struct Failed(Option<BoxError>);
+
+impl Stage for Failed {
+    fn process(
+        &mut self,
+        _frame: crate::frame::Frame,
+        _out: &mut runtime::Output,
+    ) -> Result<(), BoxError> {
+        Err(self.0.take().unwrap_or_else(|| "sink failed".into()))
+    }
+}

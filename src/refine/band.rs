@@ -1,0 +1,38 @@
+//! What one band of rows of a mean-field pass reads and writes: shared by the portable pass
+//! (`crf`) and the AVX2 one (`avx2`).
+
+use super::grid::Grid;
+use super::lattice::Lattice;
+use crate::frame::ScoreKind;
+
+/// Smallest probability a unary reads: `-ln` of it bounds the unary (as densecrf's
+/// `unary_from_softmax` clips).
+pub const CLIP: f32 = 1e-5;
+
+/// Value of padding lanes in the unary rows: never the maximum, exponentiates to zero.
+pub(crate) const PAD: f32 = -1e30;
+
+/// The kernels a pass slices (from pass 1: the grid's blurred cells and the lattice's
+/// blurred vertex rows) and splats into.
+pub(crate) struct Kernels<'a> {
+    pub(crate) w: usize,
+    pub(crate) cp: usize,
+    pub(crate) classes: usize,
+    pub(crate) grid: Option<(&'a Grid, &'a [f32])>,
+    pub(crate) lattice: Option<(&'a Lattice, &'a [f32])>,
+}
+
+/// Pass 0's input: the class planes, their size, and what they hold.
+pub(crate) type Planes<'a> = Option<(&'a [f32], usize, ScoreKind)>;
+
+/// Where a band puts each pixel's new `Q`.
+pub(crate) struct Sink<'a> {
+    /// The band's rows of `Q`, when the lattice splats in a pass of its own.
+    pub(crate) q: Option<&'a mut [f32]>,
+    /// The band's copy of the grid cells, and the offset of its first cell in the grid.
+    pub(crate) cells: Option<(&'a mut [f32], usize)>,
+    /// The band's copy of the lattice's vertex rows.
+    pub(crate) vertices: Option<&'a mut [f32]>,
+    /// After the last pass: the band's part of each class plane, and its labels.
+    pub(crate) last: Option<(Vec<&'a mut [f32]>, &'a mut [u8])>,
+}
