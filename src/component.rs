@@ -28,19 +28,16 @@ pub struct Need {
 impl Need {
     /// Needs `facet`.
     pub fn one(facet: Facet, missing: impl Into<String>) -> Need {
-        Need {
-            facets: facet.into(),
-            all: true,
-            key: None,
-            missing: missing.into(),
-        }
+        Need::all(facet.into(), missing)
     }
 
     /// Needs every one of `facets`.
     pub fn all(facets: Facets, missing: impl Into<String>) -> Need {
         Need {
+            facets,
             all: true,
-            ..Need::one(Facet::Labels, missing).with_facets(facets)
+            key: None,
+            missing: missing.into(),
         }
     }
 
@@ -48,13 +45,8 @@ impl Need {
     pub fn any(facets: Facets, missing: impl Into<String>) -> Need {
         Need {
             all: false,
-            ..Need::one(Facet::Labels, missing).with_facets(facets)
+            ..Need::all(facets, missing)
         }
-    }
-
-    fn with_facets(mut self, facets: Facets) -> Need {
-        self.facets = facets;
-        self
     }
 
     /// The need comes from setting `key`.

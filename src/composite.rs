@@ -279,24 +279,9 @@ impl Stage for Composite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::Mask;
 
     fn inst(class: u32, bbox: [f32; 4]) -> Instance {
-        let (x, y) = (bbox[0] as u32, bbox[1] as u32);
-        let (w, h) = ((bbox[2] - bbox[0]) as u32, (bbox[3] - bbox[1]) as u32);
-        Instance {
-            class,
-            score: 0.9,
-            bbox,
-            mask: Mask {
-                x,
-                y,
-                width: w,
-                height: h,
-                data: vec![1; (w * h) as usize],
-            },
-            id: 0,
-        }
+        Instance::solid(class, 0.9, bbox)
     }
 
     #[test]

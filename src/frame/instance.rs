@@ -49,3 +49,24 @@ pub struct Instance {
     /// Identity that stays the same from frame to frame for the same object (0 = unassigned).
     pub id: u32,
 }
+
+impl Instance {
+    /// An untracked instance whose mask fills its box (rounded down to whole pixels).
+    pub fn solid(class: u32, score: f32, bbox: [f32; 4]) -> Instance {
+        let (x, y) = (bbox[0] as u32, bbox[1] as u32);
+        let (w, h) = ((bbox[2] - bbox[0]) as u32, (bbox[3] - bbox[1]) as u32);
+        Instance {
+            class,
+            score,
+            bbox,
+            mask: Mask {
+                x,
+                y,
+                width: w,
+                height: h,
+                data: vec![1; (w * h) as usize],
+            },
+            id: 0,
+        }
+    }
+}

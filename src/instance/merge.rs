@@ -83,21 +83,7 @@ mod tests {
     use super::*;
 
     fn det(class: u32, score: f32, bbox: [f32; 4]) -> Instance {
-        let (x, y) = (bbox[0] as u32, bbox[1] as u32);
-        let (w, h) = ((bbox[2] - bbox[0]) as u32, (bbox[3] - bbox[1]) as u32);
-        Instance {
-            class,
-            score,
-            bbox,
-            mask: Mask {
-                x,
-                y,
-                width: w,
-                height: h,
-                data: vec![1; (w * h) as usize],
-            },
-            id: 0,
-        }
+        Instance::solid(class, score, bbox)
     }
 
     #[test]

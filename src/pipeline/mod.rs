@@ -389,24 +389,23 @@ impl File {
             }
         }
         if let Some(output) = &overrides.output {
-            let redirected = self
+            let target = self
                 .sinks
                 .iter_mut()
-                .filter_map(|s| s.config.as_mut())
-                .any(|c| c.output().is_some() && c.set_output(output.clone()));
-            if !redirected {
-                p.push(
+                .find(|s| s.config.as_ref().is_some_and(|c| c.output().is_some()));
+            match target {
+                Some(s) => {
+                    s.config
+                        .as_mut()
+                        .expect("found above")
+                        .set_output(output.clone());
+                    // The command line's path is relative to the current folder.
+                    s.from_file = false;
+                }
+                None => p.push(
                     "--output",
                     "the pipeline has no mp4, png or jsonl sink to redirect",
-                );
-            }
-            // The command line's path is relative to the current folder.
-            if let Some(s) = self
-                .sinks
-                .iter_mut()
-                .find(|s| s.config.as_ref().and_then(|c| c.output()) == Some(output.as_path()))
-            {
-                s.from_file = false;
+                ),
             }
         }
         if overrides.eval && !self.sinks.iter().any(|s| s.kind == "eval") {
