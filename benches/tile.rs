@@ -7,11 +7,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use segstream::frame::RgbImage;
+use segstream::frame::{Geometry, RgbImage};
 use segstream::infer::Model;
-use segstream::infer::{
-    normalize, write_item, EngineOptions, Geometry, Segmenter, Stitch, StitchBuffers,
-};
+use segstream::infer::{normalize, write_item, EngineOptions, Segmenter, Stitch, StitchBuffers};
 use segstream::tile::{Blend, TileGrid};
 
 const W: u32 = 2048;

@@ -91,10 +91,10 @@ enum Command {
         /// Execution providers to sweep, e.g. cpu,cuda; one that cannot load is reported as
         /// unavailable.
         #[arg(long, value_enum, value_delimiter = ',')]
-        providers: Vec<cli::bench::ProviderKind>,
+        providers: Vec<cli::compare::ProviderKind>,
         /// Precisions to sweep, e.g. fp32,fp16 (fp16: the NAME_fp16.toml variant of a model).
         #[arg(long, value_enum, value_delimiter = ',')]
-        precision: Vec<cli::bench::Precision>,
+        precision: Vec<cli::compare::Precision>,
     },
     /// Score predictions against ground truth: label maps (per-class IoU and Dice, mean
     /// IoU, pixel accuracy), instances (COCO mask AP) or panoptic maps (PQ, SQ, RQ).
@@ -353,12 +353,12 @@ fn main() -> ExitCode {
                 threads,
             };
             if !(models.is_empty() && providers.is_empty() && precision.is_empty()) {
-                let sweep = cli::bench::Sweep {
+                let sweep = cli::compare::Sweep {
                     models,
                     providers,
                     precisions: precision,
                 };
-                let comparison = match cli::bench::compare(&pipeline, &options, &sweep) {
+                let comparison = match cli::compare::compare(&pipeline, &options, &sweep) {
                     Ok(c) => c,
                     Err(e) => {
                         eprintln!("error: {}", one_line(&e));

@@ -23,11 +23,14 @@ pub struct Entry<T: ?Sized> {
     pub parse: ParseFn<T>,
 }
 
+/// Recognizes a command-line `--input` as this source (`None`: not this kind of input).
+pub type FromInputFn = fn(&str) -> Option<Result<Box<dyn SourceComponent>, String>>;
+
 /// A source type, and how it recognizes a command-line `--input`.
 pub struct SourceEntry {
     pub name: &'static str,
     pub parse: ParseFn<dyn SourceComponent>,
-    pub from_input: fn(&str) -> Option<Result<Box<dyn SourceComponent>, String>>,
+    pub from_input: FromInputFn,
 }
 
 macro_rules! source {

@@ -2,5 +2,6 @@
 //! exporter, the progress display.
 
 pub mod bench;
+pub mod compare;
 pub mod exporter;
 pub mod status;

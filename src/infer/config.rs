@@ -89,7 +89,7 @@ impl InferConfig {
 impl Component for InferConfig {
     fn check(&mut self, cx: &CheckContext<'_>, p: &mut Problems) {
         let cores = cores();
-        if !(self.threads <= cores) {
+        if self.threads > cores {
             p.push(
                 "threads",
                 format!(

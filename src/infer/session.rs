@@ -11,8 +11,8 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{Outlet, TensorElementType, ValueType};
 
-use super::model::{MasksFormat, Model, OutputConfig, SizePolicy};
-use super::InferError;
+use super::model::{Model, OutputConfig, SizePolicy};
+use super::{detections, labels, scores, InferError};
 
 /// Where the ONNX Runtime shared library is looked for, in order.
 pub fn library_candidates() -> Vec<PathBuf> {
@@ -272,73 +272,23 @@ pub fn check_model(session: &Session, model: &Model) -> Vec<String> {
             problems.push(format!("output {} is not a tensor", describe(output)));
             continue;
         };
+        let described = describe(output);
         match &cfg.output {
             OutputConfig::Logits { .. } | OutputConfig::Probabilities { .. } => {
-                if shape.len() != 4 {
-                    problems.push(format!(
-                        "output {} has rank {} (expected 4: [N, classes, h, w])",
-                        describe(output),
-                        shape.len()
-                    ));
-                } else if shape[1] >= 0 && shape[1] as usize != model.num_classes() {
-                    problems.push(format!(
-                        "output {} has {} classes, but the config names {}",
-                        describe(output),
-                        shape[1],
-                        model.num_classes()
-                    ));
-                }
-                if !matches!(ty, TensorElementType::Float32 | TensorElementType::Float16) {
-                    problems.push(format!(
-                        "output {} is {ty}, expected float32 or float16",
-                        describe(output)
-                    ));
-                }
+                scores::check(&described, ty, &shape, model.num_classes(), &mut problems)
             }
-            OutputConfig::Labels { .. } => {
-                if !(shape.len() == 3 || shape.len() == 4 && (shape[1] == 1 || shape[1] < 0)) {
-                    problems.push(format!(
-                        "output {} should be [N, h, w] or [N, 1, h, w] class indices",
-                        describe(output)
-                    ));
-                }
-                if !matches!(ty, TensorElementType::Int64 | TensorElementType::Int32) {
-                    problems.push(format!(
-                        "output {} is {ty}, expected int64 or int32",
-                        describe(output)
-                    ));
-                }
-            }
+            OutputConfig::Labels { .. } => labels::check(&described, ty, &shape, &mut problems),
             OutputConfig::Detections {
                 masks,
                 masks_format,
                 ..
-            } if name == masks.as_str() => {
-                let n = model.num_classes() as i64;
-                let ok = match (masks_format, &shape[..]) {
-                    (MasksFormat::Pasted, [_, c, _, _]) => *c == 1 || *c < 0,
-                    (MasksFormat::Raw, [_, c, h, w]) => {
-                        (*c < 0 || *c == 1 || *c == n) && (*h < 0 || *w < 0 || h == w)
-                    }
-                    _ => false,
-                };
-                if !ok {
-                    problems.push(format!(
-                        "output {} does not hold {} masks (expected {})",
-                        describe(output),
-                        if *masks_format == MasksFormat::Raw {
-                            "raw"
-                        } else {
-                            "pasted"
-                        },
-                        if *masks_format == MasksFormat::Raw {
-                            format!("[N, 1 or {n}, m, m]")
-                        } else {
-                            "[N, 1, H, W]".to_string()
-                        }
-                    ));
-                }
-            }
+            } if name == masks.as_str() => detections::check_masks(
+                &described,
+                *masks_format,
+                &shape,
+                model.num_classes(),
+                &mut problems,
+            ),
             OutputConfig::Detections { .. } => {}
         }
     }

@@ -16,7 +16,7 @@ pub(crate) unsafe fn weighted_sum<const F: bool>(
     cp: usize,
     out: &mut [f32],
 ) {
-    debug_assert!(cp % 8 == 0 && out.len() >= cp);
+    debug_assert!(cp.is_multiple_of(8) && out.len() >= cp);
     #[cfg(target_arch = "x86_64")]
     if F {
         let mut at = 0;

@@ -565,7 +565,7 @@ pub(crate) mod simd {
             for e in i * dp1..i * dp1 + dp1 {
                 let o = l.offset[e] as usize * cp;
                 let w = l.bary[e] * p;
-                if cp % 8 == 0 {
+                if cp.is_multiple_of(8) {
                     crate::refine::lanes::axpy::<F>(&mut out[o..o + cp], w, x);
                 } else {
                     for (o, &x) in out[o..o + cp].iter_mut().zip(x) {
@@ -611,7 +611,7 @@ pub(crate) mod simd {
             let (n1, n2) = (n1 as usize * cp, n2 as usize * cp);
             let o = &old[v * cp..v * cp + cp];
             let (a, b) = (&old[n1..n1 + cp], &old[n2..n2 + cp]);
-            if cp % 8 == 0 {
+            if cp.is_multiple_of(8) {
                 let blocks = row.chunks_exact_mut(8).zip(o.chunks_exact(8));
                 for ((r, o), (a, b)) in blocks.zip(a.chunks_exact(8).zip(b.chunks_exact(8))) {
                     for k in 0..8 {

@@ -1,10 +1,12 @@
-//! mp4 and display: frames pushed into a GStreamer pipeline through `appsrc`.
+//! Video file sinks and display: frames pushed into a GStreamer pipeline through `appsrc`.
 //!
-//! `[[sinks]] type = "mp4", path = "out/demo.mp4"` encodes H.264 (x264) into MP4. The file
-//! is finalized on end of stream, on Ctrl-C, and after a fatal error upstream, so every
-//! frame processed so far is kept.
+//! A video file sink (`mp4`, `mkv`) encodes H.264 (x264) into its container, whose muxer is
+//! all that differs between them: a new container is a `Container` with its `Muxer` and a
+//! `VideoFileConfig<C>` alias. The file is finalized on end of stream, on Ctrl-C, and after
+//! a fatal error upstream, so every frame processed so far is kept.
 
-use std::path::PathBuf;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +15,83 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
+use serde::Deserialize;
+
+use crate::component::{BuildContext, CheckContext, Component, SinkComponent};
+use crate::config::Problems;
 use crate::frame::{Frame, RgbImage};
-use crate::runtime::{BoxError, Output, Stage};
+use crate::runtime::{BoxError, Output, QueueConfig, Stage};
 use crate::source::gst::describe_gst_error;
+
+/// A GStreamer muxer and the properties it is set up with (by name, as `gst-launch-1.0`
+/// takes them).
+#[derive(Clone, Copy, Debug)]
+pub struct Muxer {
+    pub factory: &'static str,
+    pub properties: &'static [(&'static str, &'static str)],
+}
+
+/// A container a video file sink writes.
+pub trait Container: Clone + std::fmt::Debug + Send + Sync + 'static {
+    const MUXER: Muxer;
+}
+
+/// The settings of a video file sink in container `C`:
+/// `[[sinks]] type = "mp4", path = "../out/demo.mp4", bitrate_kbps = 4000`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoFileConfig<C> {
+    pub path: PathBuf,
+    /// Target bitrate in kbit/s.
+    #[serde(default = "default_bitrate")]
+    pub bitrate_kbps: u32,
+    #[serde(default)]
+    pub queue: QueueConfig,
+    #[serde(skip)]
+    container: PhantomData<C>,
+}
+
+fn default_bitrate() -> u32 {
+    4000
+}
+
+impl<C: Container> Component for VideoFileConfig<C> {
+    fn check(&mut self, cx: &CheckContext<'_>, p: &mut Problems) {
+        self.path = cx.resolve(&self.path);
+        p.range("bitrate_kbps", self.bitrate_kbps, 64, 200_000);
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl<C: Container> SinkComponent for VideoFileConfig<C> {
+    fn queue(&self) -> QueueConfig {
+        self.queue
+    }
+
+    fn output(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    fn set_output(&mut self, path: PathBuf) -> bool {
+        self.path = path;
+        true
+    }
+
+    fn build(
+        &self,
+        _cx: &BuildContext<'_>,
+        output: Option<&Path>,
+    ) -> Result<Box<dyn Stage>, BoxError> {
+        Ok(Box::new(VideoSink::new(VideoSinkKind::File {
+            path: output.unwrap_or(&self.path).to_owned(),
+            bitrate_kbps: self.bitrate_kbps,
+            muxer: C::MUXER,
+        })))
+    }
+}
 
 /// How long finalizing may take before it is reported as stuck.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,7 +111,12 @@ pub enum VideoError {
 
 #[derive(Clone, Debug)]
 pub enum VideoSinkKind {
-    Mp4 { path: PathBuf, bitrate_kbps: u32 },
+    /// H.264 in a file, through `muxer`.
+    File {
+        path: PathBuf,
+        bitrate_kbps: u32,
+        muxer: Muxer,
+    },
     Display,
 }
 
@@ -75,7 +156,7 @@ impl VideoSink {
 
     fn target(&self) -> String {
         match &self.kind {
-            VideoSinkKind::Mp4 { path, .. } => path.display().to_string(),
+            VideoSinkKind::File { path, .. } => path.display().to_string(),
             VideoSinkKind::Display => "display".into(),
         }
     }
@@ -130,7 +211,11 @@ impl VideoSink {
         );
         let mut chain: Vec<gst::Element> = vec![appsrc.clone().upcast(), convert, scale, fixed];
         match &self.kind {
-            VideoSinkKind::Mp4 { path, bitrate_kbps } => {
+            VideoSinkKind::File {
+                path,
+                bitrate_kbps,
+                muxer,
+            } => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| self.err(e.to_string()))?;
                 }
@@ -147,7 +232,10 @@ impl VideoSink {
                         .field("profile", "main")
                         .build(),
                 );
-                let mux = self.element("mp4mux")?;
+                let mux = self.element(muxer.factory)?;
+                for (name, value) in muxer.properties {
+                    mux.set_property_from_str(name, value);
+                }
                 let sink = self.element("filesink")?;
                 sink.set_property("location", path.to_string_lossy().as_ref());
                 chain.extend([enc, filter, self.element("h264parse")?, mux, sink]);

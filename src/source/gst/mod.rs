@@ -6,85 +6,22 @@
 //! Files, still images, numbered image sequences, URIs (HTTP, RTSP), V4L2 cameras and
 //! `videotestsrc`, all ending in `videoconvert ! video/x-raw,format=RGB ! appsink`.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
-use gstreamer_video as gst_video;
-use gstreamer_video::prelude::*;
 
-use crate::frame::{Frame, RgbImage};
+use crate::frame::Frame;
 use crate::runtime::{BoxError, Output, Source};
 
-/// What a GStreamer-backed source opens.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Input {
-    /// A video file, a still image, or a numbered image sequence (`frames/%05d.png`).
-    File { path: PathBuf, start_index: u32 },
-    /// Any URI GStreamer can open.
-    Uri { uri: String },
-    /// An RTSP stream, reconnected when it drops.
-    Rtsp {
-        url: String,
-        latency_ms: u32,
-        timeout_s: f64,
-        transport: RtspTransport,
-        reconnect: bool,
-        backoff_max_s: f64,
-        max_outage_s: Option<f64>,
-    },
-    /// A V4L2 camera.
-    Camera { device: PathBuf },
-    /// `videotestsrc`.
-    Test {
-        pattern: String,
-        width: u32,
-        height: u32,
-        fps: u32,
-        frames: Option<u64>,
-        live: bool,
-    },
-}
+mod build;
+mod input;
+mod pool;
 
-impl Input {
-    /// Live inputs produce frames on their own clock and cannot wait for a slow pipeline.
-    pub fn is_live(&self) -> bool {
-        match self {
-            Input::Rtsp { .. } | Input::Camera { .. } => true,
-            Input::Uri { uri } => uri.starts_with("rtsp") || uri.starts_with("udp"),
-            Input::Test { live, .. } => *live,
-            Input::File { .. } => false,
-        }
-    }
-
-    /// A short human name of the input, used in messages.
-    pub fn describe(&self) -> String {
-        match self {
-            Input::File { path, .. } => path.display().to_string(),
-            Input::Uri { uri } => uri.clone(),
-            Input::Rtsp { url, .. } => url.clone(),
-            Input::Camera { device } => device.display().to_string(),
-            Input::Test { pattern, .. } => format!("test:{pattern}"),
-        }
-    }
-}
-
-/// How RTSP media travels.
-#[derive(Clone, Copy, Debug, Default, serde::Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum RtspTransport {
-    /// UDP, falling back to TCP (interleaved) when UDP gets nothing.
-    #[default]
-    Auto,
-    /// Interleaved in the RTSP connection: passes firewalls, no packet loss.
-    Tcp,
-    /// Unicast UDP: lowest latency, packets may be lost.
-    Udp,
-}
+pub use build::check_test_pattern;
+pub use input::{Input, RtspTransport};
+use pool::{to_image, ImagePool};
 
 /// How long one wait for a frame lasts before the loop looks at the bus and stop flag again.
 const PULL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -220,183 +157,6 @@ pub(crate) fn describe_gst_error(err: &gst::message::Error) -> String {
 }
 
 impl Decode {
-    /// Adds `src ! decodebin` to the pipeline; returns the decodebin, whose pads appear once
-    /// the stream type is known.
-    fn with_decodebin(
-        &self,
-        pipeline: &gst::Pipeline,
-        src: &gst::Element,
-    ) -> Result<gst::Element, DecodeError> {
-        let decodebin = make("decodebin")?;
-        pipeline
-            .add_many([src, &decodebin])
-            .map_err(|e| self.error(e.to_string()))?;
-        src.link(&decodebin)
-            .map_err(|e| self.error(e.to_string()))?;
-        Ok(decodebin)
-    }
-
-    /// Builds `<source> ! videoconvert ! RGB ! appsink`; also returns whether a video pad
-    /// ever got linked (decodebin links dynamically).
-    fn build(&self) -> Result<(gst::Pipeline, gst_app::AppSink, Arc<AtomicBool>), DecodeError> {
-        gst::init()?;
-        let pipeline = gst::Pipeline::new();
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        let convert = make("videoconvert")?;
-        convert.set_property("n-threads", threads as u32);
-        let appsink = gst_app::AppSink::builder()
-            .caps(
-                &gst_video::VideoCapsBuilder::new()
-                    .format(gst_video::VideoFormat::Rgb)
-                    .build(),
-            )
-            .sync(false)
-            .max_buffers(2)
-            .drop(self.config.is_live())
-            .build();
-        pipeline
-            .add_many([&convert, appsink.upcast_ref()])
-            .and_then(|_| convert.link(&appsink))
-            .map_err(|e| self.error(e.to_string()))?;
-        let linked = Arc::new(AtomicBool::new(false));
-
-        // Elements whose output pads appear once the stream type is known.
-        let dynamic: gst::Element = match &self.config {
-            Input::File { path, start_index } => {
-                let s = path.to_string_lossy();
-                if s.contains('%') {
-                    let src = make("multifilesrc")?;
-                    src.set_property("location", s.as_ref());
-                    src.set_property("index", *start_index as i32);
-                    let lower = s.to_ascii_lowercase();
-                    let caps = if lower.ends_with(".png") {
-                        "image/png"
-                    } else if lower.ends_with(".jpg") || lower.ends_with(".jpeg") {
-                        "image/jpeg"
-                    } else {
-                        return Err(self.error(
-                            "image sequences must be .png, .jpg or .jpeg (e.g. frames/%05d.png)",
-                        ));
-                    };
-                    src.set_property("caps", gst::Caps::builder(caps).build());
-                    self.with_decodebin(&pipeline, &src)?
-                } else {
-                    let abs = std::fs::canonicalize(path).map_err(|e| {
-                        self.error(format!("cannot open: {e} (expected an existing file)"))
-                    })?;
-                    let uri = gst::glib::filename_to_uri(&abs, None)
-                        .map_err(|e| self.error(e.to_string()))?;
-                    let bin = make("uridecodebin")?;
-                    bin.set_property("uri", uri.as_str());
-                    pipeline.add(&bin).map_err(|e| self.error(e.to_string()))?;
-                    bin
-                }
-            }
-            Input::Uri { uri } => {
-                let bin = make("uridecodebin")?;
-                bin.set_property("uri", uri.as_str());
-                pipeline.add(&bin).map_err(|e| self.error(e.to_string()))?;
-                bin
-            }
-            Input::Rtsp {
-                url,
-                latency_ms,
-                timeout_s,
-                transport,
-                ..
-            } => {
-                let bin = make("uridecodebin")?;
-                bin.set_property("uri", url.as_str());
-                let (latency, timeout_us) = (*latency_ms, (*timeout_s * 1e6) as u64);
-                let protocols = match transport {
-                    RtspTransport::Auto => None,
-                    RtspTransport::Tcp => Some("tcp"),
-                    RtspTransport::Udp => Some("udp"),
-                };
-                bin.connect("source-setup", false, move |args| {
-                    if let Ok(src) = args[1].get::<gst::Element>() {
-                        if src.find_property("latency").is_some() {
-                            src.set_property("latency", latency);
-                        }
-                        if let Some(p) =
-                            protocols.filter(|_| src.find_property("protocols").is_some())
-                        {
-                            src.set_property_from_str("protocols", p);
-                        }
-                        if src.find_property("tcp-timeout").is_some() {
-                            src.set_property("tcp-timeout", timeout_us);
-                        }
-                        if src.find_property("timeout").is_some() {
-                            src.set_property("timeout", timeout_us);
-                        }
-                    }
-                    None
-                });
-                pipeline.add(&bin).map_err(|e| self.error(e.to_string()))?;
-                bin
-            }
-            Input::Camera { device } => {
-                if !device.exists() {
-                    return Err(
-                        self.error("camera device does not exist (expected e.g. /dev/video0)")
-                    );
-                }
-                let src = make("v4l2src")?;
-                src.set_property("device", device.to_string_lossy().as_ref());
-                self.with_decodebin(&pipeline, &src)?
-            }
-            Input::Test {
-                pattern,
-                width,
-                height,
-                fps,
-                frames,
-                live,
-            } => {
-                let src = make("videotestsrc")?;
-                set_enum_by_nick(&src, "pattern", pattern).map_err(|m| self.error(m))?;
-                src.set_property("is-live", *live);
-                if let Some(n) = frames {
-                    src.set_property("num-buffers", i32::try_from(*n).unwrap_or(i32::MAX));
-                }
-                let caps = gst_video::VideoCapsBuilder::new()
-                    .width(*width as i32)
-                    .height(*height as i32)
-                    .framerate(gst::Fraction::new(*fps as i32, 1))
-                    .build();
-                let filter = make("capsfilter")?;
-                filter.set_property("caps", &caps);
-                pipeline
-                    .add_many([&src, &filter])
-                    .map_err(|e| self.error(e.to_string()))?;
-                gst::Element::link_many([&src, &filter, &convert])
-                    .map_err(|e| self.error(e.to_string()))?;
-                linked.store(true, Ordering::Relaxed);
-                return Ok((pipeline, appsink, linked));
-            }
-        };
-
-        let sink_pad = convert
-            .static_pad("sink")
-            .expect("videoconvert has a sink pad");
-        let linked_flag = linked.clone();
-        dynamic.connect_pad_added(move |_, pad| {
-            let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-            let is_video = caps
-                .structure(0)
-                .map(|s| s.name().starts_with("video/"))
-                .unwrap_or(false);
-            if is_video && !sink_pad.is_linked() && pad.link(&sink_pad).is_ok() {
-                linked_flag.store(true, Ordering::Relaxed);
-            }
-        });
-        Ok((pipeline, appsink, linked))
-    }
-}
-
-impl Decode {
     /// A video file whose frames stop well before its declared duration is truncated.
     fn check_complete(
         &self,
@@ -433,102 +193,6 @@ fn missed_frames(gap: gst::ClockTime, num: i32, den: i32) -> u64 {
     }
     let frames = gap.nseconds() as f64 * 1e-9 * num as f64 / den as f64;
     (frames + 0.5).floor().max(0.0) as u64
-}
-
-/// Sets an enum property from its nick, with an error listing the valid nicks.
-fn set_enum_by_nick(element: &gst::Element, property: &str, nick: &str) -> Result<(), String> {
-    let pspec = element
-        .find_property(property)
-        .ok_or_else(|| format!("no property {property}"))?;
-    let class = gst::glib::EnumClass::with_type(pspec.value_type())
-        .ok_or_else(|| format!("{property} is not an enum"))?;
-    match class.to_value_by_nick(nick) {
-        Some(value) => {
-            element.set_property_from_value(property, &value);
-            Ok(())
-        }
-        None => {
-            let nicks: Vec<&str> = class.values().iter().map(|v| v.nick()).collect();
-            Err(format!(
-                "unknown {property} {nick:?} (expected one of {})",
-                nicks.join(", ")
-            ))
-        }
-    }
-}
-
-/// Checks that `videotestsrc` has the pattern `nick`, without starting anything; the error
-/// lists the patterns it has.
-pub fn check_test_pattern(nick: &str) -> Result<(), String> {
-    gst::init().map_err(|e| format!("cannot initialize GStreamer: {e}"))?;
-    let src = make("videotestsrc").map_err(|e| e.to_string())?;
-    set_enum_by_nick(&src, "pattern", nick)
-        .map_err(|m| m.replacen("unknown pattern", "unknown test pattern", 1))
-}
-
-/// Frame buffers the pipeline has finished with, reused for the next frames: a long run
-/// does not allocate (and fault in) a frame-sized buffer per frame.
-#[derive(Default)]
-struct ImagePool {
-    /// Images sent downstream, oldest first; one whose only owner is the pool is free.
-    sent: std::collections::VecDeque<Arc<RgbImage>>,
-}
-
-/// Free buffers kept at most; more would only hold memory.
-const POOL_FREE: usize = 3;
-
-impl ImagePool {
-    /// A free buffer, emptied, if there is one.
-    fn take(&mut self) -> Vec<u8> {
-        let free = self.sent.iter().position(|a| Arc::strong_count(a) == 1);
-        free.and_then(|i| self.sent.remove(i))
-            .and_then(|a| Arc::try_unwrap(a).ok())
-            .map(|image| {
-                let mut data = image.data;
-                data.clear();
-                data
-            })
-            .unwrap_or_default()
-    }
-
-    /// Remembers an image sent downstream; lets go of the oldest free ones beyond a few.
-    fn sent(&mut self, image: Arc<RgbImage>) {
-        self.sent.push_back(image);
-        let mut free = self
-            .sent
-            .iter()
-            .filter(|a| Arc::strong_count(a) == 1)
-            .count();
-        while free > POOL_FREE {
-            if let Some(i) = self.sent.iter().position(|a| Arc::strong_count(a) == 1) {
-                self.sent.remove(i);
-            }
-            free -= 1;
-        }
-    }
-}
-
-/// Copies a sample's RGB pixels into `data` (emptied, reused) as a tightly packed image
-/// (GStreamer pads rows to 4 bytes).
-fn to_image(
-    sample: &gst::Sample,
-    mut data: Vec<u8>,
-) -> Result<(RgbImage, Option<(i32, i32)>), String> {
-    let caps = sample.caps().ok_or("sample without caps")?;
-    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
-    let buffer = sample.buffer().ok_or("sample without buffer")?;
-    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
-        .map_err(|_| "cannot map video buffer".to_string())?;
-    let (w, h) = (info.width() as usize, info.height() as usize);
-    let stride = frame.plane_stride()[0] as usize;
-    let plane = frame.plane_data(0).map_err(|e| e.to_string())?;
-    data.reserve(w * h * 3);
-    for row in 0..h {
-        data.extend_from_slice(&plane[row * stride..row * stride + w * 3]);
-    }
-    let fps = info.fps();
-    let rate = (fps.numer() > 0).then(|| (fps.numer(), fps.denom()));
-    Ok((RgbImage::new(w as u32, h as u32, data), rate))
 }
 
 impl Source for Decode {
@@ -821,24 +485,6 @@ impl Decode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pool_reuses_buffers_the_pipeline_let_go_of() {
-        let mut pool = ImagePool::default();
-        let a = Arc::new(RgbImage::new(2, 1, vec![1; 6]));
-        let ptr = a.data.as_ptr();
-        pool.sent(a.clone());
-        // Still held downstream: not free.
-        assert!(pool.take().is_empty() && pool.take().capacity() == 0);
-        drop(a);
-        let reused = pool.take();
-        assert_eq!((reused.len(), reused.as_ptr()), (0, ptr));
-        // Free buffers beyond a few are let go.
-        for _ in 0..10 {
-            pool.sent(Arc::new(RgbImage::new(2, 1, vec![0; 6])));
-        }
-        assert_eq!(pool.sent.len(), POOL_FREE);
-    }
 
     #[test]
     fn gaps_in_a_live_stream_count_whole_missed_frames() {

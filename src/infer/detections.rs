@@ -1,15 +1,109 @@
-//! Mask R-CNN outputs to `Instance`s in frame coordinates.
+//! Convention `detections` (Mask R-CNN): boxes, labels, scores and masks per image, decoded
+//! into `Instance`s in frame coordinates.
 //!
-//! Two conventions: torchvision's own export gives masks already pasted at the input size
+//! Two mask layouts: torchvision's own export gives masks already pasted at the input size
 //! (`[N,1,H,W]` probabilities); raw exports give `[N,1|C,28,28]` maps that are pasted here
 //! (see `instance::paste`). Either way boxes and masks end up in frame pixels, whether the
 //! model saw the frame itself, a padded or stretched copy, or one slice of it.
 
+use std::borrow::Cow;
+
+use ort::session::SessionOutputs;
+
+use super::labels::integers;
 use super::model::MasksFormat;
+use super::scores::floats;
 use crate::instance::paste::{
     crop_threshold, paste, resize_threshold, resized_window, set_window, Window,
 };
 use crate::instance::{Instance, Mask};
+
+/// What is wrong with the model's declared masks output `described` for `classes` classes.
+pub fn check_masks(
+    described: &str,
+    format: MasksFormat,
+    shape: &[i64],
+    classes: usize,
+    problems: &mut Vec<String>,
+) {
+    let n = classes as i64;
+    let ok = match (format, shape) {
+        (MasksFormat::Pasted, [_, c, _, _]) => *c == 1 || *c < 0,
+        (MasksFormat::Raw, [_, c, h, w]) => {
+            (*c < 0 || *c == 1 || *c == n) && (*h < 0 || *w < 0 || h == w)
+        }
+        _ => false,
+    };
+    if !ok {
+        let (kind, expected) = match format {
+            MasksFormat::Raw => ("raw", format!("[N, 1 or {n}, m, m]")),
+            MasksFormat::Pasted => ("pasted", "[N, 1, H, W]".to_string()),
+        };
+        problems.push(format!(
+            "output {described} does not hold {kind} masks (expected {expected})"
+        ));
+    }
+}
+
+/// The output names of a detection model.
+pub struct Names<'a> {
+    pub boxes: &'a str,
+    pub labels: &'a str,
+    pub scores: &'a str,
+    pub masks: &'a str,
+}
+
+/// One image's detection outputs read from a session run (borrowed where the types allow).
+pub struct Read<'a> {
+    boxes: Cow<'a, [f32]>,
+    labels: Cow<'a, [i64]>,
+    scores: Cow<'a, [f32]>,
+    masks: Cow<'a, [f32]>,
+    mask_shape: [usize; 4],
+}
+
+impl Read<'_> {
+    pub fn outputs(&self) -> DetOutputs<'_> {
+        DetOutputs {
+            boxes: &self.boxes,
+            labels: &self.labels,
+            scores: &self.scores,
+            masks: &self.masks,
+            mask_shape: self.mask_shape,
+        }
+    }
+}
+
+/// Reads the four outputs of one image from `outputs`.
+pub fn read<'a>(outputs: &'a SessionOutputs<'_>, names: &Names<'_>) -> Result<Read<'a>, String> {
+    let get = |output: &str| {
+        outputs
+            .get(output)
+            .ok_or_else(|| format!("output {output:?} missing from the results"))
+    };
+    let text = |e: ort::Error| e.to_string();
+    let (_, boxes) = floats(get(names.boxes)?).map_err(text)?;
+    let (_, scores) = floats(get(names.scores)?).map_err(text)?;
+    let (mask_shape, masks) = floats(get(names.masks)?).map_err(text)?;
+    let (_, labels) = integers(get(names.labels)?).map_err(text)?;
+    let mask_shape: [usize; 4] = match mask_shape[..] {
+        [n, c, h, w] => [n as usize, c as usize, h as usize, w as usize],
+        [n, h, w] => [n as usize, 1, h as usize, w as usize],
+        _ => {
+            return Err(format!(
+                "output {:?} has shape {mask_shape:?} (expected [N, C, h, w])",
+                names.masks
+            ))
+        }
+    };
+    Ok(Read {
+        boxes,
+        labels,
+        scores,
+        masks,
+        mask_shape,
+    })
+}
 
 /// One image's raw detection outputs, as the model gives them.
 pub struct DetOutputs<'a> {

@@ -1,0 +1,630 @@
+//! The engine under the infer stage: pre-processes frames (resize, pad or tile), batches them
+//! into session runs, and hands each output to its convention (`scores`, `labels`,
+//! `detections`) to decode.
+
+use half::f16;
+use ort::session::Session;
+use ort::value::Tensor;
+
+use super::detections::{self, DetectParams, Names, Placement};
+use super::labels::{self, Labels};
+use super::model::*;
+use super::preprocess::{frame_geometry, normalize, resize, write_item, Normalized};
+use super::scores::{self, Scores};
+use super::session::{check_model, open_session};
+use super::stitch::{Stitch, StitchBuffers};
+use super::{InferError, ProviderConfig, TilingConfig};
+use crate::frame::{
+    argmax_scores, resample_labels, ClassScores, Geometry, Instance, LabelMap, RgbImage, ScoreKind,
+};
+use crate::instance::merge;
+use crate::tile::{Tile, TileGrid};
+
+/// How a `Segmenter` feeds its model.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EngineOptions {
+    /// Most images (frames or tiles) per inference call.
+    pub batch: usize,
+    /// Tile frames at native (or scaled) resolution instead of resizing them.
+    pub tiling: Option<TilingConfig>,
+    /// Keep each frame's class scores (`Frame::scores`) for a later stage (refine); whole
+    /// frames only, tiled frames keep none.
+    pub scores: bool,
+}
+
+/// One batch item waiting for inference: a whole frame or one tile of it.
+struct Job {
+    image: usize,
+    tile: Option<Tile>,
+    geometry: Geometry,
+    /// Model input size (width, height).
+    size: (u32, u32),
+    /// The region (x, y, width, height) of the prepared image that goes into the item.
+    region: (u32, u32, u32, u32),
+}
+
+/// A model's output for a batch, borrowed from ONNX Runtime where the types allow.
+enum BatchOut<'a> {
+    Scores(Scores<'a>),
+    Labels(Labels<'a>),
+}
+
+/// A model ready to segment frames.
+pub struct Segmenter {
+    model: Model,
+    session: Session,
+    options: EngineOptions,
+    /// Tile size, when tiling.
+    tile: Option<(u32, u32)>,
+    /// A batch size the model was exported with; batches are padded up to it.
+    fixed_batch: Option<usize>,
+    /// Stitch buffers kept between frames.
+    pool: Vec<StitchBuffers>,
+    /// The input tensor of the last run, reused while the shape stays the same.
+    input_f32: Option<Tensor<f32>>,
+    input_f16: Option<Tensor<f16>>,
+    /// Staging for half-precision inputs.
+    staging: Vec<f32>,
+}
+
+impl Segmenter {
+    /// Opens a session and checks that the model agrees with its config.
+    pub fn new(
+        model: Model,
+        providers: &[ProviderConfig],
+        threads: usize,
+        options: EngineOptions,
+    ) -> Result<Self, InferError> {
+        let session = open_session(&model, providers, threads)?;
+        let mut problems = check_model(&session, &model);
+        let tile = match &options.tiling {
+            Some(t) => match model.tile_size(t) {
+                Ok(size) => Some(size),
+                Err(p) => {
+                    problems.extend(p);
+                    None
+                }
+            },
+            None => None,
+        };
+        if !problems.is_empty() {
+            return Err(InferError::Mismatch {
+                model: model.name.clone(),
+                onnx: model.onnx_path.display().to_string(),
+                config: model.config_path.display().to_string(),
+                problems,
+            });
+        }
+        let fixed_batch = session
+            .inputs()
+            .iter()
+            .find(|i| i.name() == model.config.input.name)
+            .and_then(|i| i.dtype().tensor_shape().map(|s| s[0]))
+            .filter(|&b| b > 0 && model.config.input.layout != Layout::CHW)
+            .map(|b| b as usize);
+        let mut options = options;
+        options.batch = match model.config.input.layout {
+            Layout::CHW => 1,
+            _ => fixed_batch.unwrap_or(options.batch.max(1)),
+        };
+        if model.is_instance() {
+            // Each image's detections come as their own tensors.
+            options.batch = 1;
+        }
+        Ok(Segmenter {
+            model,
+            session,
+            options,
+            tile,
+            fixed_batch,
+            pool: Vec::new(),
+            input_f32: None,
+            input_f16: None,
+            staging: Vec::new(),
+        })
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Segments one image into a label map of the same size.
+    pub fn segment(&mut self, image: &RgbImage) -> Result<LabelMap, InferError> {
+        Ok(self
+            .segment_batch(&[image])?
+            .pop()
+            .expect("one result per image"))
+    }
+
+    /// Normalizes (and resizes, or cuts into tiles) the images into batch jobs, with a stitch
+    /// per tiled image.
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &mut self,
+        images: &[&RgbImage],
+    ) -> Result<(Vec<Job>, Vec<Normalized>, Vec<Option<Stitch>>), InferError> {
+        let name = self.model.name.clone();
+        let pre = |source| InferError::Preprocess {
+            model: name.clone(),
+            source,
+        };
+        let input = &self.model.config.input;
+        let classes = self.model.num_classes();
+        let mut jobs = Vec::new();
+        // The normalized (and resized or scaled) image each job reads from, by image.
+        let mut prepared: Vec<Normalized> = Vec::with_capacity(images.len());
+        let mut stitches: Vec<Option<Stitch>> = images.iter().map(|_| None).collect();
+        for (i, image) in images.iter().enumerate() {
+            let normalized = normalize(image, input);
+            match (self.options.tiling, self.tile) {
+                (Some(t), Some((tw, th))) => {
+                    let sw = ((image.width as f32 * t.scale).round() as u32).max(1);
+                    let sh = ((image.height as f32 * t.scale).round() as u32).max(1);
+                    let scaled = resize(normalized, sw, sh).map_err(pre)?;
+                    let grid =
+                        TileGrid::new(sw, sh, tw, th, t.overlap).map_err(|e| InferError::Run {
+                            model: name.clone(),
+                            reason: e.to_string(),
+                        })?;
+                    let geometry = Geometry {
+                        frame_width: image.width,
+                        frame_height: image.height,
+                        model_width: sw,
+                        model_height: sh,
+                        stretched: (sw, sh) != (image.width, image.height),
+                    };
+                    let buffers = self.pool.pop().unwrap_or_default();
+                    stitches[i] = Some(Stitch::with_buffers(
+                        classes, grid, t.blend, geometry, buffers,
+                    ));
+                    for tile in grid.tiles() {
+                        jobs.push(Job {
+                            image: i,
+                            tile: Some(tile),
+                            geometry,
+                            size: (tw, th),
+                            region: (tile.x, tile.y, tile.width, tile.height),
+                        });
+                    }
+                    prepared.push(scaled);
+                }
+                _ => {
+                    let geometry = frame_geometry(image.width, image.height, input.size);
+                    let (mw, mh) = (geometry.model_width, geometry.model_height);
+                    let src = if geometry.stretched {
+                        resize(normalized, mw, mh).map_err(pre)?
+                    } else {
+                        normalized
+                    };
+                    let (w, h) = (src.width.min(mw), src.height.min(mh));
+                    jobs.push(Job {
+                        image: i,
+                        tile: None,
+                        geometry,
+                        size: (mw, mh),
+                        region: (0, 0, w, h),
+                    });
+                    prepared.push(src);
+                }
+            }
+        }
+
+        Ok((jobs, prepared, stitches))
+    }
+
+    /// Consecutive jobs of the same input size, at most `batch` at a time.
+    fn chunks<'j>(&self, jobs: &'j [Job]) -> Vec<&'j [Job]> {
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        while start < jobs.len() {
+            let size = jobs[start].size;
+            let mut end = start + 1;
+            while end < jobs.len() && end - start < self.options.batch && jobs[end].size == size {
+                end += 1;
+            }
+            chunks.push(&jobs[start..end]);
+            start = end;
+        }
+        chunks
+    }
+
+    /// Times the model alone: `runs` passes of session runs over the input `segment` would
+    /// feed for `image` (pre-processed once, outside the timing). Returns each pass's time.
+    pub fn time_model(
+        &mut self,
+        image: &RgbImage,
+        runs: usize,
+    ) -> Result<Vec<std::time::Duration>, InferError> {
+        let mut times = vec![std::time::Duration::ZERO; runs];
+        if self.model.is_instance() {
+            let (jobs, prepared) = self.prepare_detections(image)?;
+            for job in &jobs {
+                self.load_input(std::slice::from_ref(job), &prepared, job.size)?;
+                for t in times.iter_mut() {
+                    *t += self.run_detections(job)?.1;
+                }
+            }
+            return Ok(times);
+        }
+        let (jobs, prepared, _) = self.prepare(&[image])?;
+        let chunks = self.chunks(&jobs);
+        for chunk in chunks {
+            self.load_input(chunk, &prepared, chunk[0].size)?;
+            for t in times.iter_mut() {
+                *t += self.run_loaded(chunk.len(), |_| Ok(()))?.1;
+            }
+        }
+        Ok(times)
+    }
+
+    /// Segments several images, batching whole frames or tiles into as few model runs as
+    /// the batch size allows.
+    pub fn segment_batch(&mut self, images: &[&RgbImage]) -> Result<Vec<LabelMap>, InferError> {
+        Ok(self
+            .segment_batch_scored(images)?
+            .into_iter()
+            .map(|(labels, _)| labels)
+            .collect())
+    }
+
+    /// Like `segment_batch`, with each image's class scores when `EngineOptions::scores`
+    /// asks for them (whole frames of logits or probabilities models).
+    pub fn segment_batch_scored(
+        &mut self,
+        images: &[&RgbImage],
+    ) -> Result<Vec<(LabelMap, Option<ClassScores>)>, InferError> {
+        let name = self.model.name.clone();
+        let (jobs, prepared, mut stitches) = self.prepare(images)?;
+        let mut results: Vec<Option<LabelMap>> = images.iter().map(|_| None).collect();
+        let mut scores: Vec<Option<ClassScores>> = images.iter().map(|_| None).collect();
+        let kind = match self.model.config.output {
+            OutputConfig::Probabilities { .. } => ScoreKind::Probabilities,
+            _ => ScoreKind::Logits,
+        };
+        let keep = self.options.scores;
+        for chunk in self.chunks(&jobs) {
+            let size = chunk[0].size;
+            self.load_input(chunk, &prepared, size)?;
+            let (results, stitches, scores) = (&mut results, &mut stitches, &mut scores);
+            self.run_loaded(chunk.len(), |out| {
+                match out {
+                    BatchOut::Scores(out) => {
+                        let (classes, h, w) = (out.classes, out.h, out.w);
+                        for (k, job) in chunk.iter().enumerate() {
+                            let item = out.item(k);
+                            match (&job.tile, &mut stitches[job.image]) {
+                                (Some(tile), Some(stitch)) => stitch.add(tile, item, h, w),
+                                _ => {
+                                    results[job.image] =
+                                        Some(argmax_scores(item, classes, h, w, &job.geometry));
+                                    if keep {
+                                        scores[job.image] = Some(ClassScores {
+                                            kind,
+                                            classes,
+                                            width: w as u32,
+                                            height: h as u32,
+                                            data: item.to_vec(),
+                                            geometry: job.geometry,
+                                        });
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    BatchOut::Labels(out) => {
+                        for (k, job) in chunk.iter().enumerate() {
+                            let labels = resample_labels(out.item(k), out.h, out.w, &job.geometry)
+                                .map_err(|v| InferError::Run {
+                                    model: name.clone(),
+                                    reason: format!("class index {v} is outside 0..=255"),
+                                })?;
+                            results[job.image] = Some(labels);
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        for (slot, stitch) in results.iter_mut().zip(stitches.drain(..)) {
+            if let Some(stitch) = stitch {
+                let (labels, buffers) = stitch.finish_and_recycle();
+                *slot = Some(labels);
+                self.pool.push(buffers);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every image has a result"))
+            .zip(scores)
+            .collect())
+    }
+
+    /// Detects the objects in one image (instance models): boxes, classes, scores and masks in
+    /// frame coordinates, by descending score. With tiling, every slice (and, with
+    /// `full_frame`, the whole frame too) goes through the model and detections that match
+    /// across slices are merged.
+    pub fn detect(&mut self, image: &RgbImage) -> Result<Vec<Instance>, InferError> {
+        let OutputConfig::Detections { max_detections, .. } = self.model.config.output else {
+            return Err(InferError::Run {
+                model: self.model.name.clone(),
+                reason: "semantic models do not detect instances (expected output kind \
+                         \"detections\")"
+                    .into(),
+            });
+        };
+        let (jobs, prepared) = self.prepare_detections(image)?;
+        let mut found = Vec::new();
+        for job in &jobs {
+            self.load_input(std::slice::from_ref(job), &prepared, job.size)?;
+            found.extend(self.run_detections(job)?.0);
+        }
+        let mut found = match &self.options.tiling {
+            Some(t) if jobs.len() > 1 => merge::merge(found, t.merge, t.merge_threshold),
+            _ => found,
+        };
+        found.sort_by(|a, b| b.score.total_cmp(&a.score));
+        found.truncate(max_detections as usize);
+        Ok(found)
+    }
+
+    /// The jobs for one image of an instance model (the whole frame, or its slices) and the
+    /// normalized images they read.
+    fn prepare_detections(
+        &self,
+        image: &RgbImage,
+    ) -> Result<(Vec<Job>, Vec<Normalized>), InferError> {
+        let name = &self.model.name;
+        let input = &self.model.config.input;
+        let pre = |source| InferError::Preprocess {
+            model: name.clone(),
+            source,
+        };
+        let normalized = normalize(image, input);
+        let (w, h) = (image.width, image.height);
+        let whole = |index: usize| -> Job {
+            let geometry = frame_geometry(w, h, input.size);
+            let (mw, mh) = (geometry.model_width, geometry.model_height);
+            let region = if geometry.stretched { (mw, mh) } else { (w, h) };
+            Job {
+                image: index,
+                tile: None,
+                geometry,
+                size: (mw, mh),
+                region: (0, 0, region.0, region.1),
+            }
+        };
+        let stretched = |normalized: Normalized| -> Result<Normalized, InferError> {
+            match input.size {
+                SizePolicy::Stretch { width, height } => {
+                    resize(normalized, width, height).map_err(pre)
+                }
+                SizePolicy::Pad { .. } => Ok(normalized),
+            }
+        };
+        let (Some(t), Some((tw, th))) = (self.options.tiling, self.tile) else {
+            return Ok((vec![whole(0)], vec![stretched(normalized)?]));
+        };
+        let grid = TileGrid::new(w, h, tw, th, t.overlap).map_err(|e| InferError::Run {
+            model: name.clone(),
+            reason: e.to_string(),
+        })?;
+        let geometry = Geometry {
+            frame_width: w,
+            frame_height: h,
+            model_width: tw,
+            model_height: th,
+            stretched: false,
+        };
+        let mut jobs: Vec<Job> = grid
+            .tiles()
+            .map(|tile| Job {
+                image: 0,
+                tile: Some(tile),
+                geometry,
+                size: (tw, th),
+                region: (tile.x, tile.y, tile.width, tile.height),
+            })
+            .collect();
+        let mut prepared = Vec::new();
+        if t.full_frame && jobs.len() > 1 {
+            let copy = Normalized {
+                width: normalized.width,
+                height: normalized.height,
+                data: normalized.data.clone(),
+            };
+            prepared.push(copy);
+            prepared.push(stretched(normalized)?);
+            jobs.push(whole(1));
+        } else {
+            prepared.push(normalized);
+        }
+        Ok((jobs, prepared))
+    }
+
+    /// Runs the session on the loaded input of `job` and decodes the detections into frame
+    /// coordinates; also returns how long the session run took.
+    fn run_detections(
+        &mut self,
+        job: &Job,
+    ) -> Result<(Vec<Instance>, std::time::Duration), InferError> {
+        let name = &self.model.name;
+        let run_err = |e: ort::Error| InferError::Run {
+            model: name.clone(),
+            reason: e.to_string(),
+        };
+        let OutputConfig::Detections {
+            boxes,
+            labels,
+            scores,
+            masks,
+            masks_format,
+            score_threshold,
+            ..
+        } = &self.model.config.output
+        else {
+            unreachable!("run_detections is for instance models");
+        };
+        let started = std::time::Instant::now();
+        let outputs = run_session(
+            &mut self.session,
+            &self.model.config.input,
+            self.input_f32.as_ref(),
+            self.input_f16.as_ref(),
+        )
+        .map_err(run_err)?;
+        let took = started.elapsed();
+        let names = Names {
+            boxes,
+            labels,
+            scores,
+            masks,
+        };
+        let read = detections::read(&outputs, &names).map_err(|reason| InferError::Run {
+            model: name.clone(),
+            reason,
+        })?;
+        let (offset, stretched) = match job.tile {
+            Some(tile) => ((tile.x, tile.y), false),
+            None => ((0, 0), job.geometry.stretched),
+        };
+        let place = Placement {
+            frame_width: job.geometry.frame_width,
+            frame_height: job.geometry.frame_height,
+            model: job.size,
+            region: (job.region.2, job.region.3),
+            offset,
+            stretched,
+        };
+        let params = DetectParams {
+            format: *masks_format,
+            score_threshold: *score_threshold,
+            keep: self.model.class_filter(),
+            num_classes: self.model.num_classes(),
+        };
+        let found = detections::decode(&read.outputs(), &place, &params).map_err(|reason| {
+            InferError::Run {
+                model: name.clone(),
+                reason,
+            }
+        })?;
+        Ok((found, took))
+    }
+
+    /// Runs the model on equally sized items, padding up to a fixed batch.
+    /// Writes the items into the input tensor (padding and unused batch slots are zero).
+    fn load_input(
+        &mut self,
+        items: &[Job],
+        prepared: &[Normalized],
+        (mw, mh): (u32, u32),
+    ) -> Result<(), InferError> {
+        let name = &self.model.name;
+        let run_err = |e: ort::Error| InferError::Run {
+            model: name.clone(),
+            reason: e.to_string(),
+        };
+        let input = &self.model.config.input;
+        let n = self.fixed_batch.unwrap_or(items.len());
+        let item_len = 3 * mw as usize * mh as usize;
+        let shape: Vec<i64> = match input.layout {
+            Layout::NCHW => vec![n as i64, 3, mh as i64, mw as i64],
+            Layout::NHWC => vec![n as i64, mh as i64, mw as i64, 3],
+            Layout::CHW => vec![3, mh as i64, mw as i64],
+        };
+        // Writes the items into `buf` (n items; padding and unused batch slots are zero).
+        let fill = |buf: &mut [f32]| {
+            buf.fill(0.0);
+            for (job, item) in items.iter().zip(buf.chunks_exact_mut(item_len)) {
+                let (x, y, w, h) = job.region;
+                write_item(item, input.layout, &prepared[job.image], x, y, w, h, mw);
+            }
+        };
+        let fits = |s: &[i64]| s == &shape[..];
+        match input.dtype {
+            InputType::Float32 => {
+                if !self.input_f32.as_ref().is_some_and(|t| fits(t.shape())) {
+                    let zeros = vec![0f32; n * item_len];
+                    self.input_f32 =
+                        Some(Tensor::from_array((shape.clone(), zeros)).map_err(run_err)?);
+                }
+                let tensor = self.input_f32.as_mut().expect("created above");
+                fill(tensor.extract_tensor_mut().1);
+            }
+            InputType::Float16 => {
+                if !self.input_f16.as_ref().is_some_and(|t| fits(t.shape())) {
+                    let zeros = vec![f16::ZERO; n * item_len];
+                    self.input_f16 =
+                        Some(Tensor::from_array((shape.clone(), zeros)).map_err(run_err)?);
+                }
+                self.staging.resize(n * item_len, 0.0);
+                fill(&mut self.staging);
+                let tensor = self.input_f16.as_mut().expect("created above");
+                for (h, &v) in tensor.extract_tensor_mut().1.iter_mut().zip(&self.staging) {
+                    *h = f16::from_f32(v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the session on the loaded input and hands the first `items` results to `read`;
+    /// returns what it returns and how long the session run took.
+    fn run_loaded<R>(
+        &mut self,
+        items: usize,
+        read: impl FnOnce(BatchOut<'_>) -> Result<R, InferError>,
+    ) -> Result<(R, std::time::Duration), InferError> {
+        let name = &self.model.name;
+        let run_err = |e: ort::Error| InferError::Run {
+            model: name.clone(),
+            reason: e.to_string(),
+        };
+        let started = std::time::Instant::now();
+        let outputs = run_session(
+            &mut self.session,
+            &self.model.config.input,
+            self.input_f32.as_ref(),
+            self.input_f16.as_ref(),
+        )
+        .map_err(run_err)?;
+        let took = started.elapsed();
+        let output_name = self.model.config.output.names()[0];
+        let value = outputs.get(output_name).ok_or_else(|| InferError::Run {
+            model: name.clone(),
+            reason: format!("output {output_name:?} missing from the results"),
+        })?;
+        let bad = |reason: String| InferError::Run {
+            model: name.clone(),
+            reason: format!("output {output_name:?}: {reason}"),
+        };
+        let out = match &self.model.config.output {
+            OutputConfig::Logits { .. } | OutputConfig::Probabilities { .. } => {
+                BatchOut::Scores(scores::read(value, self.model.num_classes(), items).map_err(bad)?)
+            }
+            OutputConfig::Labels { .. } => {
+                BatchOut::Labels(labels::read(value, items).map_err(bad)?)
+            }
+            OutputConfig::Detections { .. } => {
+                return Err(InferError::Run {
+                    model: name.clone(),
+                    reason: "instance models are not semantic segmenters".into(),
+                })
+            }
+        };
+        Ok((read(out)?, took))
+    }
+}
+
+/// Runs `session` on the input tensor `load_input` filled, of the config's element type.
+fn run_session<'s>(
+    session: &'s mut Session,
+    input: &InputConfig,
+    f32_input: Option<&Tensor<f32>>,
+    f16_input: Option<&Tensor<f16>>,
+) -> ort::Result<ort::session::SessionOutputs<'s>> {
+    let name = input.name.as_str();
+    match input.dtype {
+        InputType::Float32 => session.run(ort::inputs![name => f32_input.expect("load_input ran")]),
+        InputType::Float16 => session.run(ort::inputs![name => f16_input.expect("load_input ran")]),
+    }
+}

@@ -1,0 +1,97 @@
+//! Frame buffers reused between frames, and copying a sample's pixels into one.
+
+use std::sync::Arc;
+
+use gstreamer as gst;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+
+use crate::frame::RgbImage;
+
+/// Frame buffers the pipeline has finished with, reused for the next frames: a long run
+/// does not allocate (and fault in) a frame-sized buffer per frame.
+#[derive(Default)]
+pub(super) struct ImagePool {
+    /// Images sent downstream, oldest first; one whose only owner is the pool is free.
+    sent: std::collections::VecDeque<Arc<RgbImage>>,
+}
+
+/// Free buffers kept at most; more would only hold memory.
+const POOL_FREE: usize = 3;
+
+impl ImagePool {
+    /// A free buffer, emptied, if there is one.
+    pub(super) fn take(&mut self) -> Vec<u8> {
+        let free = self.sent.iter().position(|a| Arc::strong_count(a) == 1);
+        free.and_then(|i| self.sent.remove(i))
+            .and_then(|a| Arc::try_unwrap(a).ok())
+            .map(|image| {
+                let mut data = image.data;
+                data.clear();
+                data
+            })
+            .unwrap_or_default()
+    }
+
+    /// Remembers an image sent downstream; lets go of the oldest free ones beyond a few.
+    pub(super) fn sent(&mut self, image: Arc<RgbImage>) {
+        self.sent.push_back(image);
+        let mut free = self
+            .sent
+            .iter()
+            .filter(|a| Arc::strong_count(a) == 1)
+            .count();
+        while free > POOL_FREE {
+            if let Some(i) = self.sent.iter().position(|a| Arc::strong_count(a) == 1) {
+                self.sent.remove(i);
+            }
+            free -= 1;
+        }
+    }
+}
+
+/// Copies a sample's RGB pixels into `data` (emptied, reused) as a tightly packed image
+/// (GStreamer pads rows to 4 bytes).
+pub(super) fn to_image(
+    sample: &gst::Sample,
+    mut data: Vec<u8>,
+) -> Result<(RgbImage, Option<(i32, i32)>), String> {
+    let caps = sample.caps().ok_or("sample without caps")?;
+    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
+    let buffer = sample.buffer().ok_or("sample without buffer")?;
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+        .map_err(|_| "cannot map video buffer".to_string())?;
+    let (w, h) = (info.width() as usize, info.height() as usize);
+    let stride = frame.plane_stride()[0] as usize;
+    let plane = frame.plane_data(0).map_err(|e| e.to_string())?;
+    data.reserve(w * h * 3);
+    for row in 0..h {
+        data.extend_from_slice(&plane[row * stride..row * stride + w * 3]);
+    }
+    let fps = info.fps();
+    let rate = (fps.numer() > 0).then(|| (fps.numer(), fps.denom()));
+    Ok((RgbImage::new(w as u32, h as u32, data), rate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_reuses_buffers_the_pipeline_let_go_of() {
+        let mut pool = ImagePool::default();
+        let a = Arc::new(RgbImage::new(2, 1, vec![1; 6]));
+        let ptr = a.data.as_ptr();
+        pool.sent(a.clone());
+        // Still held downstream: not free.
+        assert!(pool.take().is_empty() && pool.take().capacity() == 0);
+        drop(a);
+        let reused = pool.take();
+        assert_eq!((reused.len(), reused.as_ptr()), (0, ptr));
+        // Free buffers beyond a few are let go.
+        for _ in 0..10 {
+            pool.sent(Arc::new(RgbImage::new(2, 1, vec![0; 6])));
+        }
+        assert_eq!(pool.sent.len(), POOL_FREE);
+    }
+}
