@@ -76,6 +76,7 @@ pub static TRANSFORMS: &[Entry<dyn TransformComponent>] = &[
 /// Sinks; `eval` is also what an `[eval]` table (or `run --eval`) adds.
 pub static SINKS: &[Entry<dyn SinkComponent>] = &[
     entry!("mp4", sink::mp4::Mp4Config),
+    entry!("mkv", sink::mkv::MkvConfig),
     entry!("png", sink::png::PngConfig),
     entry!("jsonl", sink::jsonl::JsonlConfig),
     entry!("null", sink::null::NullConfig),

@@ -90,6 +90,40 @@ fn file_of_300_frames_comes_out_whole_and_in_order() {
 }
 
 #[test]
+fn mkv_sink_writes_every_frame_as_matroska() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.mp4");
+    make_video(&input, 45, 320, 176, "pattern=ball");
+    let (mp4, mkv) = (dir.path().join("out.mp4"), dir.path().join("out.mkv"));
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"file\"\npath = {input:?}\n\n\
+             [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\n\n\
+             [[transforms]]\ntype = \"composite\"\n\n\
+             [[sinks]]\ntype = \"mp4\"\npath = {mp4:?}\n\n\
+             [[sinks]]\ntype = \"mkv\"\npath = {mkv:?}\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap()]),
+        Duration::from_secs(300),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info = reference("video.py", &["info", mkv.to_str().unwrap()]);
+    assert!(info.contains("matroska"), "not a Matroska file: {info}");
+    assert_eq!(video_info(&mkv), (45, 320, 176));
+    // The same encoder feeds both containers: the pictures agree.
+    let a = reference_frames(&mp4, &dir.path().join("a"));
+    let b = reference_frames(&mkv, &dir.path().join("b"));
+    for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+        let d = mad(a, b);
+        assert!(d < 1.0, "mkv frame {i} differs from the mp4's by {d:.2}");
+    }
+}
+
+#[test]
 fn demo_pipeline_writes_playable_overlay_video() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo.mp4");

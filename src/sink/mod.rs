@@ -3,6 +3,7 @@
 
 pub mod display;
 pub mod jsonl;
+pub mod mkv;
 pub mod mp4;
 pub mod null;
 pub mod png;

@@ -1,6 +1,6 @@
 """Independent reference for video outputs: PyAV (FFmpeg) decodes a file.
 
-    python video.py info FILE            -> {"frames": N, "width": W, "height": H}
+    python video.py info FILE            -> {"frames": N, "width": W, "height": H, "format": F}
     python video.py frames FILE DIR      -> DIR/000000.png ... (RGB), as PyAV decodes them
 """
 
@@ -17,7 +17,8 @@ def main() -> None:
         stream = container.streams.video[0]
         if cmd == "info":
             n = sum(1 for _ in container.decode(stream))
-            print(json.dumps({"frames": n, "width": stream.width, "height": stream.height}))
+            print(json.dumps({"frames": n, "width": stream.width, "height": stream.height,
+                              "format": container.format.name}))
         elif cmd == "frames":
             out = pathlib.Path(sys.argv[3])
             out.mkdir(parents=True, exist_ok=True)
