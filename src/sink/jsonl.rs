@@ -10,11 +10,12 @@
 //!
 //! Instances use COCO's result fields: `bbox` is `[x, y, width, height]` in frame pixels and
 //! `segmentation` is compressed RLE at frame resolution, so pycocotools reads them as they
-//! are. Every line is flushed as it is written: a reader tailing the file, or a run that is
-//! killed, never sees half a frame.
+//! are. Every line goes out in one write as soon as it is made, and a line that cannot be
+//! written whole (a full disk) is cut off again: a run that is killed or runs out of space
+//! leaves a file of complete lines, and its error names the file.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -126,7 +127,9 @@ struct Segmentation {
 pub struct JsonlSink {
     path: PathBuf,
     classes: Arc<Classes>,
-    out: Option<BufWriter<File>>,
+    out: Option<File>,
+    /// Bytes of complete lines written: a failed write is cut back to here.
+    written: u64,
     buf: Vec<u8>,
 }
 
@@ -136,6 +139,7 @@ impl JsonlSink {
             path,
             classes,
             out: None,
+            written: 0,
             buf: Vec::new(),
         }
     }
@@ -191,7 +195,8 @@ impl Stage for JsonlSink {
             path: self.path.clone(),
             source,
         })?;
-        self.out = Some(BufWriter::new(file));
+        self.out = Some(file);
+        self.written = 0;
         Ok(())
     }
 
@@ -199,18 +204,23 @@ impl Stage for JsonlSink {
         self.buf = self.line(&frame)?;
         self.buf.push(b'\n');
         let out = self.out.as_mut().expect("started");
-        out.write_all(&self.buf)
-            .and_then(|_| out.flush())
-            .map_err(|source| JsonlError::Write {
+        // One write per line; a line that cannot be written whole (a full disk) is cut off
+        // again, so the file always ends with a complete line.
+        if let Err(source) = out.write_all(&self.buf) {
+            let _ = out.set_len(self.written);
+            let _ = out.seek(SeekFrom::Start(self.written));
+            return Err(Box::new(JsonlError::Write {
                 path: self.path.clone(),
                 source,
-            })?;
+            }));
+        }
+        self.written += self.buf.len() as u64;
         Ok(())
     }
 
     fn flush(&mut self, _out: &mut Output) -> Result<(), BoxError> {
         if let Some(out) = self.out.as_mut() {
-            out.flush().map_err(|source| JsonlError::Write {
+            out.sync_data().map_err(|source| JsonlError::Write {
                 path: self.path.clone(),
                 source,
             })?;

@@ -8,6 +8,7 @@ pub mod mp4;
 pub mod null;
 pub mod png;
 mod video;
+pub mod whole;
 
 pub use self::jsonl::JsonlSink;
 pub use self::null::NullSink;

@@ -4,12 +4,12 @@
 //! each pixel is the class index (or the overlay / plain frame as RGB; or, 16-bit, instance
 //! ids or panoptic labels).
 
-use std::fs::File;
-use std::io::BufWriter;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::whole::write_whole;
 use crate::component::{BuildContext, CheckContext, Component, Need, SinkComponent};
 use crate::config::Problems;
 use crate::frame::{Classes, Facet, Frame};
@@ -148,26 +148,20 @@ impl PngSink {
     }
 }
 
-/// Writes a 16-bit grayscale PNG.
+/// Writes a 16-bit grayscale PNG, whole or not at all.
 pub fn write_png16(path: &Path, width: u32, height: u32, data: &[u16]) -> Result<(), PngError> {
-    let err = |reason: String| PngError::Write {
-        path: path.to_owned(),
-        reason,
-    };
-    let file = File::create(path).map_err(|e| err(e.to_string()))?;
-    let mut encoder = ::png::Encoder::new(BufWriter::new(file), width, height);
-    encoder.set_color(::png::ColorType::Grayscale);
-    encoder.set_depth(::png::BitDepth::Sixteen);
-    encoder.set_compression(::png::Compression::Fast);
-    let mut writer = encoder.write_header().map_err(|e| err(e.to_string()))?;
     let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_be_bytes()).collect();
-    writer
-        .write_image_data(&bytes)
-        .map_err(|e| err(e.to_string()))?;
-    writer.finish().map_err(|e| err(e.to_string()))
+    encode(
+        path,
+        width,
+        height,
+        ::png::ColorType::Grayscale,
+        ::png::BitDepth::Sixteen,
+        &bytes,
+    )
 }
 
-/// Writes an 8-bit grayscale or RGB PNG.
+/// Writes an 8-bit grayscale or RGB PNG, whole or not at all.
 pub fn write_png(
     path: &Path,
     width: u32,
@@ -175,25 +169,36 @@ pub fn write_png(
     rgb: bool,
     data: &[u8],
 ) -> Result<(), PngError> {
-    let err = |reason: String| PngError::Write {
-        path: path.to_owned(),
-        reason,
-    };
-    let file = File::create(path).map_err(|e| err(e.to_string()))?;
-    let mut encoder = ::png::Encoder::new(BufWriter::new(file), width, height);
-    encoder.set_color(if rgb {
+    let color = if rgb {
         ::png::ColorType::Rgb
     } else {
         ::png::ColorType::Grayscale
-    });
-    encoder.set_depth(::png::BitDepth::Eight);
-    // Label maps compress well at the fastest setting; speed matters more here.
-    encoder.set_compression(::png::Compression::Fast);
-    let mut writer = encoder.write_header().map_err(|e| err(e.to_string()))?;
-    writer
-        .write_image_data(data)
-        .map_err(|e| err(e.to_string()))?;
-    writer.finish().map_err(|e| err(e.to_string()))
+    };
+    encode(path, width, height, color, ::png::BitDepth::Eight, data)
+}
+
+fn encode(
+    path: &Path,
+    width: u32,
+    height: u32,
+    color: ::png::ColorType,
+    depth: ::png::BitDepth,
+    data: &[u8],
+) -> Result<(), PngError> {
+    write_whole(path, |w| {
+        let mut encoder = ::png::Encoder::new(w, width, height);
+        encoder.set_color(color);
+        encoder.set_depth(depth);
+        // Label maps compress well at the fastest setting; speed matters more here.
+        encoder.set_compression(::png::Compression::Fast);
+        let mut writer = encoder.write_header().map_err(io::Error::other)?;
+        writer.write_image_data(data).map_err(io::Error::other)?;
+        writer.finish().map_err(io::Error::other)
+    })
+    .map_err(|e| PngError::Write {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 impl Stage for PngSink {

@@ -222,6 +222,9 @@ impl VideoSink {
                 let enc = self.element("x264enc")?;
                 enc.set_property("bitrate", *bitrate_kbps);
                 enc.set_property_from_str("speed-preset", "veryfast");
+                // A short look-ahead keeps few frames inside the encoder, so a crash loses
+                // little more than the container's last fragment or cluster.
+                enc.set_property("rc-lookahead", 5i32);
                 // A key frame every two seconds keeps the file seekable.
                 enc.set_property("key-int-max", ((2 * num) / den.max(1)).max(1) as u32);
                 let filter = self.element("capsfilter")?;

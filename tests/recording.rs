@@ -1,0 +1,229 @@
+//! Recordings that survive a crash: a SIGKILLed run leaves every output readable, holding
+//! what was processed up to a moment before the kill.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Complete lines in a file that is being written (0 while it does not exist).
+fn lines(path: &Path) -> usize {
+    std::fs::read(path)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
+}
+
+/// Polls the JSONL sink's line count (one line per processed frame) until `after` has passed
+/// since the first frame, then SIGKILLs the run. Returns how many frames had been processed
+/// one second before the kill, and how many at the kill.
+fn kill_after(child: &mut Child, jsonl: &Path, after: Duration) -> (usize, usize) {
+    let mut samples: Vec<(Instant, usize)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let first = loop {
+        assert!(Instant::now() < deadline, "no frame processed in 120 s");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its first frame"
+        );
+        let n = lines(jsonl);
+        if n > 0 {
+            break Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    while first.elapsed() < after {
+        samples.push((Instant::now(), lines(jsonl)));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before the kill; make the input longer"
+    );
+    let killed = Instant::now();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = samples
+        .iter()
+        .filter(|(t, _)| *t + Duration::from_secs(1) <= killed)
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap_or(0);
+    (before, lines(jsonl))
+}
+
+#[test]
+fn sigkilled_file_to_mp4_run_keeps_every_frame_up_to_a_second_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.mp4");
+    make_video(&input, 1800, 640, 360, "pattern=ball");
+    for (k, after) in [1.5, 2.5, 3.5].into_iter().enumerate() {
+        let out = dir.path().join(format!("out{k}.mp4"));
+        let jsonl = dir.path().join(format!("out{k}.jsonl"));
+        let p = pipeline_file(
+            dir.path(),
+            &format!("p{k}.toml"),
+            &format!(
+                "[source]\ntype = \"file\"\npath = {input:?}\n\n\
+                 [[sinks]]\ntype = \"mp4\"\npath = {out:?}\n\n\
+                 [[sinks]]\ntype = \"jsonl\"\npath = {jsonl:?}\n"
+            ),
+        );
+        let mut child = segstream(&["run", p.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (before, at_kill) = kill_after(&mut child, &jsonl, Duration::from_secs_f64(after));
+        assert!(
+            before > 0,
+            "kill {k}: nothing processed a second before the kill"
+        );
+        let (frames, w, h) = video_info(&out);
+        eprintln!(
+            "kill at {after} s: {before} frames processed a second before, {at_kill} at the \
+             kill, {frames} in the MP4"
+        );
+        assert_eq!((w, h), (640, 360), "kill {k}");
+        assert!(
+            frames as usize >= before,
+            "kill at {after} s: the MP4 holds {frames} frames, but {before} had been processed \
+             a second before the kill ({at_kill} at the kill)"
+        );
+    }
+}
+
+/// A tmpfs of `kib` KiB mounted for one test and unmounted when dropped: a disk that fills
+/// up for real (ENOSPC), as a recorder's disk does.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn new(kib: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "cannot mount a {kib} KiB tmpfs (the disk-full tests run as root): {}",
+            stderr(&o)
+        );
+        SmallDisk(dir)
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+/// Runs a pipeline of the `test` source (`frames` frames of `size`) into `sinks`, which is
+/// expected to fail on a full disk; returns its one-line error.
+fn run_until_full(dir: &Path, size: (u32, u32), sinks: &str) -> String {
+    let p = pipeline_file(
+        dir,
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"test\"\npattern = \"ball\"\nwidth = {}\nheight = {}\n\
+             frames = 100000\n\n{sinks}",
+            size.0, size.1
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap()]),
+        Duration::from_secs(300),
+    );
+    let err = stderr(&o);
+    assert!(!o.status.success(), "a full disk must fail the run: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err.lines()
+        .find(|l| l.contains("No space left on device"))
+        .unwrap_or_else(|| panic!("no disk-full error in: {err}"))
+        .to_owned()
+}
+
+#[test]
+fn jsonl_on_a_full_disk_ends_with_a_whole_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::new(16);
+    let jsonl = disk.path().join("meta.jsonl");
+    let error = run_until_full(
+        dir.path(),
+        (64, 48),
+        &format!("[[sinks]]\ntype = \"jsonl\"\npath = {jsonl:?}\n"),
+    );
+    assert!(error.contains(&jsonl.display().to_string()), "{error}");
+    let check = reference("outputs.py", &["jsonl", jsonl.to_str().unwrap()]);
+    assert!(check.contains("\"complete\": true"), "{check}");
+    assert!(check.contains("\"bad\": 0"), "{check}");
+    assert!(!check.contains("\"lines\": 0"), "{check}");
+}
+
+#[test]
+fn pngs_on_a_full_disk_are_each_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::new(256);
+    let frames = disk.path().join("frames");
+    let error = run_until_full(
+        dir.path(),
+        (160, 120),
+        &format!("[[sinks]]\ntype = \"png\"\ndir = {frames:?}\nwhat = \"frame\"\n"),
+    );
+    assert!(error.contains(&frames.display().to_string()), "{error}");
+    let check = reference("outputs.py", &["pngs", frames.to_str().unwrap()]);
+    // Every PNG decodes, and no temporary file is left behind.
+    assert!(
+        check.contains("\"unreadable\": [], \"other\": []"),
+        "{check}"
+    );
+    assert!(!check.contains("\"png\": 0"), "{check}");
+}
+
+#[test]
+fn sigkilled_png_sink_leaves_only_whole_pngs() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = dir.path().join("frames");
+    let jsonl = dir.path().join("meta.jsonl");
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"test\"\npattern = \"ball\"\nwidth = 640\nheight = 360\n\
+             frames = 100000\n\n\
+             [[sinks]]\ntype = \"png\"\ndir = {frames:?}\nwhat = \"frame\"\n\n\
+             [[sinks]]\ntype = \"jsonl\"\npath = {jsonl:?}\n"
+        ),
+    );
+    let mut child = segstream(&["run", p.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    kill_after(&mut child, &jsonl, Duration::from_millis(1500));
+    let check = reference("outputs.py", &["pngs", frames.to_str().unwrap()]);
+    assert!(check.contains("\"unreadable\": []"), "{check}");
+    assert!(!check.contains("\"png\": 0"), "{check}");
+    // What the kill interrupted is a hidden temporary file, never a PNG under its name.
+    let at = check.find("\"other\": [").unwrap() + "\"other\": [".len();
+    for name in check[at..]
+        .trim_end_matches(|c| c == ']' || c == '}' || c == '\n')
+        .split(", ")
+    {
+        let name = name.trim_matches('"');
+        assert!(
+            name.is_empty() || (name.starts_with('.') && name.ends_with(".part")),
+            "unexpected file {name} in {check}"
+        );
+    }
+}
