@@ -1,11 +1,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use segstream::one_line;
 use segstream::pipeline::{self, Overrides, Pipeline, RunOptions};
 use segstream::runtime::Control;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 mod cli;
 
@@ -222,6 +225,28 @@ fn check_flags(status_interval: f64, threads: Option<usize>) -> Result<(), Strin
     }
 }
 
+/// Stops the run on SIGINT, SIGTERM or SIGHUP (finishing the frames in flight and finalizing
+/// every output), remembering which signal it was; a second signal exits at once.
+fn on_signals(control: Arc<Control>, stopped_by: Arc<AtomicI32>) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("segstream-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if control.stop_requested() {
+                    eprintln!("segstream: second signal, exiting without finalizing outputs");
+                    std::process::exit(128 + signal);
+                }
+                eprintln!(
+                    "segstream: stopping; finishing frames in flight (signal again to quit at once)"
+                );
+                stopped_by.store(signal, Ordering::Relaxed);
+                control.request_stop();
+            }
+        })?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -260,16 +285,9 @@ fn main() -> ExitCode {
                 }
             };
             let control = Arc::new(Control::default());
-            let handler_control = control.clone();
-            let installed = ctrlc::set_handler(move || {
-                if handler_control.stop_requested() {
-                    eprintln!("segstream: second signal, exiting without finalizing outputs");
-                    std::process::exit(130);
-                }
-                eprintln!("segstream: stopping; finishing frames in flight (signal again to quit at once)");
-                handler_control.request_stop();
-            });
-            if let Err(e) = installed {
+            // The signal that stopped the run, for the exit code (128 + its number).
+            let stopped_by = Arc::new(AtomicI32::new(0));
+            if let Err(e) = on_signals(control.clone(), stopped_by.clone()) {
                 tracing::warn!("Cannot install the signal handler: {e}.");
             }
             let _exporter = match metrics
@@ -303,7 +321,15 @@ fn main() -> ExitCode {
                         println!("output: {}", path.display());
                     }
                     if report.interrupted {
-                        ExitCode::from(130)
+                        // 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP, as shells expect.
+                        let signal = stopped_by.load(Ordering::Relaxed);
+                        ExitCode::from(
+                            128 + if signal > 0 {
+                                signal as u8
+                            } else {
+                                SIGINT as u8
+                            },
+                        )
                     } else {
                         ExitCode::SUCCESS
                     }

@@ -156,8 +156,8 @@ fn demo_pipeline_writes_playable_overlay_video() {
 }
 
 /// Sends `signal` to a long run after a second; the MP4 must be finalized and playable with
-/// every frame the sink received.
-fn signal_finalizes_mp4(signal: &str) {
+/// every frame the sink received, and the exit code must be 128 + the signal's number.
+fn signal_finalizes_mp4(signal: &str, code: i32) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("live.mp4");
     let p = pipeline_file(
@@ -187,7 +187,7 @@ fn signal_finalizes_mp4(signal: &str) {
         start.elapsed()
     );
     let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert_eq!(o.status.code(), Some(code), "{signal}: {err}");
     let line = err
         .lines()
         .find(|l| l.starts_with("sink mp4"))
@@ -199,12 +199,17 @@ fn signal_finalizes_mp4(signal: &str) {
 
 #[test]
 fn sigint_finalizes_the_mp4() {
-    signal_finalizes_mp4("-INT");
+    signal_finalizes_mp4("-INT", 130);
 }
 
 #[test]
 fn sigterm_finalizes_the_mp4() {
-    signal_finalizes_mp4("-TERM");
+    signal_finalizes_mp4("-TERM", 143);
+}
+
+#[test]
+fn sighup_finalizes_the_mp4() {
+    signal_finalizes_mp4("-HUP", 129);
 }
 
 /// SIGINT in the middle of a file: exit 130, and the MP4 holds every frame processed so

@@ -216,14 +216,61 @@ fn sigkilled_png_sink_leaves_only_whole_pngs() {
     assert!(!check.contains("\"png\": 0"), "{check}");
     // What the kill interrupted is a hidden temporary file, never a PNG under its name.
     let at = check.find("\"other\": [").unwrap() + "\"other\": [".len();
-    for name in check[at..]
-        .trim_end_matches(|c| c == ']' || c == '}' || c == '\n')
-        .split(", ")
-    {
+    for name in check[at..].trim_end_matches([']', '}', '\n']).split(", ") {
         let name = name.trim_matches('"');
         assert!(
             name.is_empty() || (name.starts_with('.') && name.ends_with(".part")),
             "unexpected file {name} in {check}"
         );
     }
+}
+
+#[test]
+fn odd_sized_input_is_encoded_with_even_padding_and_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("odd.mp4");
+    make_video(&input, 20, 641, 359, "pattern=ball");
+    let out = dir.path().join("out.mp4");
+    let o = run_with_deadline(
+        segstream(&[
+            "run",
+            "pipelines/file_to_mp4.toml",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]),
+        Duration::from_secs(300),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("641x359") && err.contains("642x360"), "{err}");
+    assert_eq!(video_info(&out), (20, 642, 360));
+}
+
+#[test]
+fn frames_too_small_to_encode_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = make_image(dir.path(), 1, 1, 7);
+    let started = Instant::now();
+    let o = run_with_deadline(
+        segstream(&[
+            "run",
+            "pipelines/file_to_mp4.toml",
+            "--input",
+            image.to_str().unwrap(),
+            "--output",
+            dir.path().join("out.mp4").to_str().unwrap(),
+        ]),
+        Duration::from_secs(120),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("1x1") && err.contains("16x16"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "refusing took {:?}",
+        started.elapsed()
+    );
 }

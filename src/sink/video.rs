@@ -93,6 +93,9 @@ impl<C: Container> SinkComponent for VideoFileConfig<C> {
     }
 }
 
+/// The smallest width and height x264 encodes.
+const MIN_ENCODED: u32 = 16;
+
 /// How long finalizing may take before it is reported as stuck.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -216,6 +219,28 @@ impl VideoSink {
                 bitrate_kbps,
                 muxer,
             } => {
+                if width < MIN_ENCODED || height < MIN_ENCODED {
+                    return Err(self.err(format!(
+                        "frames of {width}x{height} are too small to encode (H.264 takes at \
+                         least {MIN_ENCODED}x{MIN_ENCODED}); use a png or jsonl sink for them"
+                    )));
+                }
+                // H.264 in 4:2:0 needs even sizes: an odd width or height gets one black
+                // column or row on the right or at the bottom.
+                if width % 2 == 1 || height % 2 == 1 {
+                    let pad = self.element("videobox")?;
+                    pad.set_property("right", -((width % 2) as i32));
+                    pad.set_property("bottom", -((height % 2) as i32));
+                    pad.set_property_from_str("fill", "black");
+                    tracing::warn!(
+                        sink = %self.target(),
+                        "Frames are {width}x{height}; encoding them as {}x{} (H.264 needs even \
+                         sizes), with a black column or row added.",
+                        width + width % 2,
+                        height + height % 2
+                    );
+                    chain.push(pad);
+                }
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| self.err(e.to_string()))?;
                 }
@@ -356,6 +381,11 @@ impl Stage for VideoSink {
                 r.frame_duration.as_nanos() as u64
             ));
         }
+        // An error downstream stops the queue from draining: see it before a push that
+        // would wait for room forever.
+        let pipeline = r.pipeline.clone();
+        self.check_bus(&pipeline)?;
+        let r = self.running.as_mut().expect("opened above");
         let pushed = r.appsrc.push_buffer(buffer);
         let pipeline = r.pipeline.clone();
         self.check_bus(&pipeline)?;
