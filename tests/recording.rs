@@ -20,6 +20,12 @@ fn lines(path: &Path) -> usize {
 /// since the first frame, then SIGKILLs the run. Returns how many frames had been processed
 /// one second before the kill, and how many at the kill.
 fn kill_after(child: &mut Child, jsonl: &Path, after: Duration) -> (usize, usize) {
+    let (before, _, at_kill) = kill_after_with(child, jsonl, after);
+    (before, at_kill)
+}
+
+/// `kill_after`, also with the frames processed 1.5 s before the kill.
+fn kill_after_with(child: &mut Child, jsonl: &Path, after: Duration) -> (usize, usize, usize) {
     let mut samples: Vec<(Instant, usize)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     let first = loop {
@@ -45,13 +51,19 @@ fn kill_after(child: &mut Child, jsonl: &Path, after: Duration) -> (usize, usize
     let killed = Instant::now();
     child.kill().unwrap();
     child.wait().unwrap();
-    let before = samples
-        .iter()
-        .filter(|(t, _)| *t + Duration::from_secs(1) <= killed)
-        .map(|(_, n)| *n)
-        .max()
-        .unwrap_or(0);
-    (before, lines(jsonl))
+    let processed_before = |ago: Duration| {
+        samples
+            .iter()
+            .filter(|(t, _)| *t + ago <= killed)
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap_or(0)
+    };
+    (
+        processed_before(Duration::from_secs(1)),
+        processed_before(Duration::from_millis(1500)),
+        lines(jsonl),
+    )
 }
 
 #[test]
@@ -272,5 +284,67 @@ fn frames_too_small_to_encode_are_refused_at_once() {
         started.elapsed() < Duration::from_secs(20),
         "refusing took {:?}",
         started.elapsed()
+    );
+}
+
+#[test]
+fn sigkilled_segmented_recording_keeps_every_segment_but_the_last_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = dir.path().join("segments");
+    let jsonl = dir.path().join("meta.jsonl");
+    let template = segments.join("cam-{index}.mp4");
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"test\"\npattern = \"ball\"\nwidth = 640\nheight = 360\n\
+             live = true\n\n\
+             [[sinks]]\ntype = \"mp4\"\npath = {template:?}\nsegment_s = 2\n\n\
+             [[sinks]]\ntype = \"jsonl\"\npath = {jsonl:?}\n"
+        ),
+    );
+    let mut child = segstream(&["run", p.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (before, before_1_5, at_kill) =
+        kill_after_with(&mut child, &jsonl, Duration::from_millis(6500));
+    let mut files: Vec<_> = std::fs::read_dir(&segments)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files.len() >= 3,
+        "expected at least 3 segments of 2 s in 6.5 s: {names:?}"
+    );
+    assert_eq!(names[0], "cam-00000.mp4");
+    let mut total = 0;
+    for (i, file) in files.iter().enumerate() {
+        let (frames, w, h) = video_info(file);
+        eprintln!("{}: {frames} frames", names[i]);
+        assert_eq!((w, h), (640, 360));
+        if i + 1 < files.len() {
+            // A finished segment holds its two seconds at 30 fps.
+            assert!(
+                (55..=65).contains(&frames),
+                "{} holds {frames} frames (expected about 60)",
+                names[i]
+            );
+        }
+        total += frames as usize;
+    }
+    // The segmenter holds back one group of pictures (half a second) before the muxer sees
+    // it, so a segmented recording may lose half a second more than a plain one.
+    assert!(
+        total >= before_1_5,
+        "the segments hold {total} frames, but {before_1_5} had been processed 1.5 s before \
+         the kill ({before} a second before, {at_kill} at the kill)"
     );
 }

@@ -8,7 +8,7 @@
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -17,6 +17,7 @@ use gstreamer_video as gst_video;
 
 use serde::Deserialize;
 
+use super::segments;
 use crate::component::{BuildContext, CheckContext, Component, SinkComponent};
 use crate::config::Problems;
 use crate::frame::{Frame, RgbImage};
@@ -45,6 +46,10 @@ pub struct VideoFileConfig<C> {
     /// Target bitrate in kbit/s.
     #[serde(default = "default_bitrate")]
     pub bitrate_kbps: u32,
+    /// Rotate into files of about this many seconds (the path names them with `{index}`
+    /// or `{time}`); one file when absent.
+    #[serde(default)]
+    pub segment_s: Option<f64>,
     #[serde(default)]
     pub queue: QueueConfig,
     #[serde(skip)]
@@ -59,6 +64,7 @@ impl<C: Container> Component for VideoFileConfig<C> {
     fn check(&mut self, cx: &CheckContext<'_>, p: &mut Problems) {
         self.path = cx.resolve(&self.path);
         p.range("bitrate_kbps", self.bitrate_kbps, 64, 200_000);
+        segments::check(&self.path, self.segment_s, p);
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -89,6 +95,7 @@ impl<C: Container> SinkComponent for VideoFileConfig<C> {
             path: output.unwrap_or(&self.path).to_owned(),
             bitrate_kbps: self.bitrate_kbps,
             muxer: C::MUXER,
+            segment: self.segment_s.map(Duration::from_secs_f64),
         })))
     }
 }
@@ -119,6 +126,8 @@ pub enum VideoSinkKind {
         path: PathBuf,
         bitrate_kbps: u32,
         muxer: Muxer,
+        /// Rotate into segments of this length (`path` is then a template).
+        segment: Option<Duration>,
     },
     Display,
 }
@@ -218,6 +227,7 @@ impl VideoSink {
                 path,
                 bitrate_kbps,
                 muxer,
+                segment,
             } => {
                 if width < MIN_ENCODED || height < MIN_ENCODED {
                     return Err(self.err(format!(
@@ -250,8 +260,15 @@ impl VideoSink {
                 // A short look-ahead keeps few frames inside the encoder, so a crash loses
                 // little more than the container's last fragment or cluster.
                 enc.set_property("rc-lookahead", 5i32);
-                // A key frame every two seconds keeps the file seekable.
-                enc.set_property("key-int-max", ((2 * num) / den.max(1)).max(1) as u32);
+                enc.set_property("sliced-threads", true);
+                // A key frame every two seconds keeps the file seekable; a segmented
+                // recording has one every half second, because the segmenter holds a whole
+                // group of pictures back until it knows where the next segment starts.
+                let gop_half_seconds = if segment.is_some() { 1 } else { 4 };
+                enc.set_property(
+                    "key-int-max",
+                    ((gop_half_seconds * num) / (2 * den.max(1))).max(1) as u32,
+                );
                 let filter = self.element("capsfilter")?;
                 // Main profile with 4:2:0 chroma plays everywhere.
                 filter.set_property(
@@ -264,9 +281,15 @@ impl VideoSink {
                 for (name, value) in muxer.properties {
                     mux.set_property_from_str(name, value);
                 }
-                let sink = self.element("filesink")?;
-                sink.set_property("location", path.to_string_lossy().as_ref());
-                chain.extend([enc, filter, self.element("h264parse")?, mux, sink]);
+                chain.extend([enc, filter, self.element("h264parse")?]);
+                match segment {
+                    None => {
+                        let sink = self.element("filesink")?;
+                        sink.set_property("location", path.to_string_lossy().as_ref());
+                        chain.extend([mux, sink]);
+                    }
+                    Some(length) => chain.push(self.segmenter(path, mux, *length)?),
+                }
             }
             VideoSinkKind::Display => {
                 let sink = self.element("autovideosink")?;
@@ -302,6 +325,27 @@ impl VideoSink {
             first_pts: None,
             last_pts: None,
         })
+    }
+
+    /// `splitmuxsink` around `mux`: a new file of `template` every `length`, starting on a
+    /// key frame it asks the encoder for; each file is finalized before the next opens.
+    fn segmenter(
+        &self,
+        template: &Path,
+        mux: gst::Element,
+        length: Duration,
+    ) -> Result<gst::Element, VideoError> {
+        let split = self.element("splitmuxsink")?;
+        split.set_property("muxer", &mux);
+        split.set_property("max-size-time", length.as_nanos() as u64);
+        split.set_property("send-keyframe-requests", true);
+        let template = template.to_owned();
+        split.connect("format-location", false, move |args| {
+            let index = args[1].get::<u32>().unwrap_or(0);
+            let path = segments::segment_path(&template, index, SystemTime::now());
+            Some(path.to_string_lossy().into_owned().to_value())
+        });
+        Ok(split)
     }
 
     fn check_bus(&self, pipeline: &gst::Pipeline) -> Result<(), VideoError> {
