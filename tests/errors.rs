@@ -308,3 +308,37 @@ fn validate_accepts_the_bundled_pipelines() {
         assert!(o.status.success(), "{p}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn image_sequence_with_a_gap_names_the_first_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = make_image(dir.path(), 32, 24, 3);
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    for i in [0, 1, 2, 3, 5, 6, 7] {
+        std::fs::copy(&image, frames.join(format!("{i:05}.png"))).unwrap();
+    }
+    let pattern = frames.join("%05d.png");
+    let out = dir.path().join("labels");
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"file\"\npath = {pattern:?}\n\n\
+             [[sinks]]\ntype = \"png\"\ndir = {out:?}\nwhat = \"frame\"\n"
+        ),
+    );
+    assert_fails(
+        &p,
+        &[],
+        &[
+            "00004.png is missing",
+            "00005.png exists",
+            "start_index = 5",
+        ],
+    );
+    // The frames before the gap were processed and written.
+    for i in 0..4 {
+        assert!(out.join(format!("{i:06}.png")).is_file(), "frame {i}");
+    }
+}

@@ -265,6 +265,7 @@ fn rtsp_server_restart_is_one_outage_and_the_run_goes_on() {
         "one outage expected: {err}"
     );
     assert!(err.contains("1 outage(s) of the source"), "{err}");
+    assert!(err.contains("each reconnected"), "{err}");
     let before = log_field(&err, "Stream lost; reconnecting.", "frames");
     let written = sink_frames(&err, "sink mp4");
     assert!(
@@ -276,13 +277,16 @@ fn rtsp_server_restart_is_one_outage_and_the_run_goes_on() {
 }
 
 #[test]
-fn rtsp_server_that_never_answers_fails_after_the_timeout() {
+fn rtsp_server_that_never_answers_fails_after_the_timeout_and_a_refusal_at_once() {
     let dir = tempfile::tempdir().unwrap();
     // One port with nothing listening, one that accepts connections and never replies.
     let refused = free_port();
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
-    for port in [refused, silent_port] {
+    for (port, expected) in [
+        (refused, "connection refused by 127.0.0.1"),
+        (silent_port, "no frame within 2 s"),
+    ] {
         let url = format!("rtsp://127.0.0.1:{port}/none");
         let p = pipeline_file(
             dir.path(),
@@ -292,20 +296,26 @@ fn rtsp_server_that_never_answers_fails_after_the_timeout() {
                  [[sinks]]\ntype = \"null\"\n"
             ),
         );
+        let started = std::time::Instant::now();
         let o = run_with_deadline(
             segstream(&["run", p.to_str().unwrap()]),
             Duration::from_secs(60),
         );
+        let took = started.elapsed();
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{err}");
         assert!(!err.contains("panicked"), "{err}");
         let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
         assert_eq!(lines.len(), 1, "{err}");
         assert!(
-            lines[0].contains(&url) && lines[0].contains("no frame within 2 s"),
+            lines[0].contains(&url) && lines[0].contains(expected),
             "{}",
             lines[0]
         );
+        if port == refused {
+            // The timeout is for silence; a refusal is known at once.
+            assert!(took < Duration::from_secs(2), "refusal took {took:?}");
+        }
     }
     drop(silent);
 }

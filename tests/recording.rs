@@ -3,11 +3,28 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+
+/// Held by the tests that time a kill, so they do not share the two cores with each other.
+static TIMED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn timed() -> std::sync::MutexGuard<'static, ()> {
+    TIMED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts `segstream run PIPELINE` in the background, quietly.
+fn start(pipeline: &Path) -> Child {
+    segstream(&["run", pipeline.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
 
 /// Complete lines in a file that is being written (0 while it does not exist).
 fn lines(path: &Path) -> usize {
@@ -68,6 +85,7 @@ fn kill_after_with(child: &mut Child, jsonl: &Path, after: Duration) -> (usize, 
 
 #[test]
 fn sigkilled_file_to_mp4_run_keeps_every_frame_up_to_a_second_before() {
+    let _timed = timed();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.mp4");
     make_video(&input, 1800, 640, 360, "pattern=ball");
@@ -83,12 +101,7 @@ fn sigkilled_file_to_mp4_run_keeps_every_frame_up_to_a_second_before() {
                  [[sinks]]\ntype = \"jsonl\"\npath = {jsonl:?}\n"
             ),
         );
-        let mut child = segstream(&["run", p.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = start(&p);
         let (before, at_kill) = kill_after(&mut child, &jsonl, Duration::from_secs_f64(after));
         assert!(
             before > 0,
@@ -164,18 +177,29 @@ fn run_until_full(dir: &Path, size: (u32, u32), sinks: &str) -> String {
         .to_owned()
 }
 
+/// Fills a `kib` KiB disk with one sink's output (`sink` gives the output on the disk and the
+/// sink's table); returns `outputs.py KIND` on what was left.
+fn fill_disk(
+    kib: u32,
+    size: (u32, u32),
+    kind: &str,
+    sink: impl Fn(&Path) -> (PathBuf, String),
+) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::new(kib);
+    let (output, table) = sink(disk.path());
+    let error = run_until_full(dir.path(), size, &table);
+    assert!(error.contains(&output.display().to_string()), "{error}");
+    reference("outputs.py", &[kind, output.to_str().unwrap()])
+}
+
 #[test]
 fn jsonl_on_a_full_disk_ends_with_a_whole_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let disk = SmallDisk::new(16);
-    let jsonl = disk.path().join("meta.jsonl");
-    let error = run_until_full(
-        dir.path(),
-        (64, 48),
-        &format!("[[sinks]]\ntype = \"jsonl\"\npath = {jsonl:?}\n"),
-    );
-    assert!(error.contains(&jsonl.display().to_string()), "{error}");
-    let check = reference("outputs.py", &["jsonl", jsonl.to_str().unwrap()]);
+    let check = fill_disk(16, (64, 48), "jsonl", |disk| {
+        let jsonl = disk.join("meta.jsonl");
+        let table = format!("[[sinks]]\ntype = \"jsonl\"\npath = {jsonl:?}\n");
+        (jsonl, table)
+    });
     assert!(check.contains("\"complete\": true"), "{check}");
     assert!(check.contains("\"bad\": 0"), "{check}");
     assert!(!check.contains("\"lines\": 0"), "{check}");
@@ -183,16 +207,11 @@ fn jsonl_on_a_full_disk_ends_with_a_whole_line() {
 
 #[test]
 fn pngs_on_a_full_disk_are_each_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let disk = SmallDisk::new(256);
-    let frames = disk.path().join("frames");
-    let error = run_until_full(
-        dir.path(),
-        (160, 120),
-        &format!("[[sinks]]\ntype = \"png\"\ndir = {frames:?}\nwhat = \"frame\"\n"),
-    );
-    assert!(error.contains(&frames.display().to_string()), "{error}");
-    let check = reference("outputs.py", &["pngs", frames.to_str().unwrap()]);
+    let check = fill_disk(256, (160, 120), "pngs", |disk| {
+        let frames = disk.join("frames");
+        let table = format!("[[sinks]]\ntype = \"png\"\ndir = {frames:?}\nwhat = \"frame\"\n");
+        (frames, table)
+    });
     // Every PNG decodes, and no temporary file is left behind.
     assert!(
         check.contains("\"unreadable\": [], \"other\": []"),
@@ -203,6 +222,7 @@ fn pngs_on_a_full_disk_are_each_whole() {
 
 #[test]
 fn sigkilled_png_sink_leaves_only_whole_pngs() {
+    let _timed = timed();
     let dir = tempfile::tempdir().unwrap();
     let frames = dir.path().join("frames");
     let jsonl = dir.path().join("meta.jsonl");
@@ -216,12 +236,7 @@ fn sigkilled_png_sink_leaves_only_whole_pngs() {
              [[sinks]]\ntype = \"jsonl\"\npath = {jsonl:?}\n"
         ),
     );
-    let mut child = segstream(&["run", p.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = start(&p);
     kill_after(&mut child, &jsonl, Duration::from_millis(1500));
     let check = reference("outputs.py", &["pngs", frames.to_str().unwrap()]);
     assert!(check.contains("\"unreadable\": []"), "{check}");
@@ -289,6 +304,7 @@ fn frames_too_small_to_encode_are_refused_at_once() {
 
 #[test]
 fn sigkilled_segmented_recording_keeps_every_segment_but_the_last_complete() {
+    let _timed = timed();
     let dir = tempfile::tempdir().unwrap();
     let segments = dir.path().join("segments");
     let jsonl = dir.path().join("meta.jsonl");
@@ -303,12 +319,7 @@ fn sigkilled_segmented_recording_keeps_every_segment_but_the_last_complete() {
              [[sinks]]\ntype = \"jsonl\"\npath = {jsonl:?}\n"
         ),
     );
-    let mut child = segstream(&["run", p.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = start(&p);
     let (before, before_1_5, at_kill) =
         kill_after_with(&mut child, &jsonl, Duration::from_millis(6500));
     let mut files: Vec<_> = std::fs::read_dir(&segments)

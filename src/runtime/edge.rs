@@ -137,6 +137,11 @@ impl Output {
     }
 
     /// Counts one loss of the source's stream (it reconnects on its own).
+    /// The source got its stream back after an outage.
+    pub fn count_reconnect(&self) {
+        self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn count_outage(&self) {
         self.metrics.outages.fetch_add(1, Ordering::Relaxed);
     }

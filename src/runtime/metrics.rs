@@ -23,6 +23,8 @@ pub struct StageMetrics {
     pub queue_depth: AtomicUsize,
     /// Times the source lost its stream and had to reconnect.
     pub outages: AtomicU64,
+    /// Outages after which the stream came back.
+    pub reconnects: AtomicU64,
     /// Drops by stream id (index); drops are rare enough for a lock.
     dropped_streams: Mutex<Vec<u64>>,
     /// Frames passed on without the stage's work (a time budget ran out), counted by it.
@@ -41,6 +43,7 @@ impl StageMetrics {
             queue_peak: AtomicUsize::new(0),
             queue_depth: AtomicUsize::new(0),
             outages: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
             dropped_streams: Mutex::new(Vec::new()),
             skipped: AtomicU64::new(0),
             busy: Mutex::new(histogram()),
@@ -109,6 +112,7 @@ impl StageMetrics {
             dropped: self.dropped.load(Ordering::Relaxed),
             queue_peak: self.queue_peak.load(Ordering::Relaxed),
             outages: self.outages.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
             dropped_by_stream: self.dropped_by_stream(),
             skipped: self.skipped.load(Ordering::Relaxed),
             busy_total: Duration::from_micros(self.busy_total_us.load(Ordering::Relaxed)),
@@ -202,6 +206,7 @@ pub struct StageSummary {
     pub queue_peak: usize,
     /// Times the source lost its stream (sources only).
     pub outages: u64,
+    pub reconnects: u64,
     /// Drops by stream id, for the streams that had any.
     pub dropped_by_stream: Vec<(u32, u64)>,
     pub skipped: u64,
@@ -341,8 +346,14 @@ impl fmt::Display for RunReport {
             )?;
         }
         let outages: u64 = self.stages.iter().map(|s| s.outages).sum();
+        let back: u64 = self.stages.iter().map(|s| s.reconnects).sum();
         if outages > 0 {
-            write!(f, "; {outages} outage(s) of the source, reconnected")?;
+            write!(f, "; {outages} outage(s) of the source")?;
+            match outages - back.min(outages) {
+                0 => write!(f, ", each reconnected")?,
+                down if back == 0 => write!(f, ", not reconnected ({down} still down at the end)")?,
+                down => write!(f, ", {back} reconnected, {down} still down at the end")?,
+            }
         }
         if self.interrupted {
             write!(f, " (stopped early)")?;

@@ -3,11 +3,11 @@
 //! `[source] type = "file", path = "../assets/sample.mp4"` (relative to the pipeline file);
 //! on the command line `--input clip.mp4` (relative to the current folder).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::gst::{Decode, Input};
+use super::gst::{sequence_file, Decode, Input};
 use crate::component::{BuildContext, CheckContext, Component, SourceComponent};
 use crate::config::Problems;
 use crate::runtime::{BoxError, Source};
@@ -27,26 +27,6 @@ impl FileConfig {
     pub fn is_sequence(&self) -> bool {
         self.path.to_string_lossy().contains('%')
     }
-}
-
-/// Fills an image sequence pattern's `%d` (with any width and flags) with `index`.
-pub fn sequence_file(pattern: &Path, index: u32) -> Option<PathBuf> {
-    let s = pattern.to_string_lossy();
-    let start = s.find('%')?;
-    let rest = &s[start + 1..];
-    let end = rest.find('d')?;
-    let spec = &rest[..end];
-    let width: usize = spec.trim_start_matches('0').parse().unwrap_or(0);
-    let number = if spec.starts_with('0') {
-        format!("{index:0width$}")
-    } else {
-        format!("{index:width$}")
-    };
-    Some(PathBuf::from(format!(
-        "{}{number}{}",
-        &s[..start],
-        &rest[end + 1..]
-    )))
 }
 
 impl Component for FileConfig {
@@ -119,18 +99,5 @@ impl SourceComponent for FileConfig {
             start_index: self.start_index,
         };
         Ok(Box::new(Decode::new(input, cx.frames)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sequence_numbers_fill_the_pattern() {
-        let f = |p: &str, i| sequence_file(Path::new(p), i).map(|p| p.display().to_string());
-        assert_eq!(f("frames/%05d.png", 7).as_deref(), Some("frames/00007.png"));
-        assert_eq!(f("img%d.jpg", 12).as_deref(), Some("img12.jpg"));
-        assert_eq!(f("plain.png", 1), None);
     }
 }

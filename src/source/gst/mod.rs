@@ -6,6 +6,7 @@
 //! Files, still images, numbered image sequences, URIs (HTTP, RTSP), V4L2 cameras and
 //! `videotestsrc`, all ending in `videoconvert ! video/x-raw,format=RGB ! appsink`.
 
+use std::net::ToSocketAddrs;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ mod input;
 mod pool;
 
 pub use build::check_test_pattern;
-pub use input::{Input, RtspTransport};
+pub use input::{next_sequence_index, sequence_file, Input, RtspTransport};
 use pool::{to_image, ImagePool};
 
 /// How long one wait for a frame lasts before the loop looks at the bus and stop flag again.
@@ -59,6 +60,13 @@ pub enum DecodeError {
     NoFrames { input: String },
     #[error("{input}: {message}")]
     Config { input: String, message: String },
+    #[error("image sequence {input}: {missing} is missing, but {next} exists (the sequence has a gap; fill it, or start after it with start_index = {next_index}); the frames before were processed")]
+    Gap {
+        input: String,
+        missing: String,
+        next: String,
+        next_index: u32,
+    },
     #[error("{input} ended at {ended:.2} s of its {duration:.2} s (truncated or corrupt; the frames before were processed)")]
     Truncated {
         input: String,
@@ -71,6 +79,8 @@ pub enum DecodeError {
         timeout_s: f64,
         last: String,
     },
+    #[error("{input}: connection refused by {address} (expected an RTSP server listening there)")]
+    Refused { input: String, address: String },
     #[error("{input}: stream lost for more than {max_outage_s} s after {frames} frames (last error: {last})")]
     Lost {
         input: String,
@@ -163,8 +173,13 @@ impl Decode {
         pipeline: &gst::Pipeline,
         last_end: Option<gst::ClockTime>,
     ) -> Result<(), DecodeError> {
+        if let Input::File { path, start_index } = &self.config {
+            if path.to_string_lossy().contains('%') {
+                return self.check_sequence(path, start_index + self.seq as u32);
+            }
+        }
         let is_video_file = match &self.config {
-            Input::File { path, .. } => !path.to_string_lossy().contains('%'),
+            Input::File { .. } => true,
             Input::Uri { uri } => uri.starts_with("file://"),
             _ => false,
         };
@@ -182,6 +197,48 @@ impl Decode {
         }
         Ok(())
     }
+}
+
+impl Decode {
+    /// An image sequence ends at its first missing file: if a later one exists, the
+    /// sequence has a gap and the run must not end as if it were complete.
+    fn check_sequence(&self, pattern: &std::path::Path, missing: u32) -> Result<(), DecodeError> {
+        let Some(next_index) = next_sequence_index(pattern, missing) else {
+            return Ok(());
+        };
+        let name = |i| {
+            sequence_file(pattern, i)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        Err(DecodeError::Gap {
+            input: self.input(),
+            missing: name(missing),
+            next: name(next_index),
+            next_index,
+        })
+    }
+}
+
+/// How long probing an RTSP server's port may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The address of an `rtsp://` URL when it actively refuses a TCP connection (nothing
+/// listens on that port); `None` when it accepts, cannot be resolved, or stays silent.
+fn refused(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let host = parsed.host_str()?.trim_matches(['[', ']']).to_owned();
+    let default = if parsed.scheme() == "rtsps" { 322 } else { 554 };
+    let port = parsed.port().unwrap_or(default);
+    let addresses: Vec<_> = (host.as_str(), port).to_socket_addrs().ok()?.collect();
+    let all_refused = !addresses.is_empty()
+        && addresses.iter().all(|a| {
+            matches!(
+                std::net::TcpStream::connect_timeout(a, PROBE_TIMEOUT),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+            )
+        });
+    all_refused.then(|| format!("{host}:{port}"))
 }
 
 /// Frames a live stream skipped between the end of one frame and the start of the next
@@ -243,6 +300,10 @@ impl Decode {
                 backoff = Duration::from_millis(500);
             }
             if self.seq == 0 {
+                // Nothing listens there: say so now; the timeout is for silence.
+                if let Some(address) = refused(&input) {
+                    return Err(Box::new(DecodeError::Refused { input, address }));
+                }
                 // Never answered: retry until the timeout, then fail clearly.
                 if started.elapsed() >= timeout {
                     return Err(Box::new(DecodeError::NoAnswer {
@@ -382,6 +443,7 @@ impl Decode {
                         }) as BoxError
                     })?;
                     if let Some(since) = self.outage_since.take() {
+                        out.count_reconnect();
                         tracing::warn!(
                             stage = "decode",
                             stream = out.stream(),
