@@ -359,3 +359,50 @@ fn sigkilled_segmented_recording_keeps_every_segment_but_the_last_complete() {
          the kill ({before} a second before, {at_kill} at the kill)"
     );
 }
+
+/// Every decoded frame's time in seconds, as PyAV reads them.
+fn frame_times(path: &Path) -> Vec<f64> {
+    let out = reference("video.py", &["pts", path.to_str().unwrap()]);
+    out.trim()
+        .trim_matches(['[', ']'])
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn variable_frame_rate_keeps_every_frame_at_its_input_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("vfr.mp4");
+    reference("video.py", &["make-vfr", input.to_str().unwrap()]);
+    let expected = frame_times(&input);
+    assert_eq!(expected.len(), 40);
+    let (mp4, mkv) = (dir.path().join("out.mp4"), dir.path().join("out.mkv"));
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"file\"\npath = {input:?}\n\n\
+             [[sinks]]\ntype = \"mp4\"\npath = {mp4:?}\n\n\
+             [[sinks]]\ntype = \"mkv\"\npath = {mkv:?}\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap()]),
+        Duration::from_secs(120),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for out in [&mp4, &mkv] {
+        let got = frame_times(out);
+        assert_eq!(got.len(), 40, "{}: {got:?}", out.display());
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            let (g, e) = (g - got[0], e - expected[0]);
+            assert!(
+                (g - e).abs() < 0.002,
+                "{}: frame {i} at {g:.3} s, the input's at {e:.3} s",
+                out.display()
+            );
+        }
+    }
+}

@@ -261,6 +261,10 @@ impl VideoSink {
                 // little more than the container's last fragment or cluster.
                 enc.set_property("rc-lookahead", 5i32);
                 enc.set_property("sliced-threads", true);
+                // No B-frames: decode order is presentation order, so the container needs no
+                // composition offsets and no edit list, which would hide the last frames of
+                // inputs with variable frame rate or timestamp gaps.
+                enc.set_property("bframes", 0u32);
                 // A key frame every two seconds keeps the file seekable; a segmented
                 // recording has one every half second, because the segmenter holds a whole
                 // group of pictures back until it knows where the next segment starts.

@@ -2,7 +2,14 @@
 
     python video.py info FILE            -> {"frames": N, "width": W, "height": H, "format": F}
     python video.py frames FILE DIR      -> DIR/000000.png ... (RGB), as PyAV decodes them
+    python video.py pts FILE             -> [seconds, ...] of every decoded frame
+    python video.py make-vfr FILE        -> writes 40 frames at 320x240 with a gap and a
+                                            change of rate (variable frame rate), H.264 in MP4
 """
+
+import fractions
+
+import numpy as np
 
 import json
 import pathlib
@@ -11,14 +18,37 @@ import sys
 import av
 
 
+def make_vfr(path: str) -> None:
+    """30 fps for 20 frames, a 20-frame gap, 30 fps for 10, then 15 fps for 10."""
+    out = av.open(path, "w")
+    stream = out.add_stream("libx264", rate=30)
+    stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+    stream.time_base = fractions.Fraction(1, 90000)
+    ticks = list(range(20)) + list(range(40, 50)) + [50 + 2 * i for i in range(10)]
+    for k, t in enumerate(ticks):
+        image = np.full((240, 320, 3), (k * 6) % 255, np.uint8)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts, frame.time_base = t * 3000, stream.time_base
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+
+
 def main() -> None:
     cmd, path = sys.argv[1], sys.argv[2]
+    if cmd == "make-vfr":
+        make_vfr(path)
+        return
     with av.open(path) as container:
         stream = container.streams.video[0]
         if cmd == "info":
             n = sum(1 for _ in container.decode(stream))
             print(json.dumps({"frames": n, "width": stream.width, "height": stream.height,
                               "format": container.format.name}))
+        elif cmd == "pts":
+            print(json.dumps([float(f.time) for f in container.decode(stream)]))
         elif cmd == "frames":
             out = pathlib.Path(sys.argv[3])
             out.mkdir(parents=True, exist_ok=True)
