@@ -81,6 +81,7 @@ pub static SINKS: &[Entry<dyn SinkComponent>] = &[
     entry!("jsonl", sink::jsonl::JsonlConfig),
     entry!("null", sink::null::NullConfig),
     entry!("display", sink::display::DisplayConfig),
+    entry!("rtsp", sink::rtsp::RtspSinkConfig),
     entry!("eval", eval::sink::EvalConfig),
 ];
 

@@ -1,5 +1,6 @@
 //! Live sources: RTSP served in-process on 127.0.0.1, outages and reconnection, unanswering
-//! servers, bounded latency under a slow stage, several streams at once.
+//! servers, bounded latency under a slow stage, several streams at once, and the rtsp sink
+//! serving FFmpeg's client while another client stalls.
 
 mod common;
 
@@ -718,4 +719,54 @@ fn resolution_change_mid_stream_keeps_every_frame() {
             100.0 * dark
         );
     }
+}
+
+#[test]
+fn rtsp_sink_serves_clients_and_a_stalled_one_does_not_slow_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("rtsp://127.0.0.1:{port}/seg");
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"test\"\npattern = \"ball\"\nwidth = 640\nheight = 360\n\
+             live = true\n\n\
+             [[sinks]]\ntype = \"rtsp\"\naddress = \"127.0.0.1:{port}\"\nmount = \"/seg\"\n"
+        ),
+    );
+    let mut run = Running::start(&p, &["--log-level", "info"]);
+    run.wait_for("Serving.", Duration::from_secs(30));
+    // A client that sets up RTP over TCP, plays, and never reads again.
+    let mut staller = Command::new(python())
+        .arg(root().join("tests/reference/rtsp_client.py"))
+        .args(["stall", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(staller.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first.trim(), "stalled");
+    std::thread::sleep(Duration::from_secs(2));
+    // FFmpeg's RTSP client still gets a live stream: 150 frames at 30 fps take 5 s; a
+    // stalled server would not deliver them at all.
+    let got = reference("rtsp_client.py", &["count", &url, "150"]);
+    let _ = staller.kill();
+    let _ = staller.wait();
+    assert!(got.contains("\"frames\": 150"), "{got}");
+    let seconds: f64 = got
+        .split("\"seconds\": ")
+        .nth(1)
+        .and_then(|s| s.trim().trim_end_matches('}').parse().ok())
+        .unwrap_or_else(|| panic!("{got}"));
+    assert!(seconds < 20.0, "150 frames took {seconds:.1} s: {got}");
+    assert!(run.is_running(), "{}", run.stderr());
+    run.signal("-INT");
+    let (status, err) = run.finish(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(sink_frames(&err, "sink rtsp") > 0, "{err}");
 }

@@ -136,12 +136,17 @@ impl Output {
         last.send(frame, &self.control)
     }
 
-    /// Counts one loss of the source's stream (it reconnects on its own).
     /// The source got its stream back after an outage.
     pub fn count_reconnect(&self) {
         self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a frame of `stream` this stage dropped itself (a sink that cannot wait).
+    pub fn count_drop(&self, stream: u32) {
+        self.metrics.record_drop(stream);
+    }
+
+    /// Counts one loss of the source's stream (it reconnects on its own).
     pub fn count_outage(&self) {
         self.metrics.outages.fetch_add(1, Ordering::Relaxed);
     }

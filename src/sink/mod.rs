@@ -7,6 +7,7 @@ pub mod mkv;
 pub mod mp4;
 pub mod null;
 pub mod png;
+pub mod rtsp;
 pub mod segments;
 mod video;
 pub mod whole;

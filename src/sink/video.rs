@@ -145,7 +145,7 @@ struct Running {
 }
 
 /// Lends a frame's pixels to GStreamer without copying them.
-struct Pixels(Arc<RgbImage>);
+pub(super) struct Pixels(pub(super) Arc<RgbImage>);
 
 impl AsRef<[u8]> for Pixels {
     fn as_ref(&self) -> &[u8] {
