@@ -129,6 +129,9 @@ pub struct BuildContext<'a> {
     /// What stages after this one need: a stage may keep what it would otherwise drop
     /// (infer keeps class scores only when a later stage reads them).
     pub wanted: Facets,
+    /// The one file the pipeline reads, when it reads a single video file (video sinks
+    /// copy its audio).
+    pub input_file: Option<PathBuf>,
 }
 
 /// The workers of a transform stage.

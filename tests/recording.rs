@@ -406,3 +406,66 @@ fn variable_frame_rate_keeps_every_frame_at_its_input_time() {
         }
     }
 }
+
+/// Each track's span and start as PyAV decodes them.
+fn tracks(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&reference("video.py", &["tracks", path.to_str().unwrap()])).unwrap()
+}
+
+#[test]
+fn aac_audio_is_copied_in_sync_and_cut_where_the_video_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("av.mp4");
+    // 3 s of video and 3.2 s of AAC, muxed by GStreamer alone.
+    let launch = format!(
+        "videotestsrc num-buffers=90 pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! x264enc speed-preset=ultrafast ! mp4mux name=m ! filesink location={} \
+         audiotestsrc num-buffers=150 samplesperbuffer=1024 ! audio/x-raw,rate=48000 \
+         ! avenc_aac ! m.",
+        input.display()
+    );
+    let mut cmd = Command::new("gst-launch-1.0");
+    cmd.arg("-q").args(launch.split_whitespace());
+    let o = run_with_deadline(cmd, Duration::from_secs(60));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let frame = 1.0 / 30.0;
+    for (frames, audio, seconds) in [
+        (None, true, 3.0),
+        (Some("30"), true, 1.0),
+        (None, false, 3.0),
+    ] {
+        let (mp4, mkv) = (dir.path().join("out.mp4"), dir.path().join("out.mkv"));
+        let p = pipeline_file(
+            dir.path(),
+            "p.toml",
+            &format!(
+                "[source]\ntype = \"file\"\npath = {input:?}\n\n\
+                 [[sinks]]\ntype = \"mp4\"\npath = {mp4:?}\naudio = {audio}\n\n\
+                 [[sinks]]\ntype = \"mkv\"\npath = {mkv:?}\naudio = {audio}\n"
+            ),
+        );
+        let mut args = vec!["run", p.to_str().unwrap()];
+        if let Some(n) = frames {
+            args.extend(["--frames", n]);
+        }
+        let o = run_with_deadline(segstream(&args), Duration::from_secs(120));
+        assert!(o.status.success(), "{}", stderr(&o));
+        for out in [&mp4, &mkv] {
+            let t = tracks(out);
+            let video = t["video_s"].as_f64().unwrap();
+            assert!((video - seconds).abs() < frame, "{}: {t}", out.display());
+            if !audio {
+                assert!(t["audio_s"].is_null(), "audio = false: {t}");
+                continue;
+            }
+            assert_eq!(t["audio_codec"], "aac", "{}: {t}", out.display());
+            let span = t["audio_s"].as_f64().unwrap();
+            let start = t["audio_start"].as_f64().unwrap() - t["video_start"].as_f64().unwrap();
+            assert!(
+                (span - video).abs() < frame && start.abs() < frame,
+                "{}: audio must match the video within one frame: {t}",
+                out.display()
+            );
+        }
+    }
+}

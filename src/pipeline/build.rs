@@ -43,6 +43,7 @@ pub fn sources(pipeline: &Pipeline, frames: Option<u64>) -> Result<Box<dyn Sourc
         frames,
         classes: &classes,
         wanted: Facets::NONE,
+        input_file: None,
     };
     let mut built = Vec::new();
     for s in &pipeline.sources {
@@ -85,12 +86,14 @@ pub fn run_with_source(
         let next = &pipeline.transforms[i + 1].config;
         wanted[i] = wanted[i + 1] | next.needs().iter().fold(Facets::NONE, |a, n| a | n.facets);
     }
+    let input_file = single_input_file(pipeline);
     let cx = |wanted: Facets| BuildContext {
         live,
         threads: options.threads,
         frames: options.frames,
         classes: &classes,
         wanted,
+        input_file: input_file.clone(),
     };
 
     let mut transforms = Vec::new();
@@ -123,6 +126,7 @@ pub fn run_with_source(
                         frames: None,
                         classes: &classes,
                         wanted: Facets::NONE,
+                        input_file: None,
                     };
                     per_stream(config.as_ref(), &cx, &stream_path(&path, stream))
                 }))
@@ -140,6 +144,18 @@ pub fn run_with_source(
         ));
     }
     runtime::run(source, transforms, sinks, control)
+}
+
+/// The file a pipeline of one source reads, when it is one video file (not an image
+/// sequence).
+fn single_input_file(pipeline: &Pipeline) -> Option<std::path::PathBuf> {
+    let [source] = &pipeline.sources[..] else {
+        return None;
+    };
+    let [input] = &source.config.inputs()[..] else {
+        return None;
+    };
+    (!input.to_string_lossy().contains('%') && input.is_file()).then(|| input.clone())
 }
 
 /// One stream's sink; a sink that cannot be built fails on that stream's first frame.

@@ -1,6 +1,7 @@
 //! Sinks: where finished frames go. Every sink sees every frame. Each file is one `type`
 //! of `[[sinks]]` with its settings; `video` is the encoder `mp4` and `display` share.
 
+mod audio;
 pub mod display;
 pub mod jsonl;
 pub mod mkv;

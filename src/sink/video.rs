@@ -17,6 +17,7 @@ use gstreamer_video as gst_video;
 
 use serde::Deserialize;
 
+use super::audio::{self, AudioCopy};
 use super::segments;
 use crate::component::{BuildContext, CheckContext, Component, SinkComponent};
 use crate::config::Problems;
@@ -50,6 +51,9 @@ pub struct VideoFileConfig<C> {
     /// or `{time}`); one file when absent.
     #[serde(default)]
     pub segment_s: Option<f64>,
+    /// Copy the input file's audio track (when there is one the container takes).
+    #[serde(default = "yes")]
+    pub audio: bool,
     #[serde(default)]
     pub queue: QueueConfig,
     #[serde(skip)]
@@ -58,6 +62,10 @@ pub struct VideoFileConfig<C> {
 
 fn default_bitrate() -> u32 {
     4000
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl<C: Container> Component for VideoFileConfig<C> {
@@ -88,10 +96,11 @@ impl<C: Container> SinkComponent for VideoFileConfig<C> {
 
     fn build(
         &self,
-        _cx: &BuildContext<'_>,
+        cx: &BuildContext<'_>,
         output: Option<&Path>,
     ) -> Result<Box<dyn Stage>, BoxError> {
         Ok(Box::new(VideoSink::new(VideoSinkKind::File {
+            audio: cx.input_file.clone().filter(|_| self.audio),
             path: output.unwrap_or(&self.path).to_owned(),
             bitrate_kbps: self.bitrate_kbps,
             muxer: C::MUXER,
@@ -128,6 +137,8 @@ pub enum VideoSinkKind {
         muxer: Muxer,
         /// Rotate into segments of this length (`path` is then a template).
         segment: Option<Duration>,
+        /// The input file whose audio track is copied.
+        audio: Option<PathBuf>,
     },
     Display,
 }
@@ -142,6 +153,7 @@ struct Running {
     frame_duration: Duration,
     first_pts: Option<Duration>,
     last_pts: Option<Duration>,
+    audio: Option<AudioCopy>,
 }
 
 /// Lends a frame's pixels to GStreamer without copying them.
@@ -222,12 +234,15 @@ impl VideoSink {
                 .build(),
         );
         let mut chain: Vec<gst::Element> = vec![appsrc.clone().upcast(), convert, scale, fixed];
+        // The input whose audio to copy, the muxer, and the element its pad is asked of.
+        let mut audio_from: Option<(PathBuf, gst::Element, gst::Element)> = None;
         match &self.kind {
             VideoSinkKind::File {
                 path,
                 bitrate_kbps,
                 muxer,
                 segment,
+                audio,
             } => {
                 if width < MIN_ENCODED || height < MIN_ENCODED {
                     return Err(self.err(format!(
@@ -286,13 +301,21 @@ impl VideoSink {
                     mux.set_property_from_str(name, value);
                 }
                 chain.extend([enc, filter, self.element("h264parse")?]);
-                match segment {
+                let target = match segment {
                     None => {
                         let sink = self.element("filesink")?;
                         sink.set_property("location", path.to_string_lossy().as_ref());
-                        chain.extend([mux, sink]);
+                        chain.extend([mux.clone(), sink]);
+                        mux.clone()
                     }
-                    Some(length) => chain.push(self.segmenter(path, mux, *length)?),
+                    Some(length) => {
+                        let split = self.segmenter(path, mux.clone(), *length)?;
+                        chain.push(split.clone());
+                        split
+                    }
+                };
+                if let Some(input) = audio {
+                    audio_from = Some((input.clone(), mux, target));
                 }
             }
             VideoSinkKind::Display => {
@@ -306,6 +329,13 @@ impl VideoSink {
             .add_many(&chain)
             .map_err(|e| self.err(e.to_string()))?;
         gst::Element::link_many(&chain).map_err(|e| self.err(e.to_string()))?;
+        let first_pts = frame.pts.unwrap_or(Duration::ZERO);
+        let audio = audio_from.and_then(|(input, mux, target)| {
+            audio::add(&pipeline, &mux, &target, &input, first_pts).unwrap_or_else(|e| {
+                tracing::warn!(sink = %self.target(), "Cannot copy the audio ({e}); video only.");
+                None
+            })
+        });
         if pipeline.set_state(gst::State::Playing).is_err() {
             let bus = pipeline.bus().expect("pipeline has a bus");
             let message = bus
@@ -328,6 +358,7 @@ impl VideoSink {
             frame_duration,
             first_pts: None,
             last_pts: None,
+            audio,
         })
     }
 
@@ -445,6 +476,9 @@ impl Stage for VideoSink {
         let Some(r) = self.running.take() else {
             return Ok(());
         };
+        if let (Some(audio), Some(last)) = (&r.audio, r.last_pts) {
+            audio.end_at(last + r.frame_duration);
+        }
         let _ = r.appsrc.end_of_stream();
         let bus = r.pipeline.bus().expect("pipeline has a bus");
         let result = match bus.timed_pop_filtered(

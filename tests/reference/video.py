@@ -3,6 +3,9 @@
     python video.py info FILE            -> {"frames": N, "width": W, "height": H, "format": F}
     python video.py frames FILE DIR      -> DIR/000000.png ... (RGB), as PyAV decodes them
     python video.py pts FILE             -> [seconds, ...] of every decoded frame
+    python video.py tracks FILE          -> {"video_s": S, "audio_s": S, "audio_codec": C,
+                                            "video_start": T, "audio_start": T}: each track's
+                                            span as decoded (audio: samples / rate)
     python video.py make-vfr FILE        -> writes 40 frames at 320x240 with a gap and a
                                             change of rate (variable frame rate), H.264 in MP4
 """
@@ -36,10 +39,34 @@ def make_vfr(path: str) -> None:
     out.close()
 
 
+def tracks(path: str) -> None:
+    with av.open(path) as container:
+        video = container.streams.video[0]
+        times = [f.time for f in container.decode(video)]
+        video_start = times[0] if times else None
+        rate = video.average_rate or 30
+        video_s = (times[-1] - times[0] + 1 / float(rate)) if times else 0.0
+    with av.open(path) as container:
+        if not container.streams.audio:
+            print(json.dumps({"video_s": video_s, "audio_s": None, "audio_codec": None,
+                              "video_start": video_start, "audio_start": None}))
+            return
+        audio = container.streams.audio[0]
+        frames = list(container.decode(audio))
+        samples = sum(f.samples for f in frames)
+        print(json.dumps({"video_s": video_s, "audio_s": samples / audio.rate,
+                          "audio_codec": audio.codec_context.name,
+                          "video_start": video_start,
+                          "audio_start": frames[0].time if frames else None}))
+
+
 def main() -> None:
     cmd, path = sys.argv[1], sys.argv[2]
     if cmd == "make-vfr":
         make_vfr(path)
+        return
+    if cmd == "tracks":
+        tracks(path)
         return
     with av.open(path) as container:
         stream = container.streams.video[0]
