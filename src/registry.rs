@@ -79,6 +79,7 @@ pub static SINKS: &[Entry<dyn SinkComponent>] = &[
     entry!("mkv", sink::mkv::MkvConfig),
     entry!("png", sink::png::PngConfig),
     entry!("jsonl", sink::jsonl::JsonlConfig),
+    entry!("mqtt", sink::mqtt::MqttConfig),
     entry!("null", sink::null::NullConfig),
     entry!("display", sink::display::DisplayConfig),
     entry!("rtsp", sink::rtsp::RtspSinkConfig),

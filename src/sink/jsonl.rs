@@ -146,41 +146,47 @@ impl JsonlSink {
 
     /// The frame's line, without the newline.
     pub fn line(&self, frame: &Frame) -> Result<Vec<u8>, serde_json::Error> {
-        let (width, height) = (frame.image.width, frame.image.height);
-        let instances = frame.instances.as_ref().map(|list| {
-            list.iter()
-                .map(|i| {
-                    let [x1, y1, x2, y2] = i.bbox;
-                    InstanceLine {
-                        id: (i.id != 0).then_some(i.id),
-                        category_id: i.class,
-                        category: self.classes.instance_name(i.class),
-                        score: i.score,
-                        bbox: [x1, y1, x2 - x1, y2 - y1],
-                        segmentation: Segmentation {
-                            size: [height, width],
-                            counts: rle::encode(&i.mask, width, height).counts_string(),
-                        },
-                    }
-                })
-                .collect()
-        });
-        let captured = SystemTime::now()
-            .checked_sub(frame.captured.elapsed())
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        let time_ms = captured
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-        serde_json::to_vec(&Line {
-            stream: frame.stream,
-            seq: frame.seq,
-            pts_ms: frame.pts.map(|p| p.as_secs_f64() * 1000.0),
-            time_ms,
-            width,
-            height,
-            instances,
-        })
+        frame_line(frame, &self.classes)
     }
+}
+
+/// A frame's line, without the newline: what the `jsonl` sink writes and the broker sinks
+/// publish.
+pub fn frame_line(frame: &Frame, classes: &Classes) -> Result<Vec<u8>, serde_json::Error> {
+    let (width, height) = (frame.image.width, frame.image.height);
+    let instances = frame.instances.as_ref().map(|list| {
+        list.iter()
+            .map(|i| {
+                let [x1, y1, x2, y2] = i.bbox;
+                InstanceLine {
+                    id: (i.id != 0).then_some(i.id),
+                    category_id: i.class,
+                    category: classes.instance_name(i.class),
+                    score: i.score,
+                    bbox: [x1, y1, x2 - x1, y2 - y1],
+                    segmentation: Segmentation {
+                        size: [height, width],
+                        counts: rle::encode(&i.mask, width, height).counts_string(),
+                    },
+                }
+            })
+            .collect()
+    });
+    let captured = SystemTime::now()
+        .checked_sub(frame.captured.elapsed())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let time_ms = captured
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    serde_json::to_vec(&Line {
+        stream: frame.stream,
+        seq: frame.seq,
+        pts_ms: frame.pts.map(|p| p.as_secs_f64() * 1000.0),
+        time_ms,
+        width,
+        height,
+        instances,
+    })
 }
 
 impl Stage for JsonlSink {

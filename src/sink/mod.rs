@@ -6,6 +6,7 @@ pub mod display;
 pub mod jsonl;
 pub mod mkv;
 pub mod mp4;
+pub mod mqtt;
 pub mod null;
 pub mod png;
 pub mod rtsp;
