@@ -48,9 +48,16 @@ impl RtspServer {
                 let factory = rtsp::RTSPMediaFactory::new();
                 // Each stream has its own pattern, so outputs can be told apart.
                 let pattern = ["ball", "snow"][i % 2];
+                // `/vfr` is encoded as "variable rate" (framerate 0/1), as some cameras and
+                // servers do: its H.264 timing info then says 1000000000/1.
+                let variable = if mount.as_str() == "/vfr" {
+                    ",format=I420 ! capssetter caps=\"video/x-raw,framerate=(fraction)0/1\""
+                } else {
+                    ""
+                };
                 factory.set_launch(&format!(
                     "( videotestsrc is-live=true pattern={pattern} \
-                     ! video/x-raw,width=160,height=120,framerate=15/1 \
+                     ! video/x-raw,width=160,height=120,framerate=15/1{variable} \
                      ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 \
                      ! rtph264pay name=pay0 pt=96 config-interval=1 )"
                 ));
@@ -769,4 +776,31 @@ fn rtsp_sink_serves_clients_and_a_stalled_one_does_not_slow_the_others() {
     assert_eq!(status.code(), Some(130), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(sink_frames(&err, "sink rtsp") > 0, "{err}");
+}
+
+#[test]
+fn rtsp_stream_without_a_frame_rate_is_recorded_at_its_real_timing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = RtspServer::start(port, &["/vfr"]);
+    let out = dir.path().join("out.mp4");
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"rtsp\"\nurl = \"rtsp://127.0.0.1:{port}/vfr\"\n\n\
+             [[sinks]]\ntype = \"mp4\"\npath = {out:?}\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap(), "--frames", "45"]),
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(video_info(&out), (45, 160, 120));
+    // 45 frames at 15 fps span three seconds.
+    let t: serde_json::Value =
+        serde_json::from_str(&reference("video.py", &["tracks", out.to_str().unwrap()])).unwrap();
+    let span = t["video_s"].as_f64().unwrap();
+    assert!((span - 3.0).abs() < 0.5, "{t}");
 }

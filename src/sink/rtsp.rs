@@ -228,7 +228,10 @@ impl Stage for RtspSink {
             .format(gst_video::VideoFormat::Rgb)
             .width(image.width as i32)
             .height(image.height as i32)
-            .framerate(gst::Fraction::new(0, 1))
+            .framerate(match frame.rate {
+                Some((n, d)) => gst::Fraction::new(n, d),
+                None => gst::Fraction::new(30, 1),
+            })
             .build();
         let mut known = state.caps.lock().unwrap_or_else(|e| e.into_inner());
         let changed = known.as_ref() != Some(&caps);

@@ -69,7 +69,11 @@ pub(super) fn to_image(
         data.extend_from_slice(&plane[row * stride..row * stride + w * 3]);
     }
     let fps = info.fps();
-    let rate = (fps.numer() > 0).then(|| (fps.numer(), fps.denom()));
+    // A rate above 1000 fps is a placeholder, not a rate: H.264 from encoders that were told
+    // "variable" (framerate 0/1) carries 1000000000/1 in its timing info.
+    let plausible =
+        fps.numer() > 0 && fps.denom() > 0 && fps.numer() as f64 / fps.denom() as f64 <= 1000.0;
+    let rate = plausible.then(|| (fps.numer(), fps.denom()));
     Ok((RgbImage::new(w as u32, h as u32, data), rate))
 }
 
