@@ -8,15 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A mosquitto broker on 127.0.0.1:`port`, stopped when dropped.
 struct Mosquitto(Child);
 

@@ -16,15 +16,6 @@ use gstreamer::glib;
 use gstreamer_rtsp_server as rtsp;
 use gstreamer_rtsp_server::prelude::*;
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// An RTSP server on 127.0.0.1:`port` with one H.264 test stream at `/live` (160x120,
 /// 15 fps, moving ball), running on its own thread and main context until dropped.
 struct RtspServer {

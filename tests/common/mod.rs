@@ -261,3 +261,12 @@ pub fn eval_command(pred: &Path, truth: &Path, extra: &[&str]) -> Output {
     args.extend_from_slice(extra);
     run_with_deadline(segstream(&args), Duration::from_secs(60))
 }
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
