@@ -104,6 +104,7 @@ impl SinkComponent for RtspSinkConfig {
         Ok(Box::new(RtspSink {
             settings: self.clone(),
             state: None,
+            format: None,
         }))
     }
 }
@@ -125,9 +126,14 @@ struct State {
     caps: Arc<Mutex<Option<gst::Caps>>>,
 }
 
+/// Width, height and frame rate (when known).
+type Format = (u32, u32, Option<(i32, i32)>);
+
 pub struct RtspSink {
     settings: RtspSinkConfig,
     state: Option<State>,
+    /// Size and rate of the frames served now.
+    format: Option<Format>,
 }
 
 impl RtspSink {
@@ -224,21 +230,21 @@ impl Stage for RtspSink {
         }
         let state = self.state.as_ref().expect("start() ran");
         let image = frame.display_image().clone();
-        let caps = gst_video::VideoCapsBuilder::new()
-            .format(gst_video::VideoFormat::Rgb)
-            .width(image.width as i32)
-            .height(image.height as i32)
-            .framerate(match frame.rate {
-                Some((n, d)) => gst::Fraction::new(n, d),
-                None => gst::Fraction::new(30, 1),
-            })
-            .build();
-        let mut known = state.caps.lock().unwrap_or_else(|e| e.into_inner());
-        let changed = known.as_ref() != Some(&caps);
-        if changed {
-            *known = Some(caps.clone());
-        }
-        drop(known);
+        // Caps are made when the frame format changes, not per frame; a media created later
+        // takes them in `media-configure`.
+        let format = (image.width, image.height, frame.rate);
+        let changed = (self.format != Some(format)).then(|| {
+            self.format = Some(format);
+            let (n, d) = frame.rate.unwrap_or((30, 1));
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format(gst_video::VideoFormat::Rgb)
+                .width(image.width as i32)
+                .height(image.height as i32)
+                .framerate(gst::Fraction::new(n, d))
+                .build();
+            *state.caps.lock().unwrap_or_else(|e| e.into_inner()) = Some(caps.clone());
+            caps
+        });
         // No client yet: nothing to feed.
         let Some(src) = state
             .appsrc
@@ -248,7 +254,7 @@ impl Stage for RtspSink {
         else {
             return Ok(());
         };
-        if changed || src.caps().is_none() {
+        if let Some(caps) = changed {
             src.set_caps(Some(&caps));
         }
         if src.property::<u64>("current-level-buffers") >= PENDING_FRAMES {
