@@ -132,6 +132,8 @@ pub struct BuildContext<'a> {
     /// The one file the pipeline reads, when it reads a single video file (video sinks
     /// copy its audio).
     pub input_file: Option<PathBuf>,
+    /// Of a source of many inputs, the stream ids to run (a shard, less what is done).
+    pub chosen: Option<&'a std::collections::BTreeSet<u32>>,
 }
 
 /// The workers of a transform stage.
@@ -176,6 +178,12 @@ pub trait SourceComponent: Component {
         Vec::new()
     }
 
+    /// The inputs of a source of many (a folder, a glob, a list), each one stream that ends
+    /// during the run; `None` for a source of one stream.
+    fn many(&self) -> Option<&[crate::source::batch::Item]> {
+        None
+    }
+
     fn build(&self, cx: &BuildContext<'_>) -> Result<Box<dyn Source>, BoxError>;
 }
 
@@ -198,6 +206,12 @@ pub trait SinkComponent: Component {
     /// Redirects the output (`--output`); false when the sink writes no file.
     fn set_output(&mut self, _path: PathBuf) -> bool {
         false
+    }
+
+    /// Whether its output is one file or folder (not a series of them, like segments), so a
+    /// batch can write it under a temporary name and rename it when complete.
+    fn whole_output(&self) -> bool {
+        true
     }
 
     /// One output may hold every stream (each record names its stream), so `{stream}` is

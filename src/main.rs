@@ -54,6 +54,17 @@ enum Command {
         /// Serve Prometheus metrics at http://ADDRESS/metrics, e.g. 127.0.0.1:9464.
         #[arg(long, value_name = "ADDRESS")]
         metrics: Option<String>,
+        /// With many input files: run shard I of N (files whose stable hash falls in it);
+        /// JOB_COMPLETION_INDEX and JOB_COMPLETIONS give it in a Kubernetes Indexed Job.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// With many input files: redo files whose outputs are already complete.
+        #[arg(long)]
+        force: bool,
+        /// With many input files: where the run summary goes (default: batch.json in the
+        /// outputs' folder).
+        #[arg(long, value_name = "PATH")]
+        summary: Option<PathBuf>,
     },
     /// Measure a pipeline: end-to-end FPS and latency, each stage's busy time, the
     /// bottleneck, and the model alone in the same process.
@@ -267,6 +278,9 @@ fn main() -> ExitCode {
             eval,
             status_interval,
             metrics,
+            shard,
+            force,
+            summary,
         } => {
             if let Err(e) = check_flags(status_interval, threads) {
                 eprintln!("error: {e}");
@@ -300,13 +314,55 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let options = RunOptions { frames, threads };
+            let mut options = RunOptions {
+                frames,
+                threads,
+                ..RunOptions::default()
+            };
+            let batch = match pipeline.many() {
+                Some(items) => {
+                    let shard = match shard.as_deref().map(cli::batch::Shard::parse) {
+                        Some(s) => s.map(Some),
+                        None => cli::batch::Shard::from_env(),
+                    };
+                    let shard = match shard {
+                        Ok(s) => s,
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    };
+                    let plan = cli::batch::plan(&pipeline, items, shard, force);
+                    if let Some(s) = shard {
+                        eprintln!("shard {s}: {} of the {} files", plan.in_shard, items.len());
+                    }
+                    if !plan.skipped.is_empty() {
+                        eprintln!(
+                            "skipping {} file(s) whose outputs are complete (--force redoes them)",
+                            plan.skipped.len()
+                        );
+                    }
+                    options.chosen = Some(plan.chosen.clone());
+                    let path = summary
+                        .clone()
+                        .unwrap_or_else(|| cli::batch::default_summary_path(&pipeline, shard));
+                    Some((plan, path))
+                }
+                None if shard.is_some() || summary.is_some() => {
+                    eprintln!(
+                        "error: --shard and --summary need many input files (a folder, a glob \
+                         or @list.txt)"
+                    );
+                    return ExitCode::FAILURE;
+                }
+                None => None,
+            };
             let status = (status_interval > 0.0).then(|| {
                 // Live sources drop frames: the output does not reach the frame limit.
-                let limit = frames.filter(|_| !pipeline.is_live());
+                let limit = frames.filter(|_| !pipeline.is_live() && batch.is_none());
                 status::spawn(control.clone(), status_interval, limit)
             });
-            let result = pipeline::run(&pipeline, &options, control);
+            let result = pipeline::run(&pipeline, &options, control.clone());
             if let Some(status) = status {
                 status.finish();
             }
@@ -317,8 +373,32 @@ fn main() -> ExitCode {
                         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
                         eprintln!("memory: peak {:.1} MiB, now {:.1} MiB", mib(peak), mib(now));
                     }
-                    for path in pipeline.outputs() {
-                        println!("output: {}", path.display());
+                    let mut failed_files = 0;
+                    match &batch {
+                        None => {
+                            for path in pipeline.outputs() {
+                                println!("output: {}", path.display());
+                            }
+                        }
+                        Some((plan, path)) => {
+                            let summary = cli::batch::summarize(
+                                &pipeline,
+                                pipeline.many().unwrap_or_default(),
+                                plan,
+                                &control.streams.records(),
+                                report.wall.as_secs_f64(),
+                            );
+                            eprintln!("{summary}");
+                            if let Err(e) = summary.write(path) {
+                                eprintln!(
+                                    "error: cannot write the summary {}: {e}",
+                                    path.display()
+                                );
+                                return ExitCode::FAILURE;
+                            }
+                            println!("summary: {}", path.display());
+                            failed_files = summary.failed;
+                        }
                     }
                     if report.interrupted {
                         // 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP, as shells expect.
@@ -330,6 +410,8 @@ fn main() -> ExitCode {
                                 SIGINT as u8
                             },
                         )
+                    } else if failed_files > 0 {
+                        ExitCode::FAILURE
                     } else {
                         ExitCode::SUCCESS
                     }

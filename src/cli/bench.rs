@@ -144,7 +144,7 @@ impl Stage for Keep {
 fn decode_frames(pipeline: &Pipeline, n: u64) -> Result<Vec<Frame>, BenchError> {
     let kept = Arc::new(Mutex::new(Vec::new()));
     let sink = StageSpec::single("keep", Box::new(Keep(kept.clone())), 4, FullPolicy::Block);
-    let source = pipeline::sources(pipeline, Some(n))?;
+    let source = pipeline::sources(pipeline, Some(n), None)?;
     runtime::run(source, vec![], vec![sink], Arc::new(Control::default()))?;
     let frames = std::mem::take(&mut *kept.lock().expect("not poisoned"));
     if frames.is_empty() {
@@ -183,6 +183,7 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
     let run_options = RunOptions {
         frames: Some(total),
         threads: options.threads,
+        ..RunOptions::default()
     };
     let control = Arc::new(Control::with_warmup(options.warmup));
     let sample = decode_frames(

@@ -10,6 +10,15 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use segstream::runtime::{Control, StatusMark};
 
+/// `3/10 files, ` when the run works through many files.
+fn files(control: &Control) -> String {
+    control
+        .streams
+        .progress()
+        .map(|(done, all)| format!("{done}/{all} files, "))
+        .unwrap_or_default()
+}
+
 pub struct StatusThread {
     done: Arc<AtomicBool>,
     handle: JoinHandle<()>,
@@ -78,12 +87,13 @@ pub fn spawn(control: Arc<Control>, interval_s: f64, limit: Option<u64>) -> Stat
                     bar.set_position(metrics.frames_out());
                     if now >= next {
                         next = now + interval;
-                        bar.set_message(metrics.status(&mut mark, expected).details());
+                        let details = metrics.status(&mut mark, expected).details();
+                        bar.set_message(format!("{}{details}", files(&control)));
                     }
                 }
                 None => {
                     next = now + interval;
-                    eprintln!("{}", metrics.status(&mut mark, expected));
+                    eprintln!("{}{}", files(&control), metrics.status(&mut mark, expected));
                 }
             }
         }

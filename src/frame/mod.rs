@@ -48,6 +48,18 @@ pub struct Frame {
     pub overlay: Option<Arc<RgbImage>>,
     /// The true label map, when the source knows it (the synthetic scene does).
     pub truth: Option<Arc<LabelMap>>,
+    /// Set on the last frame of a stream that ends while the run goes on (one file of a
+    /// batch), so per-stream sinks finish that stream's outputs there.
+    pub end: Option<StreamEnd>,
+}
+
+/// How a stream that ends before the run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamEnd {
+    /// Every frame of it was decoded: its outputs are complete.
+    Complete,
+    /// Decoding failed after this frame (the reason): its outputs are not to be kept.
+    Failed(Arc<str>),
 }
 
 impl Frame {
@@ -64,6 +76,7 @@ impl Frame {
             instances: None,
             overlay: None,
             truth: None,
+            end: None,
         }
     }
 

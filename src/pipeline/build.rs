@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use super::{is_template, stream_path, Pipeline};
+use std::collections::BTreeSet;
+
+use super::{is_template, PerStream, Pipeline};
 use crate::component::{BuildContext, SinkComponent};
 use crate::frame::{Classes, Facets};
 use crate::runtime::{self, BoxError, Control, PipelineError, RunReport, Source, Stage, StageSpec};
-use crate::sink::PerStream;
 
 /// Per-run knobs from the command line.
 #[derive(Clone, Debug, Default)]
@@ -15,6 +16,11 @@ pub struct RunOptions {
     pub frames: Option<u64>,
     /// Overrides every infer stage's thread count.
     pub threads: Option<usize>,
+    /// Of a source of many inputs, the stream ids to run (a shard, less what is done).
+    pub chosen: Option<BTreeSet<u32>>,
+    /// Streams end during the run although the pipeline's source is one stream (a worker
+    /// feeds it files from a queue): outputs are written as for a source of many.
+    pub ending_streams: bool,
 }
 
 fn build_failed(stage: &str, source: BoxError) -> PipelineError {
@@ -35,7 +41,11 @@ fn classes(pipeline: &Pipeline) -> Arc<Classes> {
 
 /// The pipeline's sources as one (several run side by side, frames of source `i` carrying
 /// stream id `i`).
-pub fn sources(pipeline: &Pipeline, frames: Option<u64>) -> Result<Box<dyn Source>, PipelineError> {
+pub fn sources(
+    pipeline: &Pipeline,
+    frames: Option<u64>,
+    chosen: Option<&BTreeSet<u32>>,
+) -> Result<Box<dyn Source>, PipelineError> {
     let classes = Arc::new(Classes::default());
     let cx = BuildContext {
         live: pipeline.is_live(),
@@ -44,6 +54,7 @@ pub fn sources(pipeline: &Pipeline, frames: Option<u64>) -> Result<Box<dyn Sourc
         classes: &classes,
         wanted: Facets::NONE,
         input_file: None,
+        chosen,
     };
     let mut built = Vec::new();
     for s in &pipeline.sources {
@@ -62,7 +73,7 @@ pub fn run(
     options: &RunOptions,
     control: Arc<Control>,
 ) -> Result<RunReport, PipelineError> {
-    let source = sources(pipeline, options.frames)?;
+    let source = sources(pipeline, options.frames, options.chosen.as_ref())?;
     run_with_source(pipeline, options, source, control)
 }
 
@@ -94,7 +105,12 @@ pub fn run_with_source(
         classes: &classes,
         wanted,
         input_file: input_file.clone(),
+        chosen: None,
     };
+    let ending = options.ending_streams || pipeline.many().is_some();
+    if ending {
+        control.streams.set_outputs(pipeline.per_stream_outputs());
+    }
 
     let mut transforms = Vec::new();
     for (t, wanted) in pipeline.transforms.iter().zip(wanted) {
@@ -119,17 +135,19 @@ pub fn run_with_source(
         let stage: Box<dyn Stage> = match config.output().map(|p| p.to_owned()) {
             Some(path) if is_template(&path) => {
                 let (live, classes, threads) = (live, classes.clone(), options.threads);
-                Box::new(PerStream::new(move |stream| {
+                let make = move |_stream: u32, output: &std::path::Path, input_file| {
                     let cx = BuildContext {
                         live,
                         threads,
                         frames: None,
                         classes: &classes,
                         wanted: Facets::NONE,
-                        input_file: None,
+                        input_file,
+                        chosen: None,
                     };
-                    per_stream(config.as_ref(), &cx, &stream_path(&path, stream))
-                }))
+                    per_stream(config.as_ref(), &cx, output)
+                };
+                Box::new(PerStream::new(path, ending, Box::new(make)))
             }
             output => config
                 .build(&cx(Facets::NONE), output.as_deref())

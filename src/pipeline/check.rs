@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::parse::{File, Slot};
 use super::{
-    is_template, stream_path, Overrides, Part, Pipeline, MAX_COMPONENTS, STREAM_PLACEHOLDER,
+    is_template, stream_path, Overrides, Part, Pipeline, MAX_COMPONENTS, NAME_PLACEHOLDER,
+    STREAM_PLACEHOLDER,
 };
 use crate::component::{CheckContext, Component, SourceComponent};
 use crate::config::Problems;
@@ -182,24 +183,76 @@ impl File {
 
     /// Every sink writes its own files, none of them an input.
     fn check_outputs(&self, p: &mut Problems) {
-        let streams = self.sources.len();
-        let inputs: Vec<PathBuf> = self
+        let sources: Vec<&dyn SourceComponent> = self
             .sources
             .iter()
-            .filter_map(|s| s.config.as_ref())
-            .flat_map(|s| s.inputs())
+            .filter_map(|s| s.config.as_deref())
             .collect();
+        let many = sources.iter().find_map(|s| s.many());
+        if many.is_some() && self.sources.len() > 1 {
+            p.push(
+                "sources",
+                "a source of many files must be the pipeline's only source",
+            );
+        }
+        // Each stream's id and name, as placeholders expand them.
+        let streams: Vec<(u32, Option<&str>)> = match many {
+            Some(items) => items
+                .iter()
+                .map(|i| (i.id, Some(i.name.as_str())))
+                .collect(),
+            None => (0..self.sources.len() as u32).map(|i| (i, None)).collect(),
+        };
+        let inputs: Vec<PathBuf> = sources.iter().flat_map(|s| s.inputs()).collect();
         let mut outputs: Vec<&Path> = Vec::new();
         for s in &self.sinks {
             let Some(c) = &s.config else { continue };
             let Some(out) = c.output() else { continue };
-            if streams > 1 && !c.shared_by_streams() && !is_template(out) {
+            if let Some(items) = many {
+                if !is_template(out) {
+                    p.push(
+                        &s.field,
+                        format!(
+                            "{} would be written by all {} input files (expected \
+                             {NAME_PLACEHOLDER} in the path, e.g. out/{NAME_PLACEHOLDER}.mp4)",
+                            out.display(),
+                            items.len()
+                        ),
+                    );
+                } else if !c.whole_output() {
+                    p.push(
+                        &s.field,
+                        "segment_s cannot be used with many input files (each file's output \
+                         is written whole and renamed into place when complete)",
+                    );
+                }
+                if out.to_string_lossy().contains(NAME_PLACEHOLDER) {
+                    let mut seen = std::collections::HashMap::new();
+                    for item in items {
+                        if let Some(other) = seen.insert(item.name.as_str(), item) {
+                            p.push(
+                                &s.field,
+                                format!(
+                                    "inputs {} and {} both have the name {} (their outputs \
+                                     would be the same file; rename one, or use \
+                                     {STREAM_PLACEHOLDER})",
+                                    other.input.describe(),
+                                    item.input.describe(),
+                                    item.name
+                                ),
+                            );
+                            break;
+                        }
+                    }
+                }
+            } else if streams.len() > 1 && !c.shared_by_streams() && !is_template(out) {
                 p.push(
                     &s.field,
                     format!(
-                        "{} would be written by all {streams} sources (expected \
+                        "{} would be written by all {} sources (expected \
                          {STREAM_PLACEHOLDER} in the path, e.g. out/cam{STREAM_PLACEHOLDER}.mp4)",
-                        out.display()
+                        out.display(),
+                        streams.len()
                     ),
                 );
             }
@@ -211,7 +264,10 @@ impl File {
             }
             outputs.push(out);
             let expanded: Vec<PathBuf> = if is_template(out) {
-                (0..streams as u32).map(|i| stream_path(out, i)).collect()
+                streams
+                    .iter()
+                    .map(|(i, name)| stream_path(out, *i, *name))
+                    .collect()
             } else {
                 vec![out.to_owned()]
             };
@@ -225,6 +281,7 @@ impl File {
                             input.display()
                         ),
                     );
+                    break;
                 }
             }
         }

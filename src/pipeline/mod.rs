@@ -22,9 +22,11 @@
 mod build;
 mod check;
 mod parse;
+mod per_stream;
 
 pub use build::{run, run_with_source, sources, RunOptions};
 use parse::parse;
+pub use per_stream::PerStream;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,20 +37,35 @@ use crate::config::{read_text, ConfigError, Document, Problem, Problems};
 /// Sink paths may contain this; each stream writes its own file or directory.
 pub const STREAM_PLACEHOLDER: &str = "{stream}";
 
+/// Sink paths may contain this with many input files: each file's name (its path below the
+/// folder without the extension).
+pub const NAME_PLACEHOLDER: &str = "{name}";
+
 /// Most sources, transforms or sinks in one pipeline: each is a thread or more.
 pub const MAX_COMPONENTS: usize = 64;
 
-/// `path` with `{stream}` replaced by the stream id.
-pub fn stream_path(path: &Path, stream: u32) -> PathBuf {
+/// `path` with `{stream}` replaced by the stream id and `{name}` by the stream's name (the id
+/// when it has none).
+pub fn stream_path(path: &Path, stream: u32, name: Option<&str>) -> PathBuf {
+    let id = stream.to_string();
     PathBuf::from(
         path.to_string_lossy()
-            .replace(STREAM_PLACEHOLDER, &stream.to_string()),
+            .replace(STREAM_PLACEHOLDER, &id)
+            .replace(NAME_PLACEHOLDER, name.unwrap_or(&id)),
     )
 }
 
-/// Whether a sink path has a `{stream}` placeholder.
+/// Whether a sink path has a `{stream}` or `{name}` placeholder.
 pub fn is_template(path: &Path) -> bool {
-    path.to_string_lossy().contains(STREAM_PLACEHOLDER)
+    let s = path.to_string_lossy();
+    s.contains(STREAM_PLACEHOLDER) || s.contains(NAME_PLACEHOLDER)
+}
+
+/// Where an output is written until it is complete: beside it, with `.partial` added.
+pub fn partial_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".partial");
+    PathBuf::from(s)
 }
 
 /// A component of the pipeline with its `type`.
@@ -141,14 +158,43 @@ impl Pipeline {
             .find_map(|(i, t)| t.config.as_any().downcast_ref::<T>().map(|c| (i, c)))
     }
 
-    /// Every file the run writes, with `{stream}` expanded for each stream.
+    /// The inputs of its source of many (a folder, a glob, a list), if it has one.
+    pub fn many(&self) -> Option<&[crate::source::batch::Item]> {
+        self.sources.iter().find_map(|s| s.config.many())
+    }
+
+    /// The outputs each stream of its own gets (sinks whose path has a placeholder).
+    pub fn per_stream_outputs(&self) -> usize {
+        self.sinks
+            .iter()
+            .filter(|s| s.config.output().is_some_and(is_template))
+            .count()
+    }
+
+    /// The files or folders stream `stream` named `name` ends with, placeholders expanded.
+    pub fn outputs_of(&self, stream: u32, name: Option<&str>) -> Vec<PathBuf> {
+        self.sinks
+            .iter()
+            .filter_map(|s| s.config.output())
+            .filter(|p| is_template(p))
+            .map(|p| stream_path(p, stream, name))
+            .collect()
+    }
+
+    /// Every file the run writes, with `{stream}` and `{name}` expanded for each stream.
     pub fn outputs(&self) -> Vec<PathBuf> {
-        let streams = self.sources.len() as u32;
+        let streams: Vec<(u32, Option<&str>)> = match self.many() {
+            Some(items) => items
+                .iter()
+                .map(|i| (i.id, Some(i.name.as_str())))
+                .collect(),
+            None => (0..self.sources.len() as u32).map(|s| (s, None)).collect(),
+        };
         let mut out = Vec::new();
         for sink in &self.sinks {
             if let Some(path) = sink.config.output() {
                 if is_template(path) {
-                    out.extend((0..streams).map(|s| stream_path(path, s)));
+                    out.extend(streams.iter().map(|(s, n)| stream_path(path, *s, *n)));
                 } else {
                     out.push(path.to_owned());
                 }

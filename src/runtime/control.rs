@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::{BoxError, RunMetrics, Summary};
+use super::{BoxError, RunMetrics, StreamLog, Summary};
 
 /// State shared by every stage of one run.
 #[derive(Default)]
@@ -20,6 +20,8 @@ pub struct Control {
     pub(super) expected: AtomicU64,
     /// Stages' closing figures, as they finish.
     pub(super) summaries: Mutex<Vec<(String, Summary)>>,
+    /// Streams that begin and end during the run (a batch's files).
+    pub streams: StreamLog,
 }
 
 impl Control {
@@ -48,6 +50,11 @@ impl Control {
     /// Frames the source expects to produce, when it knows (files of known duration).
     pub fn expected_frames(&self) -> Option<u64> {
         Some(self.expected.load(Ordering::Relaxed)).filter(|n| *n > 0)
+    }
+
+    /// Adds to the frames the run expects (a batch adds each file's as it learns them).
+    pub fn add_expected_frames(&self, n: u64) {
+        self.expected.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(super) fn is_aborted(&self) -> bool {

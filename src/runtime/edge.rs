@@ -8,7 +8,7 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 
 use super::FullPolicy;
 use super::{Aborted, Control, StageMetrics};
-use crate::frame::Frame;
+use crate::frame::{Frame, StreamEnd};
 
 /// How often a blocked sender looks up from its wait to see whether the pipeline aborted.
 const ABORT_POLL: Duration = Duration::from_millis(50);
@@ -95,6 +95,9 @@ pub struct Output {
     /// Applied to every frame sent downstream, in output order (after a parallel stage's
     /// reordering): work that must see frames in sequence, such as tracking.
     pub(crate) ordered: Option<OrderedStep>,
+    /// For a stream that ends during the run: the frame sent last, held back until the next
+    /// one or the stream's end, so the last frame can say how the stream ended.
+    pub(crate) held: Option<Option<Frame>>,
 }
 
 /// A stage's in-order step on its output frames; see [`super::StageSpec::ordered`].
@@ -110,7 +113,33 @@ impl Output {
             control: self.control.clone(),
             stream: Some(stream),
             ordered: None,
+            held: None,
         }
+    }
+
+    /// The output for one stream of several that begin and end during the run: each frame
+    /// goes downstream when the next is sent, the last with [`Output::end_stream`].
+    pub(crate) fn for_ending_stream(&self, stream: u32) -> Output {
+        Output {
+            held: Some(None),
+            ..self.for_stream(stream)
+        }
+    }
+
+    /// Sends the frame held back, marked with how its stream ended (`None`: the run is
+    /// stopping and the stream did not end). False when the stream sent no frame.
+    pub fn end_stream(&mut self, end: Option<StreamEnd>) -> Result<bool, Aborted> {
+        let Some(Some(mut last)) = self.held.as_mut().map(Option::take) else {
+            return Ok(false);
+        };
+        last.end = end;
+        self.send_now(last)?;
+        Ok(true)
+    }
+
+    /// The run's streams that begin and end while it runs.
+    pub fn streams(&self) -> &crate::runtime::StreamLog {
+        &self.control.streams
     }
 
     /// Sends a frame downstream. Fails only when the pipeline is aborting; the stage should
@@ -119,6 +148,16 @@ impl Output {
         if let Some(stream) = self.stream {
             frame.stream = stream;
         }
+        if let Some(held) = &mut self.held {
+            return match held.replace(frame) {
+                Some(previous) => self.send_now(previous),
+                None => Ok(()),
+            };
+        }
+        self.send_now(frame)
+    }
+
+    fn send_now(&mut self, mut frame: Frame) -> Result<(), Aborted> {
         if let Some(collected) = &mut self.collect {
             collected.push(frame);
             return Ok(());
@@ -164,7 +203,16 @@ impl Output {
 
     /// Tells the status line how many frames to expect (a file's duration times its rate).
     pub fn set_expected_frames(&self, n: u64) {
+        if self.held.is_some() {
+            // One file of several: the batch counts the frames of all of them.
+            return;
+        }
         self.control.expected.store(n, Ordering::Relaxed);
+    }
+
+    /// Adds frames to what the run expects in all (a batch's files, as it learns them).
+    pub fn add_expected_frames(&self, n: u64) {
+        self.control.add_expected_frames(n);
     }
 
     /// Counts a frame the stage passed on without doing its work (shown in the summary).

@@ -12,6 +12,7 @@ mod queue;
 mod spawn;
 mod stage;
 mod status;
+mod streams;
 #[cfg(test)]
 mod tests;
 
@@ -23,6 +24,7 @@ pub use metrics::{
 pub use queue::{FullPolicy, QueueConfig, MAX_CAPACITY};
 pub use stage::{Aborted, BoxError, Merge, Source, Stage};
 pub use status::{memory, RunMetrics, Status, StatusMark};
+pub use streams::{Outcome, StreamLog, StreamRecord};
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -89,6 +91,7 @@ pub fn run(
             control: control.clone(),
             stream: None,
             ordered: None,
+            held: None,
         };
         // Every sink sees every frame: the first one stands for the pipeline's output.
         all_metrics.push(metrics);
@@ -114,6 +117,7 @@ pub fn run(
             control: control.clone(),
             stream: None,
             ordered: None,
+            held: None,
         };
         transform_metrics.push(metrics);
         if let Err(e) = spawn_stage(spec, rx, out, None, &mut handles) {
@@ -137,6 +141,7 @@ pub fn run(
         control: control.clone(),
         stream: None,
         ordered: None,
+        held: None,
     };
     let mut source = source;
     let source_handle = spawn_named("decode", "segstream-decode".into(), move || {

@@ -100,6 +100,7 @@ fn spawn_parallel(
             control: out.control.clone(),
             stream: None,
             ordered: None,
+            held: None,
         };
         let latency = latency.clone();
         let handle = spawn_named(&label, format!("segstream-{name}-{i}"), move || {

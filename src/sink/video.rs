@@ -94,6 +94,10 @@ impl<C: Container> SinkComponent for VideoFileConfig<C> {
         true
     }
 
+    fn whole_output(&self) -> bool {
+        self.segment_s.is_none()
+    }
+
     fn build(
         &self,
         cx: &BuildContext<'_>,

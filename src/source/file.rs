@@ -1,4 +1,6 @@
-//! `file`: a video file, a still image, or a numbered image sequence (`frames/%05d.png`).
+//! `file`: a video file, a still image, or a numbered image sequence (`frames/%05d.png`);
+//! or many files: a folder, a glob (`clips/*.mp4`) or a list file (`@list.txt`), each file a
+//! stream of its own named by `{name}` in sink paths (see `super::batch`).
 //!
 //! `[source] type = "file", path = "../assets/sample.mp4"` (relative to the pipeline file);
 //! on the command line `--input clip.mp4` (relative to the current folder).
@@ -7,6 +9,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::batch::{self, Batch, Item};
 use super::gst::{sequence_file, Decode, Input};
 use crate::component::{BuildContext, CheckContext, Component, SourceComponent};
 use crate::config::Problems;
@@ -20,7 +23,21 @@ pub struct FileConfig {
     /// First index of an image sequence.
     #[serde(default)]
     pub start_index: u32,
+    /// With many files: how many are decoded at once (their frames share the infer
+    /// stage's batches).
+    #[serde(default = "default_in_flight")]
+    pub files_in_flight: usize,
+    /// With many files: each of them, found when the config is checked.
+    #[serde(skip)]
+    pub items: Vec<Item>,
 }
+
+fn default_in_flight() -> usize {
+    2
+}
+
+/// Most files decoded at once.
+pub const MAX_IN_FLIGHT: usize = 16;
 
 impl FileConfig {
     /// Whether the path is an image sequence pattern (`frames/%05d.png`).
@@ -29,10 +46,24 @@ impl FileConfig {
     }
 }
 
+/// `path` resolved with `resolve`, keeping a list file's leading `@`.
+fn resolve_spec(path: &std::path::Path, resolve: impl Fn(&std::path::Path) -> PathBuf) -> PathBuf {
+    match path.to_str().and_then(|s| s.strip_prefix('@')) {
+        Some(list) => PathBuf::from(format!("@{}", resolve(list.as_ref()).display())),
+        None => resolve(path),
+    }
+}
+
 impl Component for FileConfig {
     fn check(&mut self, cx: &CheckContext<'_>, p: &mut Problems) {
-        self.path = cx.resolve(&self.path);
-        if self.is_sequence() {
+        self.path = resolve_spec(&self.path, |p| cx.resolve(p));
+        p.range("files_in_flight", self.files_in_flight, 1, MAX_IN_FLIGHT);
+        if batch::is_many(&self.path) {
+            match batch::expand(&self.path) {
+                Ok(items) => self.items = items,
+                Err(e) => p.push("path", e),
+            }
+        } else if self.is_sequence() {
             match sequence_file(&self.path, self.start_index) {
                 Some(first) if !first.is_file() => p.push(
                     "path",
@@ -78,6 +109,8 @@ impl SourceComponent for FileConfig {
         Some(Ok(FileConfig {
             path: input.into(),
             start_index: 0,
+            files_in_flight: default_in_flight(),
+            items: Vec::new(),
         }))
     }
 
@@ -86,14 +119,42 @@ impl SourceComponent for FileConfig {
     }
 
     fn describe(&self) -> String {
-        self.path.display().to_string()
+        match self.items.len() {
+            0 => self.path.display().to_string(),
+            n => format!("{} ({n} files)", self.path.display()),
+        }
     }
 
     fn inputs(&self) -> Vec<PathBuf> {
+        if !self.items.is_empty() {
+            return self
+                .items
+                .iter()
+                .filter_map(|i| i.path().map(ToOwned::to_owned))
+                .collect();
+        }
         vec![self.path.clone()]
     }
 
+    fn many(&self) -> Option<&[Item]> {
+        (!self.items.is_empty()).then_some(&self.items[..])
+    }
+
     fn build(&self, cx: &BuildContext<'_>) -> Result<Box<dyn Source>, BoxError> {
+        if !self.items.is_empty() {
+            let chosen: Vec<Item> = self
+                .items
+                .iter()
+                .filter(|i| cx.chosen.is_none_or(|c| c.contains(&i.id)))
+                .cloned()
+                .collect();
+            return Ok(Box::new(Batch::new(
+                Box::new(chosen.clone().into_iter()),
+                self.files_in_flight,
+                cx.frames,
+                chosen,
+            )));
+        }
         let input = Input::File {
             path: self.path.clone(),
             start_index: self.start_index,

@@ -1,6 +1,7 @@
 //! Sources: where frames come from. Each file is one `type` of `[source]`, with its
 //! settings; those that GStreamer decodes share `gst`.
 
+pub mod batch;
 pub mod camera;
 pub mod file;
 pub mod gst;

@@ -134,6 +134,11 @@ impl Decode {
         }
     }
 
+    /// Frames sent so far.
+    pub fn frames(&self) -> u64 {
+        self.seq
+    }
+
     fn input(&self) -> String {
         self.config.describe()
     }
