@@ -156,6 +156,17 @@ impl Workers {
     }
 }
 
+/// One input of a source of many: a stream of its own that ends during the run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManyInput {
+    /// Its stream id: its place in the whole list (the same in every shard).
+    pub id: u32,
+    /// What its outputs are called (`{name}`).
+    pub name: String,
+    /// The input as given (a path or a URI), for messages.
+    pub input: String,
+}
+
 /// Where frames come from.
 pub trait SourceComponent: Component {
     /// The source a command-line `--input` names, if it is of this type (`rtsp://...`,
@@ -180,7 +191,7 @@ pub trait SourceComponent: Component {
 
     /// The inputs of a source of many (a folder, a glob, a list), each one stream that ends
     /// during the run; `None` for a source of one stream.
-    fn many(&self) -> Option<&[crate::source::batch::Item]> {
+    fn many(&self) -> Option<Vec<ManyInput>> {
         None
     }
 

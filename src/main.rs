@@ -155,6 +155,54 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Take files from a NATS JetStream work queue and run each through a pipeline (its
+    /// source is replaced by the queue); each message is acknowledged once the file's outputs
+    /// are in place.
+    Worker {
+        /// The pipeline file; every output path needs {name}.
+        pipeline: PathBuf,
+        /// The queue: nats://HOST[:PORT]/SUBJECT.
+        #[arg(long)]
+        queue: String,
+        #[command(flatten)]
+        names: QueueNames,
+        /// Seconds a message waits for its acknowledgement before another worker gets it.
+        #[arg(long, default_value_t = 60.0)]
+        ack_wait_s: f64,
+        /// Deliveries of one message before JetStream gives up on it.
+        #[arg(long, default_value_t = 5)]
+        max_deliveries: i64,
+        /// End once the queue has been empty this many seconds (default: wait forever).
+        #[arg(long)]
+        idle_exit_s: Option<f64>,
+        /// Files decoded at once.
+        #[arg(long, default_value_t = 1)]
+        files_in_flight: usize,
+        /// ONNX Runtime threads for every infer stage.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Seconds between status lines; 0 turns them off.
+        #[arg(long, default_value_t = 30.0)]
+        status_interval: f64,
+        /// Serve Prometheus metrics at http://ADDRESS/metrics.
+        #[arg(long, value_name = "ADDRESS")]
+        metrics: Option<String>,
+        /// Also write the summary of the files it did to this file.
+        #[arg(long, value_name = "PATH")]
+        summary: Option<PathBuf>,
+    },
+    /// Publish files (a folder, a glob, @list.txt or files) on a NATS JetStream work queue
+    /// for `worker`s, one message per file.
+    Enqueue {
+        /// The queue: nats://HOST[:PORT]/SUBJECT.
+        #[arg(long)]
+        queue: String,
+        #[command(flatten)]
+        names: QueueNames,
+        /// Folders, globs, @list.txt files or files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
     /// Check a pipeline file, its model configs and ONNX files without running anything.
     Validate {
         /// The pipeline file.
@@ -166,6 +214,30 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+}
+
+/// The JetStream names `worker` and `enqueue` share.
+#[derive(clap::Args)]
+struct QueueNames {
+    /// The JetStream stream holding the subject (created as a work queue when missing).
+    #[arg(long, default_value = "SEGSTREAM")]
+    stream: String,
+}
+
+/// The signal that stopped a run, as an exit code (128 + its number), or `otherwise`.
+fn exit_code(stopped_by: &AtomicI32, interrupted: bool, otherwise: ExitCode) -> ExitCode {
+    if !interrupted {
+        return otherwise;
+    }
+    // 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP, as shells expect.
+    let signal = stopped_by.load(Ordering::Relaxed);
+    ExitCode::from(
+        128 + if signal > 0 {
+            signal as u8
+        } else {
+            SIGINT as u8
+        },
+    )
 }
 
 /// The class names of `--model`, or none; an error is printed.
@@ -319,7 +391,8 @@ fn main() -> ExitCode {
                 threads,
                 ..RunOptions::default()
             };
-            let batch = match pipeline.many() {
+            let many = pipeline.many();
+            let batch = match &many {
                 Some(items) => {
                     let shard = match shard.as_deref().map(cli::batch::Shard::parse) {
                         Some(s) => s.map(Some),
@@ -383,7 +456,7 @@ fn main() -> ExitCode {
                         Some((plan, path)) => {
                             let summary = cli::batch::summarize(
                                 &pipeline,
-                                pipeline.many().unwrap_or_default(),
+                                many.as_deref().unwrap_or_default(),
                                 plan,
                                 &control.streams.records(),
                                 report.wall.as_secs_f64(),
@@ -535,6 +608,184 @@ fn main() -> ExitCode {
                 cityscapes_ids,
             };
             print_metrics(segstream::eval::evaluate(&pred, &truth, &options), json)
+        }
+        Command::Enqueue {
+            queue,
+            names,
+            inputs,
+        } => {
+            let url = match cli::queue::QueueUrl::parse(&queue) {
+                Ok(u) => u,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let subject = url.subject.clone();
+            let options = cli::queue::QueueOptions {
+                url,
+                stream: names.stream,
+            };
+            match cli::queue::enqueue(&options, &inputs) {
+                Ok(n) => {
+                    println!(
+                        "enqueued {n} file(s) on {subject} (stream {})",
+                        options.stream
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Worker {
+            pipeline,
+            queue,
+            names,
+            ack_wait_s,
+            max_deliveries,
+            idle_exit_s,
+            files_in_flight,
+            threads,
+            status_interval,
+            metrics,
+            summary: summary_path,
+        } => {
+            let checked = check_flags(status_interval, threads).and_then(|()| {
+                let url = cli::queue::QueueUrl::parse(&queue)?;
+                if !(0.1..=86_400.0).contains(&ack_wait_s) {
+                    return Err(format!(
+                        "--ack-wait-s {ack_wait_s} is out of range (expected 0.1 to 86400 seconds)"
+                    ));
+                }
+                if !(1..=segstream::source::file::MAX_IN_FLIGHT).contains(&files_in_flight) {
+                    return Err(format!(
+                        "--files-in-flight {files_in_flight} is out of range (expected 1 to {})",
+                        segstream::source::file::MAX_IN_FLIGHT
+                    ));
+                }
+                if idle_exit_s.is_some_and(|s| !(0.0..=86_400.0 * 365.0).contains(&s)) {
+                    return Err("--idle-exit-s is out of range (expected seconds >= 0)".into());
+                }
+                Ok(url)
+            });
+            let url = match checked {
+                Ok(u) => u,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let pipeline = match Pipeline::load(&pipeline, &Overrides::default()) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {}", one_line(&e));
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Some(s) = pipeline.sinks.iter().find(|s| {
+                s.config.output().is_some_and(|o| {
+                    !segstream::pipeline::is_template(o) || !s.config.whole_output()
+                })
+            }) {
+                eprintln!(
+                    "error: {}: the {} sink writes {} for every file (expected {{name}} in the \
+                     path, e.g. out/{{name}}.mp4, and no segment_s: each file of the queue gets \
+                     its own outputs)",
+                    pipeline.path.display(),
+                    s.kind,
+                    s.config.output().unwrap_or(Path::new("")).display()
+                );
+                return ExitCode::FAILURE;
+            }
+            let control = Arc::new(Control::default());
+            let stopped_by = Arc::new(AtomicI32::new(0));
+            if let Err(e) = on_signals(control.clone(), stopped_by.clone()) {
+                tracing::warn!("Cannot install the signal handler: {e}.");
+            }
+            let _exporter = match metrics
+                .map(|a| cli::exporter::Exporter::serve(&a, control.clone()))
+                .transpose()
+            {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("error: {}", one_line(&e));
+                    return ExitCode::FAILURE;
+                }
+            };
+            let options = cli::queue::WorkerOptions {
+                queue: cli::queue::QueueOptions {
+                    url,
+                    stream: names.stream,
+                },
+                consumer: "segstream-workers".into(),
+                ack_wait: std::time::Duration::from_secs_f64(ack_wait_s),
+                max_deliveries,
+                idle_exit: idle_exit_s.map(std::time::Duration::from_secs_f64),
+            };
+            let run = RunOptions {
+                threads,
+                ending_streams: true,
+                ..RunOptions::default()
+            };
+            let status = (status_interval > 0.0)
+                .then(|| status::spawn(control.clone(), status_interval, None));
+            let started = std::time::Instant::now();
+            let result = cli::queue::work(
+                pipeline.clone(),
+                &options,
+                &run,
+                control.clone(),
+                files_in_flight,
+            );
+            if let Some(status) = status {
+                status.finish();
+            }
+            let report = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let items: Vec<segstream::component::ManyInput> = report
+                .records
+                .iter()
+                .map(|r| segstream::component::ManyInput {
+                    id: r.id,
+                    name: r.name.clone(),
+                    input: r.input.clone(),
+                })
+                .collect();
+            let plan = cli::batch::Plan {
+                shard: None,
+                chosen: items.iter().map(|i| i.id).collect(),
+                skipped: Vec::new(),
+                in_shard: items.len(),
+            };
+            let summary = cli::batch::summarize(
+                &pipeline,
+                &items,
+                &plan,
+                &report.records,
+                started.elapsed().as_secs_f64(),
+            );
+            eprintln!("{summary}");
+            if let Some(path) = &summary_path {
+                if let Err(e) = summary.write(path) {
+                    eprintln!("error: cannot write the summary {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+                println!("summary: {}", path.display());
+            }
+            let failed = if summary.failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+            exit_code(&stopped_by, control.stop_requested(), failed)
         }
         Command::Validate {
             pipeline: path,

@@ -80,6 +80,7 @@ pub static SINKS: &[Entry<dyn SinkComponent>] = &[
     entry!("png", sink::png::PngConfig),
     entry!("jsonl", sink::jsonl::JsonlConfig),
     entry!("mqtt", sink::mqtt::MqttConfig),
+    entry!("nats", sink::nats::NatsConfig),
     entry!("null", sink::null::NullConfig),
     entry!("display", sink::display::DisplayConfig),
     entry!("rtsp", sink::rtsp::RtspSinkConfig),

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use segstream::component::ManyInput as Item;
 use segstream::pipeline::{Pipeline, NAME_PLACEHOLDER, STREAM_PLACEHOLDER};
 use segstream::runtime::{Outcome, StreamRecord};
-use segstream::source::batch::Item;
 use serde::Serialize;
 
 /// Shard `index` of `count`: the files whose stable hash falls in it.
@@ -179,7 +179,7 @@ pub fn summarize(
     for item in items {
         let outputs = pipeline.outputs_of(item.id, Some(&item.name));
         let base = |outcome, reason: Option<String>| FileRow {
-            input: item.input.describe(),
+            input: item.input.clone(),
             name: item.name.clone(),
             outcome,
             reason,

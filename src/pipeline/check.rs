@@ -189,6 +189,7 @@ impl File {
             .filter_map(|s| s.config.as_deref())
             .collect();
         let many = sources.iter().find_map(|s| s.many());
+        let many = many.as_deref();
         if many.is_some() && self.sources.len() > 1 {
             p.push(
                 "sources",
@@ -236,9 +237,7 @@ impl File {
                                     "inputs {} and {} both have the name {} (their outputs \
                                      would be the same file; rename one, or use \
                                      {STREAM_PLACEHOLDER})",
-                                    other.input.describe(),
-                                    item.input.describe(),
-                                    item.name
+                                    other.input, item.input, item.name
                                 ),
                             );
                             break;

@@ -31,7 +31,7 @@ pub use per_stream::PerStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::component::{SinkComponent, SourceComponent, TransformComponent};
+use crate::component::{ManyInput, SinkComponent, SourceComponent, TransformComponent};
 use crate::config::{read_text, ConfigError, Document, Problem, Problems};
 
 /// Sink paths may contain this; each stream writes its own file or directory.
@@ -159,7 +159,7 @@ impl Pipeline {
     }
 
     /// The inputs of its source of many (a folder, a glob, a list), if it has one.
-    pub fn many(&self) -> Option<&[crate::source::batch::Item]> {
+    pub fn many(&self) -> Option<Vec<ManyInput>> {
         self.sources.iter().find_map(|s| s.config.many())
     }
 
@@ -183,7 +183,8 @@ impl Pipeline {
 
     /// Every file the run writes, with `{stream}` and `{name}` expanded for each stream.
     pub fn outputs(&self) -> Vec<PathBuf> {
-        let streams: Vec<(u32, Option<&str>)> = match self.many() {
+        let many = self.many();
+        let streams: Vec<(u32, Option<&str>)> = match &many {
             Some(items) => items
                 .iter()
                 .map(|i| (i.id, Some(i.name.as_str())))

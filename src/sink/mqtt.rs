@@ -19,6 +19,7 @@ use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde::Deserialize;
 
 use super::jsonl::frame_line;
+use super::topic;
 use crate::component::{BuildContext, CheckContext, Component, SinkComponent};
 use crate::config::Problems;
 use crate::frame::{Classes, Frame};
@@ -29,7 +30,8 @@ use crate::runtime::{BoxError, Output, QueueConfig, Stage, Summary};
 pub struct MqttConfig {
     /// `mqtt://HOST[:PORT]` (port 1883 when absent).
     pub url: String,
-    /// The topic of each line; `{stream}` is the frame's stream id.
+    /// The topic of each line; `{stream}` is the frame's stream id, `{name}` its input's
+    /// name (with many input files).
     #[serde(default = "default_topic")]
     pub topic: String,
     /// Lines held while the broker is slow or away.
@@ -205,10 +207,7 @@ impl Stage for MqttSink {
     fn process(&mut self, frame: Frame, out: &mut Output) -> Result<(), BoxError> {
         let state = self.state.as_ref().expect("start() ran");
         let line = frame_line(&frame, &self.classes)?;
-        let topic = self
-            .settings
-            .topic
-            .replace("{stream}", &frame.stream.to_string());
+        let topic = topic(&self.settings.topic, frame.stream, out);
         match state
             .client
             .try_publish(topic, QoS::AtLeastOnce, false, line)

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::batch::{self, Batch, Item};
 use super::gst::{sequence_file, Decode, Input};
-use crate::component::{BuildContext, CheckContext, Component, SourceComponent};
+use crate::component::{BuildContext, CheckContext, Component, ManyInput, SourceComponent};
 use crate::config::Problems;
 use crate::runtime::{BoxError, Source};
 
@@ -136,8 +136,17 @@ impl SourceComponent for FileConfig {
         vec![self.path.clone()]
     }
 
-    fn many(&self) -> Option<&[Item]> {
-        (!self.items.is_empty()).then_some(&self.items[..])
+    fn many(&self) -> Option<Vec<ManyInput>> {
+        (!self.items.is_empty()).then(|| {
+            self.items
+                .iter()
+                .map(|i| ManyInput {
+                    id: i.id,
+                    name: i.name.clone(),
+                    input: i.input.describe(),
+                })
+                .collect()
+        })
     }
 
     fn build(&self, cx: &BuildContext<'_>) -> Result<Box<dyn Source>, BoxError> {
