@@ -74,7 +74,8 @@ enum Command {
         /// Replace the pipeline's source (as for `run`).
         #[arg(long)]
         input: Option<String>,
-        /// Frames to measure, after the warm-up.
+        /// Frames to measure, after the warm-up (with many input files, every frame of
+        /// every file is run and measured after the warm-up).
         #[arg(long, default_value_t = 100)]
         frames: u64,
         /// Frames processed first and not measured.

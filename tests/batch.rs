@@ -331,3 +331,34 @@ fn many_files_need_a_name_in_every_output_path() {
     );
     assert!(stderr(&o).contains("matches no file"), "{}", stderr(&o));
 }
+
+#[test]
+fn bench_over_a_folder_runs_every_frame_of_every_file_and_warms_up_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, counts) = clips(dir.path(), 8);
+    let p = pipeline_file(
+        dir.path(),
+        "jsonl.toml",
+        "[source]\ntype = \"file\"\npath = \"in\"\n\n\
+         [[sinks]]\ntype = \"jsonl\"\npath = \"out/{name}.jsonl\"\n",
+    );
+    let o = run_with_deadline(
+        segstream(&[
+            "bench",
+            p.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--warmup",
+            "3",
+        ]),
+        Duration::from_secs(300),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    // The corrupt clip fails alone; the five others are run whole.
+    let total: u64 = counts.values().sum();
+    assert!(
+        out.contains(&format!("{} frames after 3 warm-up", total - 3)),
+        "{out}"
+    );
+}

@@ -469,3 +469,54 @@ fn aac_audio_is_copied_in_sync_and_cut_where_the_video_ends() {
         }
     }
 }
+
+#[test]
+fn rotation_metadata_is_applied_as_players_apply_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("phone.mp4");
+    // A 320x240 clip to be shown turned a quarter clockwise, as phones record (PyAV).
+    reference("video.py", &["make-rotated", input.to_str().unwrap()]);
+    let reference_dir = dir.path().join("reference");
+    let facts = reference(
+        "video.py",
+        &[
+            "displayed",
+            input.to_str().unwrap(),
+            reference_dir.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        facts.contains("\"rotation_cw\": 90"),
+        "the clip carries the rotation: {facts}"
+    );
+    let out = dir.path().join("frames");
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"file\"\npath = {input:?}\n\n\
+             [[sinks]]\ntype = \"png\"\ndir = {out:?}\nwhat = \"frame\"\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap(), "--status-interval", "0"]),
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ours = read_png(&out.join("000000.png"));
+    let theirs = read_png(&reference_dir.join("000000.png"));
+    assert_eq!((ours.width, ours.height), (240, 320), "turned upright");
+    assert_eq!((theirs.width, theirs.height), (240, 320));
+    // The same picture as FFmpeg shows it (colour conversion differs by a level or two).
+    let diff: f64 = ours
+        .data
+        .iter()
+        .zip(&theirs.data)
+        .map(|(a, b)| (*a as f64 - *b as f64).abs())
+        .sum::<f64>()
+        / ours.data.len() as f64;
+    assert!(
+        diff < 4.0,
+        "mean difference {diff:.2} from FFmpeg's upright frame"
+    );
+}

@@ -180,8 +180,10 @@ pub(super) fn machine() -> Machine {
 /// Runs the benchmark.
 pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let total = options.warmup + options.frames;
+    // A folder of files is run whole: per-file start-up is part of what it measures.
+    let many = pipeline.many().is_some();
     let run_options = RunOptions {
-        frames: Some(total),
+        frames: (!many).then_some(total),
         threads: options.threads,
         ..RunOptions::default()
     };
@@ -272,7 +274,11 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
     Ok(BenchReport {
         segstream_version: env!("CARGO_PKG_VERSION").into(),
         pipeline: pipeline.path.display().to_string(),
-        frames: options.frames,
+        frames: if many {
+            report.frames_out.saturating_sub(options.warmup)
+        } else {
+            options.frames
+        },
         warmup: options.warmup,
         from_memory: options.from_memory,
         machine: machine(),

@@ -208,12 +208,15 @@ fn process(
     latency: &Option<Arc<LatencyMetrics>>,
 ) -> Result<(), BoxError> {
     let n = frames.len() as u32;
-    out.metrics.frames_in.fetch_add(n as u64, Ordering::Relaxed);
+    // The first `warmup` frames the stage sees are not measured (counted over every
+    // stream, so a batch of short files warms up once, not once per file).
+    let before = out.metrics.frames_in.fetch_add(n as u64, Ordering::Relaxed);
     let warmup = out.control.warmup;
     let measured: Vec<Instant> = frames
         .iter()
-        .filter(|f| f.seq >= warmup)
-        .map(|f| f.captured)
+        .enumerate()
+        .filter(|(i, _)| before + *i as u64 >= warmup)
+        .map(|(_, f)| f.captured)
         .collect();
     let t = Instant::now();
     stage.process_batch(frames, out)?;

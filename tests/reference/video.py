@@ -2,10 +2,14 @@
 
     python video.py info FILE            -> {"frames": N, "width": W, "height": H, "format": F}
     python video.py frames FILE DIR      -> DIR/000000.png ... (RGB), as PyAV decodes them
+    python video.py displayed FILE DIR   -> the same, turned as the file's display matrix says
+                                            (FFmpeg's autorotate); prints {"rotation_cw": D}
     python video.py pts FILE             -> [seconds, ...] of every decoded frame
     python video.py tracks FILE          -> {"video_s": S, "audio_s": S, "audio_codec": C,
                                             "video_start": T, "audio_start": T}: each track's
                                             span as decoded (audio: samples / rate)
+    python video.py make-rotated FILE    -> writes 5 frames at 320x240 whose display matrix
+                                            says "turn 90 degrees clockwise" (as phones do)
     python video.py make-vfr FILE        -> writes 40 frames at 320x240 with a gap and a
                                             change of rate (variable frame rate), H.264 in MP4
 """
@@ -39,6 +43,22 @@ def make_vfr(path: str) -> None:
     out.close()
 
 
+def make_rotated(path: str) -> None:
+    out = av.open(path, "w")
+    stream = out.add_stream("libx264", rate=30)
+    stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+    stream.set_display_rotation(-90)  # counterclockwise degrees: -90 is a clockwise turn
+    image = np.zeros((240, 320, 3), np.uint8)
+    image[:, :, 0] = (np.arange(320) * 255 // 320).astype(np.uint8)
+    image[:120, :160, 1] = 255  # a corner that shows which way is up
+    for _ in range(5):
+        for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+
+
 def tracks(path: str) -> None:
     with av.open(path) as container:
         video = container.streams.video[0]
@@ -65,6 +85,9 @@ def main() -> None:
     if cmd == "make-vfr":
         make_vfr(path)
         return
+    if cmd == "make-rotated":
+        make_rotated(path)
+        return
     if cmd == "tracks":
         tracks(path)
         return
@@ -76,6 +99,17 @@ def main() -> None:
                               "format": container.format.name}))
         elif cmd == "pts":
             print(json.dumps([float(f.time) for f in container.decode(stream)]))
+        elif cmd == "displayed":
+            out = pathlib.Path(sys.argv[3])
+            out.mkdir(parents=True, exist_ok=True)
+            clockwise = 0
+            for i, frame in enumerate(container.decode(stream)):
+                # av_display_rotation_get is counterclockwise; players turn clockwise by -it.
+                clockwise = int(round(-frame.rotation)) % 360
+                image = np.rot90(frame.to_ndarray(format="rgb24"), k=-(clockwise // 90))
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24") \
+                    .to_image().save(out / f"{i:06d}.png")
+            print(json.dumps({"rotation_cw": clockwise}))
         elif cmd == "frames":
             out = pathlib.Path(sys.argv[3])
             out.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ impl Decode {
         Ok(decodebin)
     }
 
-    /// Builds `<source> ! videoconvert ! RGB ! appsink`; also returns whether a video pad
+    /// Builds `<source> ! [videoflip !] videoconvert ! RGB ! appsink`; also returns whether a video pad
     /// ever got linked (decodebin links dynamically).
     pub(super) fn build(
         &self,
@@ -172,9 +172,15 @@ impl Decode {
             }
         };
 
-        let sink_pad = convert
-            .static_pad("sink")
-            .expect("videoconvert has a sink pad");
+        // Rotation metadata (a phone clip's image-orientation tag) is applied; without one
+        // videoflip passes frames through untouched.
+        let flip = make("videoflip")?;
+        set_enum_by_nick(&flip, "video-direction", "auto").map_err(|m| self.error(m))?;
+        pipeline
+            .add(&flip)
+            .and_then(|_| flip.link(&convert))
+            .map_err(|e| self.error(e.to_string()))?;
+        let sink_pad = flip.static_pad("sink").expect("videoflip has a sink pad");
         let linked_flag = linked.clone();
         dynamic.connect_pad_added(move |_, pad| {
             let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
