@@ -301,12 +301,27 @@ fn check_flags(status_interval: f64, threads: Option<usize>) -> Result<(), Strin
     }
     let cores = segstream::infer::cores();
     match threads {
-        Some(n) if n > cores => Err(format!(
-            "--threads {n} is out of range (expected 0 to {cores}: this machine runs {cores} \
-             threads at once)"
+        Some(n) if n > segstream::infer::MAX_THREADS => Err(format!(
+            "--threads {n} is out of range (expected 0 to {}; counts above this machine's \
+             {cores} cores are capped to {cores})",
+            segstream::infer::MAX_THREADS
         )),
         _ => Ok(()),
     }
+}
+
+/// `--threads` capped to the cores, with a warning.
+fn cap_threads(threads: Option<usize>) -> Option<usize> {
+    let cores = segstream::infer::cores();
+    threads.map(|n| {
+        if n > cores {
+            tracing::warn!(
+                "--threads {n} is more than the {cores} cores this machine runs at once: \
+                 capped to {cores}."
+            );
+        }
+        n.min(cores)
+    })
 }
 
 /// Stops the run on SIGINT, SIGTERM or SIGHUP (finishing the frames in flight and finalizing
@@ -359,6 +374,7 @@ fn main() -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
+            let threads = cap_threads(threads);
             let overrides = Overrides {
                 input,
                 output,
@@ -515,6 +531,7 @@ fn main() -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
+            let threads = cap_threads(threads);
             let overrides = Overrides {
                 input,
                 eval,
@@ -679,6 +696,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let threads = cap_threads(threads);
             let pipeline = match Pipeline::load(&pipeline, &Overrides::default()) {
                 Ok(p) => p,
                 Err(e) => {

@@ -220,8 +220,32 @@ fn validate_refuses_what_run_would_refuse() {
         &[],
         &[
             "transforms[0].threads: 1024 is out of range",
-            &format!("expected 0 to {cores}"),
+            &format!("expected 0 to 256; counts above this machine's {cores} cores are capped"),
         ],
+    );
+    // More threads than cores (a file written for a bigger machine): capped, with a warning.
+    let more = pipeline_file(
+        dir.path(),
+        "more.toml",
+        &format!(
+            "{TEST_SOURCE}\n[[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\n\
+             threads = {}\n\n[[sinks]]\ntype = \"null\"\n",
+            cores + 1
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["validate", more.to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "infer threads = {} is more than the {cores} cores this machine runs at once: \
+             capped to {cores}",
+            cores + 1
+        )),
+        "{err}"
     );
     // Thousands of sinks.
     let sinks = "\n[[sinks]]\ntype = \"null\"\n".repeat(3000);

@@ -56,6 +56,33 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Most threads a stage may ask for; counts above the machine's cores are capped to them.
+pub const MAX_THREADS: usize = 256;
+
+/// A thread count from a config: refused above [`MAX_THREADS`] (a typo), capped with a
+/// warning above this machine's cores (a file written for a bigger machine still runs).
+pub fn cap_threads(stage: &str, threads: usize, p: &mut Problems) -> usize {
+    let cores = cores();
+    if threads > MAX_THREADS {
+        p.push(
+            "threads",
+            format!(
+                "{threads} is out of range (expected 0 to {MAX_THREADS}; counts above this \
+                 machine's {cores} cores are capped to {cores})"
+            ),
+        );
+        return threads;
+    }
+    if threads > cores {
+        tracing::warn!(
+            "{stage} threads = {threads} is more than the {cores} cores this machine runs at \
+             once: capped to {cores}."
+        );
+        return cores;
+    }
+    threads
+}
+
 /// The infer stage's thread count: unless set, the workers share the cores.
 pub fn infer_threads(threads: usize, workers: usize, over: Option<usize>) -> usize {
     match over.unwrap_or(threads) {
@@ -88,17 +115,7 @@ impl InferConfig {
 
 impl Component for InferConfig {
     fn check(&mut self, cx: &CheckContext<'_>, p: &mut Problems) {
-        let cores = cores();
-        if self.threads > cores {
-            p.push(
-                "threads",
-                format!(
-                    "{} is out of range (expected 0 to {cores}: this machine runs {cores} \
-                     threads at once; 0 lets the workers share them)",
-                    self.threads
-                ),
-            );
-        }
+        self.threads = cap_threads("infer", self.threads, p);
         p.range("workers", self.workers, 1, 64);
         p.range("batch", self.batch, 1, 256);
         if let Some(t) = &self.tiling {

@@ -21,7 +21,9 @@ mod session;
 mod stitch;
 
 pub use crate::frame::{argmax_scores, resample_labels};
-pub use config::{cores, infer_threads, InferConfig, ProviderConfig, TilingConfig};
+pub use config::{
+    cap_threads, cores, infer_threads, InferConfig, ProviderConfig, TilingConfig, MAX_THREADS,
+};
 pub use model::*;
 pub use preprocess::{frame_geometry, normalize, resize, write_item, Normalized};
 pub use segmenter::{EngineOptions, Segmenter};

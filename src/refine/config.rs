@@ -88,8 +88,7 @@ impl Component for RefineConfig {
             p.push("scale", format!("{} is not one of 1, 2, 4", self.scale));
         }
         p.range("workers", self.workers, 1, 64);
-        let cores = crate::infer::cores();
-        p.range("threads", self.threads, 0, cores);
+        self.threads = crate::infer::cap_threads("refine", self.threads, p);
         if let Some(b) = self.budget_ms {
             p.range("budget_ms", b, 1, 600_000);
         }
