@@ -43,6 +43,23 @@ fn kill_after(child: &mut Child, jsonl: &Path, after: Duration) -> (usize, usize
 
 /// `kill_after`, also with the frames processed 1.5 s before the kill.
 fn kill_after_with(child: &mut Child, jsonl: &Path, after: Duration) -> (usize, usize, usize) {
+    let (before, at_kill) = kill_sampled(
+        child,
+        jsonl,
+        after,
+        &[Duration::from_secs(1), Duration::from_millis(1500)],
+    );
+    (before[0], before[1], at_kill)
+}
+
+/// Polls the JSONL sink's line count until `after` has passed since the first frame, then
+/// SIGKILLs the run. Returns the frames processed each of `agos` before the kill, and at it.
+fn kill_sampled(
+    child: &mut Child,
+    jsonl: &Path,
+    after: Duration,
+    agos: &[Duration],
+) -> (Vec<usize>, usize) {
     let mut samples: Vec<(Instant, usize)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     let first = loop {
@@ -77,10 +94,50 @@ fn kill_after_with(child: &mut Child, jsonl: &Path, after: Duration) -> (usize, 
             .unwrap_or(0)
     };
     (
-        processed_before(Duration::from_secs(1)),
-        processed_before(Duration::from_millis(1500)),
+        agos.iter().map(|a| processed_before(*a)).collect(),
         lines(jsonl),
     )
+}
+
+#[test]
+fn sigkilled_mkv_recording_keeps_every_frame_but_its_last_cluster() {
+    let _timed = timed();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.mp4");
+    make_video(&input, 1800, 640, 360, "pattern=ball");
+    let out = dir.path().join("out.mkv");
+    let jsonl = dir.path().join("out.jsonl");
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"file\"\npath = {input:?}\n\n\
+             [[sinks]]\ntype = \"mkv\"\npath = {out:?}\n\n\
+             [[sinks]]\ntype = \"jsonl\"\npath = {jsonl:?}\n"
+        ),
+    );
+    let mut child = start(&p);
+    // Clusters start at key frames, every two seconds of video: a kill loses at most the
+    // cluster being written, so what was processed 2.5 s before is in the file.
+    let (before, at_kill) = kill_sampled(
+        &mut child,
+        &jsonl,
+        Duration::from_secs(5),
+        &[Duration::from_millis(2500)],
+    );
+    let (frames, w, h) = video_info(&out);
+    eprintln!(
+        "mkv kill at 5 s: {} frames processed 2.5 s before, {at_kill} at the kill, {frames} in \
+         the file",
+        before[0]
+    );
+    assert_eq!((w, h), (640, 360));
+    assert!(before[0] > 0, "nothing processed 2.5 s before the kill");
+    assert!(
+        frames as usize >= before[0],
+        "the MKV holds {frames} frames, but {} had been processed 2.5 s before the kill",
+        before[0]
+    );
 }
 
 #[test]
