@@ -603,6 +603,65 @@ fn sample(text: &str, name: &str) -> f64 {
         .unwrap()
 }
 
+/// Threads of process `pid` (from /proc).
+fn threads(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn idle_and_half_open_metrics_connections_cost_no_thread_and_cannot_starve_scrapes() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        "[source]\ntype = \"test\"\nwidth = 64\nheight = 48\nfps = 30\nlive = true\n\n\
+         [[sinks]]\ntype = \"null\"\n",
+    );
+    let address = format!("127.0.0.1:{port}");
+    let mut run = Running::start(&p, &["--metrics", &address, "--status-interval", "0.2"]);
+    run.wait_for("status: ", Duration::from_secs(60));
+    let _ = http_get(port, "/metrics");
+    let before = threads(run.child.id());
+    // 50 clients that connect and say nothing, 10 that stop in the middle of a request.
+    let mut idle: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    for _ in 0..10 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /metr").unwrap();
+        idle.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let text = http_get(port, "/metrics");
+    assert!(text.contains("segstream_frames_in_total"), "{text}");
+    let during = threads(run.child.id());
+    assert!(
+        during <= before + 1,
+        "60 idle connections took threads: {before} before, {during} with them"
+    );
+    // The server cuts off a client that never finishes its request.
+    let s = &mut idle[55];
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut rest = Vec::new();
+    let n = s.read_to_end(&mut rest).map(|_| rest.len());
+    assert!(
+        n.is_ok(),
+        "a half-sent request was left open for 30 s: {n:?}"
+    );
+    run.signal("-INT");
+    let (status, err) = run.finish(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(130), "{err}");
+}
+
 #[test]
 fn metrics_endpoint_serves_counters_and_histograms() {
     let dir = tempfile::tempdir().unwrap();

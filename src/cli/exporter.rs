@@ -5,9 +5,8 @@
 //! histograms of each stage's busy time and of capture-to-output latency, read from the
 //! running pipeline's counters on every scrape.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -147,63 +146,104 @@ impl Collector for RunCollector {
     }
 }
 
-/// The endpoint's thread; stops when dropped.
+/// Most connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 256;
+
+/// How long a client may take to send its request, and a connection may stay open: idle or
+/// slow clients are cut off instead of holding the endpoint.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+
+/// The endpoint: a small async server on one thread of its own (connections cost no thread,
+/// so idle ones cannot starve scrapes); stops when dropped.
 pub struct Exporter {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// The reply to one request.
+fn respond(
+    registry: &Registry,
+    request: &hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<http_body_util::Full<hyper::body::Bytes>> {
+    let reply = |status: u16, kind: &str, text: String| {
+        hyper::Response::builder()
+            .status(status)
+            .header("Content-Type", kind)
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(text)))
+            .expect("a valid response")
+    };
+    if request.uri().path() != "/metrics" {
+        return reply(404, "text/plain", "segstream: metrics at /metrics\n".into());
+    }
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, registry) {
+        Ok(()) => reply(
+            200,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            text,
+        ),
+        Err(_) => reply(500, "text/plain", "encoding failed\n".into()),
+    }
 }
 
 impl Exporter {
     /// Serves `GET /metrics` on `address` until dropped.
     pub fn serve(address: &str, control: Arc<Control>) -> Result<Exporter, ExporterError> {
-        let server = tiny_http::Server::http(address).map_err(|e| ExporterError {
+        let failed = |message: String| ExporterError {
             address: address.to_owned(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let listener = std::net::TcpListener::bind(address).map_err(|e| failed(e.to_string()))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| failed(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("segstream-metrics")
+            .enable_all()
+            .build()
+            .map_err(|e| failed(e.to_string()))?;
         let mut registry = Registry::default();
         registry.register_collector(Box::new(RunCollector(control)));
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        let handle = std::thread::Builder::new()
-            .name("segstream-metrics".into())
-            .spawn(move || {
-                while !stopped.load(Ordering::Relaxed) {
-                    let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(100)) else {
-                        continue;
-                    };
-                    let response = if request.url().split('?').next() == Some("/metrics") {
-                        let mut text = String::new();
-                        match prometheus_client::encoding::text::encode(&mut text, &registry) {
-                            Ok(()) => tiny_http::Response::from_string(text).with_header(
-                                tiny_http::Header::from_bytes(
-                                    "Content-Type",
-                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                )
-                                .expect("valid header"),
-                            ),
-                            Err(_) => tiny_http::Response::from_string("encoding failed")
-                                .with_status_code(500),
-                        }
-                    } else {
-                        tiny_http::Response::from_string("segstream: metrics at /metrics\n")
-                            .with_status_code(404)
-                    };
-                    let _ = request.respond(response);
-                }
-            })
-            .expect("spawn metrics thread");
+        let registry = Arc::new(registry);
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(|e| failed(e.to_string()))?
+        };
+        let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        runtime.spawn(async move {
+            loop {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let registry = registry.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let response = respond(&registry, &request);
+                        async move { Ok::<_, std::convert::Infallible>(response) }
+                    });
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(REQUEST_TIMEOUT)
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+                    drop(permit);
+                });
+            }
+        });
         Ok(Exporter {
-            stop,
-            handle: Some(handle),
+            runtime: Some(runtime),
         })
     }
 }
 
 impl Drop for Exporter {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_millis(200));
         }
     }
 }

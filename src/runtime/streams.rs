@@ -115,6 +115,13 @@ impl StreamLog {
         });
     }
 
+    /// The run stopped while it was decoding, after `frames` frames: it stays unfinished.
+    pub fn stopped(&self, id: u32, frames: u64) {
+        if let Some(r) = self.lock().streams.get_mut(&id) {
+            r.frames = frames;
+        }
+    }
+
     /// One of its outputs is in place, or failed and was removed.
     pub fn output_finished(&self, id: u32, result: Result<(), String>) {
         self.update(id, |r| {

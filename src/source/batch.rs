@@ -309,6 +309,7 @@ fn decode_one(item: Item, out: &Output, max_frames: Option<u64>) -> Result<(), A
         Err(e) if e.is::<Aborted>() => return Err(Aborted),
         // Stopped before its end: neither complete nor failed.
         Ok(()) if out.stop_requested() => {
+            log.stopped(id, frames);
             stream.end_stream(None)?;
         }
         Ok(()) => {
