@@ -241,6 +241,33 @@ fn exit_code(stopped_by: &AtomicI32, interrupted: bool, otherwise: ExitCode) -> 
     )
 }
 
+/// A run's control with the signal handler installed (the signal that stops it is kept for
+/// the exit code) and, with `--metrics`, the endpoint serving it; `None` after printing why
+/// the endpoint cannot start.
+fn start_control(
+    metrics: Option<String>,
+) -> Option<(
+    Arc<Control>,
+    Arc<AtomicI32>,
+    Option<cli::exporter::Exporter>,
+)> {
+    let control = Arc::new(Control::default());
+    let stopped_by = Arc::new(AtomicI32::new(0));
+    if let Err(e) = on_signals(control.clone(), stopped_by.clone()) {
+        tracing::warn!("Cannot install the signal handler: {e}.");
+    }
+    match metrics
+        .map(|a| cli::exporter::Exporter::serve(&a, control.clone()))
+        .transpose()
+    {
+        Ok(exporter) => Some((control, stopped_by, exporter)),
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            None
+        }
+    }
+}
+
 /// The class names of `--model`, or none; an error is printed.
 fn model_names(model: Option<&str>) -> Result<Vec<String>, ()> {
     let Some(m) = model else {
@@ -387,21 +414,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let control = Arc::new(Control::default());
-            // The signal that stopped the run, for the exit code (128 + its number).
-            let stopped_by = Arc::new(AtomicI32::new(0));
-            if let Err(e) = on_signals(control.clone(), stopped_by.clone()) {
-                tracing::warn!("Cannot install the signal handler: {e}.");
-            }
-            let _exporter = match metrics
-                .map(|a| cli::exporter::Exporter::serve(&a, control.clone()))
-                .transpose()
-            {
-                Ok(e) => e,
-                Err(e) => {
-                    eprintln!("error: {}", one_line(&e));
-                    return ExitCode::FAILURE;
-                }
+            let Some((control, stopped_by, _exporter)) = start_control(metrics) else {
+                return ExitCode::FAILURE;
             };
             let mut options = RunOptions {
                 frames,
@@ -490,21 +504,12 @@ fn main() -> ExitCode {
                             failed_files = summary.failed;
                         }
                     }
-                    if report.interrupted {
-                        // 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP, as shells expect.
-                        let signal = stopped_by.load(Ordering::Relaxed);
-                        ExitCode::from(
-                            128 + if signal > 0 {
-                                signal as u8
-                            } else {
-                                SIGINT as u8
-                            },
-                        )
-                    } else if failed_files > 0 {
+                    let otherwise = if failed_files > 0 {
                         ExitCode::FAILURE
                     } else {
                         ExitCode::SUCCESS
-                    }
+                    };
+                    exit_code(&stopped_by, report.interrupted, otherwise)
                 }
                 Err(e) => {
                     eprintln!("error: {}", one_line(&e));
@@ -719,20 +724,8 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::FAILURE;
             }
-            let control = Arc::new(Control::default());
-            let stopped_by = Arc::new(AtomicI32::new(0));
-            if let Err(e) = on_signals(control.clone(), stopped_by.clone()) {
-                tracing::warn!("Cannot install the signal handler: {e}.");
-            }
-            let _exporter = match metrics
-                .map(|a| cli::exporter::Exporter::serve(&a, control.clone()))
-                .transpose()
-            {
-                Ok(e) => e,
-                Err(e) => {
-                    eprintln!("error: {}", one_line(&e));
-                    return ExitCode::FAILURE;
-                }
+            let Some((control, stopped_by, _exporter)) = start_control(metrics) else {
+                return ExitCode::FAILURE;
             };
             let options = cli::queue::WorkerOptions {
                 queue: cli::queue::QueueOptions {

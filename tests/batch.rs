@@ -51,18 +51,7 @@ fn clips(dir: &Path, frames: u32) -> (PathBuf, BTreeMap<String, u64>) {
 
 /// A pipeline of segmentation into an MP4 and a JSONL per file.
 fn segmenting(dir: &Path) -> PathBuf {
-    let model = root().join("configs/deeplabv3plus_mobilenet_v2.toml");
-    pipeline_file(
-        dir,
-        "batch.toml",
-        &format!(
-            "[source]\ntype = \"file\"\npath = \"in\"\n\n\
-             [[transforms]]\ntype = \"infer\"\nmodel = {model:?}\n\n\
-             [[transforms]]\ntype = \"composite\"\n\n\
-             [[sinks]]\ntype = \"mp4\"\npath = \"out/{{name}}.mp4\"\n\n\
-             [[sinks]]\ntype = \"jsonl\"\npath = \"out/{{name}}.jsonl\"\n"
-        ),
-    )
+    segmenting_pipeline(dir, "batch.toml")
 }
 
 fn lines(path: &Path) -> u64 {

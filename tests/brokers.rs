@@ -14,6 +14,24 @@ use common::*;
 /// A mosquitto broker on 127.0.0.1:`port`, stopped when dropped.
 struct Mosquitto(Child);
 
+/// `mosquitto_sub` on seg/# at QoS 1, printing "TOPIC PAYLOAD" lines, with `extra` options.
+fn mosquitto_sub(port: u16, extra: &[&str]) -> Command {
+    let mut cmd = Command::new("mosquitto_sub");
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-t",
+        "seg/#",
+        "-q",
+        "1",
+        "-v",
+    ])
+    .args(extra);
+    cmd
+}
+
 /// Waits until something listens on 127.0.0.1:`port`.
 fn wait_listening(port: u16, what: &str) {
     let started = Instant::now();
@@ -92,18 +110,7 @@ fn mqtt_sink_delivers_every_frame_line_to_a_subscriber() {
     let port = free_port();
     let _broker = Mosquitto::start(port);
     // Subscribed before the run starts; exits after 60 messages.
-    let sub = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            "seg/#",
-            "-q",
-            "1",
-        ])
-        .args(["-C", "60", "-W", "60", "-v"])
+    let sub = mosquitto_sub(port, &["-C", "60", "-W", "60"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -388,18 +395,7 @@ fn mqtt_sink_survives_a_broker_restart_and_reports_what_it_lost() {
     let port = free_port();
     let broker = Mosquitto::start_persistent(port, dir.path());
     // A subscriber with a kept session: what arrives while it reconnects waits for it.
-    let sub = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            "seg/#",
-            "-q",
-            "1",
-        ])
-        .args(["-c", "-i", "segstream-test-sub", "-W", "16", "-v"])
+    let sub = mosquitto_sub(port, &["-c", "-i", "segstream-test-sub", "-W", "16"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -419,15 +415,7 @@ fn mqtt_sink_survives_a_broker_restart_and_reports_what_it_lost() {
     std::thread::sleep(Duration::from_secs(2));
     let _broker = Mosquitto::start_persistent(port, dir.path());
     let o = run.wait_with_output_deadline();
-    let out = sub.wait_with_output().unwrap().stdout;
-    let got: Vec<(String, u64)> = String::from_utf8_lossy(&out)
-        .lines()
-        .map(|l| {
-            let (topic, payload) = l.split_once(' ').unwrap();
-            let v: serde_json::Value = serde_json::from_str(payload).unwrap();
-            (topic.to_owned(), v["seq"].as_u64().unwrap())
-        })
-        .collect();
+    let got = received(&sub.wait_with_output().unwrap().stdout);
     check_restart(&o, "mqtt", 300, &got, buffer);
 }
 
@@ -465,18 +453,7 @@ fn two_workers_share_a_queue_and_a_killed_workers_file_is_redelivered() {
         make_video(&path, 40 + k, 320, 240, "pattern=ball");
         frames.insert(format!("q{k}"), video_info(&path).0);
     }
-    let model = root().join("configs/deeplabv3plus_mobilenet_v2.toml");
-    let p = pipeline_file(
-        dir.path(),
-        "worker.toml",
-        &format!(
-            "[source]\ntype = \"file\"\npath = \"in\"\n\n\
-             [[transforms]]\ntype = \"infer\"\nmodel = {model:?}\n\n\
-             [[transforms]]\ntype = \"composite\"\n\n\
-             [[sinks]]\ntype = \"mp4\"\npath = \"out/{{name}}.mp4\"\n\n\
-             [[sinks]]\ntype = \"jsonl\"\npath = \"out/{{name}}.jsonl\"\n"
-        ),
-    );
+    let p = segmenting_pipeline(dir.path(), "worker.toml");
     let queue = format!("nats://{}/seg.files", nats.address());
     let o = run_with_deadline(
         segstream(&["enqueue", "--queue", &queue, input.to_str().unwrap()]),

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde::Deserialize;
 
+use super::broker::{check_buffering, topic, Delivery};
 use super::jsonl::frame_line;
-use super::topic;
 use crate::component::{BuildContext, CheckContext, Component, SinkComponent};
 use crate::config::Problems;
 use crate::frame::{Classes, Frame};
@@ -89,8 +89,7 @@ impl Component for MqttConfig {
                 ),
             );
         }
-        p.range("buffer", self.buffer, 1, 1_000_000);
-        p.range("drain_s", self.drain_s, 0.0, 3600.0);
+        check_buffering(self.buffer, self.drain_s, p);
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -117,9 +116,7 @@ impl SinkComponent for MqttConfig {
             settings: self.clone(),
             classes: cx.classes.clone(),
             state: None,
-            published: 0,
-            confirmed: 0,
-            dropped: 0,
+            delivery: Delivery::default(),
         }))
     }
 }
@@ -141,9 +138,7 @@ pub struct MqttSink {
     settings: MqttConfig,
     classes: Arc<Classes>,
     state: Option<State>,
-    published: u64,
-    confirmed: u64,
-    dropped: u64,
+    delivery: Delivery,
 }
 
 impl Stage for MqttSink {
@@ -212,10 +207,10 @@ impl Stage for MqttSink {
             .client
             .try_publish(topic, QoS::AtLeastOnce, false, line)
         {
-            Ok(()) => self.published += 1,
+            Ok(()) => self.delivery.published += 1,
             Err(_) => {
                 // The buffer is full: the broker is away or slower than the frames.
-                self.dropped += 1;
+                self.delivery.dropped += 1;
                 out.count_drop(frame.stream);
             }
         }
@@ -227,26 +222,19 @@ impl Stage for MqttSink {
             return Ok(());
         };
         let deadline = Instant::now() + Duration::from_secs_f64(self.settings.drain_s);
-        while state.shared.confirmed.load(Ordering::Relaxed) < self.published
+        while state.shared.confirmed.load(Ordering::Relaxed) < self.delivery.published
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(20));
         }
         let confirmed = state.shared.confirmed.load(Ordering::Relaxed);
-        self.confirmed = confirmed;
-        if confirmed < self.published {
-            tracing::warn!(
-                sink = "mqtt",
-                url = %self.settings.url,
-                unconfirmed = self.published - confirmed,
-                "The broker did not confirm every line before the end."
-            );
-        }
+        self.delivery.confirmed = confirmed;
+        self.delivery.warn_unconfirmed("mqtt", &self.settings.url);
         state.shared.stop.store(true, Ordering::Relaxed);
         let _ = state.client.try_disconnect();
         // The event loop ends on the disconnect; one stuck on a dead broker is left behind.
         if let Some(t) = state.thread.take() {
-            if confirmed >= self.published {
+            if confirmed >= self.delivery.published {
                 let _ = t.join();
             }
         }
@@ -254,19 +242,6 @@ impl Stage for MqttSink {
     }
 
     fn summary(&self) -> Option<Summary> {
-        Some(Summary {
-            key: "mqtt",
-            text: format!(
-                "mqtt {}: {} line(s) published, {} confirmed by the broker, {} dropped (buffer \
-                 full)",
-                self.settings.url, self.published, self.confirmed, self.dropped
-            ),
-            value: serde_json::json!({
-                "url": self.settings.url,
-                "published": self.published,
-                "confirmed": self.confirmed,
-                "dropped": self.dropped,
-            }),
-        })
+        Some(self.delivery.summary("mqtt", &self.settings.url))
     }
 }

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use super::broker::{check_buffering, topic, Delivery};
 use super::jsonl::frame_line;
-use super::topic;
 use crate::component::{BuildContext, CheckContext, Component, SinkComponent};
 use crate::config::Problems;
 use crate::frame::{Classes, Frame};
@@ -95,8 +95,7 @@ impl Component for NatsConfig {
                 ),
             );
         }
-        p.range("buffer", self.buffer, 1, 1_000_000);
-        p.range("drain_s", self.drain_s, 0.0, 3600.0);
+        check_buffering(self.buffer, self.drain_s, p);
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -123,9 +122,7 @@ impl SinkComponent for NatsConfig {
             settings: self.clone(),
             classes: cx.classes.clone(),
             state: None,
-            published: 0,
-            confirmed: 0,
-            dropped: 0,
+            delivery: Delivery::default(),
         }))
     }
 }
@@ -150,9 +147,7 @@ pub struct NatsSink {
     settings: NatsConfig,
     classes: Arc<Classes>,
     state: Option<State>,
-    published: u64,
-    confirmed: u64,
-    dropped: u64,
+    delivery: Delivery,
 }
 
 /// Sends lines as they come, flushing after each burst: a flush that returns confirms every
@@ -243,10 +238,10 @@ impl Stage for NatsSink {
         let line = frame_line(&frame, &self.classes)?;
         let subject = topic(&self.settings.subject, frame.stream, out);
         match state.lines.try_send((subject, line)) {
-            Ok(()) => self.published += 1,
+            Ok(()) => self.delivery.published += 1,
             Err(_) => {
                 // The buffer is full: the broker is away or slower than the frames.
-                self.dropped += 1;
+                self.delivery.dropped += 1;
                 out.count_drop(frame.stream);
             }
         }
@@ -263,33 +258,13 @@ impl Stage for NatsSink {
         while !state.shared.done.load(Ordering::Relaxed) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.confirmed = state.shared.confirmed.load(Ordering::Relaxed);
-        if self.confirmed < self.published {
-            tracing::warn!(
-                sink = "nats",
-                url = %self.settings.url,
-                unconfirmed = self.published - self.confirmed,
-                "The broker did not confirm every line before the end."
-            );
-        }
+        self.delivery.confirmed = state.shared.confirmed.load(Ordering::Relaxed);
+        self.delivery.warn_unconfirmed("nats", &self.settings.url);
         state.runtime.shutdown_timeout(Duration::from_secs(1));
         Ok(())
     }
 
     fn summary(&self) -> Option<Summary> {
-        Some(Summary {
-            key: "nats",
-            text: format!(
-                "nats {}: {} line(s) published, {} confirmed by the broker, {} dropped (buffer \
-                 full)",
-                self.settings.url, self.published, self.confirmed, self.dropped
-            ),
-            value: serde_json::json!({
-                "url": self.settings.url,
-                "published": self.published,
-                "confirmed": self.confirmed,
-                "dropped": self.dropped,
-            }),
-        })
+        Some(self.delivery.summary("nats", &self.settings.url))
     }
 }

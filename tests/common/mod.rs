@@ -270,3 +270,20 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A pipeline file in `dir` that segments the files of `dir/in` into an MP4 (the overlay)
+/// and a JSONL per file: `dir/out/{name}.mp4`, `dir/out/{name}.jsonl`.
+pub fn segmenting_pipeline(dir: &Path, name: &str) -> PathBuf {
+    let model = root().join("configs/deeplabv3plus_mobilenet_v2.toml");
+    pipeline_file(
+        dir,
+        name,
+        &format!(
+            "[source]\ntype = \"file\"\npath = \"in\"\n\n\
+             [[transforms]]\ntype = \"infer\"\nmodel = {model:?}\n\n\
+             [[transforms]]\ntype = \"composite\"\n\n\
+             [[sinks]]\ntype = \"mp4\"\npath = \"out/{{name}}.mp4\"\n\n\
+             [[sinks]]\ntype = \"jsonl\"\npath = \"out/{{name}}.jsonl\"\n"
+        ),
+    )
+}
