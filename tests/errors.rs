@@ -342,3 +342,33 @@ fn image_sequence_with_a_gap_names_the_first_missing_file() {
         assert!(out.join(format!("{i:06}.png")).is_file(), "frame {i}");
     }
 }
+
+#[test]
+fn a_frame_that_would_need_more_memory_than_the_limit_is_refused_with_the_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let still = make_image(dir.path(), 3840, 2160, 7);
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"file\"\npath = {still:?}\n\n\
+             [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\n\
+             max_frame_mib = 1024\n\n[[sinks]]\ntype = \"null\"\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap(), "--status-interval", "0"]),
+        Duration::from_secs(60),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // 8.3 megapixels at 330 MiB each: about 2.7 GiB, over the 1 GiB limit.
+    assert!(
+        err.lines().any(|l| l.starts_with("error:")
+            && l.contains("frame 3840x2160")
+            && l.contains("would need about 2.7 GiB")
+            && l.contains("limit 1024 MiB")),
+        "{err}"
+    );
+}

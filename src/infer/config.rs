@@ -39,6 +39,10 @@ pub struct InferConfig {
     /// Segment at native resolution in overlapping tiles instead of resizing the frame.
     #[serde(default)]
     pub tiling: Option<TilingConfig>,
+    /// Refuse a frame whose inference would need more memory than this, in MiB (by the
+    /// model's `memory_per_megapixel_mib`). Default: three quarters of this machine's memory.
+    #[serde(default)]
+    pub max_frame_mib: Option<u64>,
     /// The stage's input queue.
     #[serde(default)]
     pub queue: QueueConfig,
@@ -49,6 +53,18 @@ pub struct InferConfig {
 
 fn one() -> usize {
     1
+}
+
+/// Three quarters of this machine's memory, in MiB (4096 where /proc/meminfo is missing).
+fn default_max_frame_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(4096, |kib| kib / 1024 * 3 / 4)
 }
 
 /// The cores this machine runs at once.
@@ -118,6 +134,9 @@ impl Component for InferConfig {
         self.threads = cap_threads("infer", self.threads, p);
         p.range("workers", self.workers, 1, 64);
         p.range("batch", self.batch, 1, 256);
+        if let Some(m) = self.max_frame_mib {
+            p.range("max_frame_mib", m, 16, 1 << 30);
+        }
         if let Some(t) = &self.tiling {
             p.range("tiling.scale", t.scale, 0.05, 4.0);
             p.range("tiling.merge_threshold", t.merge_threshold, 0.0, 1.0);
@@ -233,6 +252,7 @@ impl TransformComponent for InferConfig {
             tiling: self.tiling,
             // Scores cost a copy per frame: kept only when a later stage reads them.
             scores: cx.wanted.contains(Facet::Scores),
+            max_frame_mib: Some(self.max_frame_mib.unwrap_or_else(default_max_frame_mib)),
         };
         let threads = infer_threads(self.threads, self.workers, cx.threads);
         let stages = (0..self.workers)

@@ -55,6 +55,14 @@ pub enum InferError {
     },
     #[error("model {model}: inference failed: {reason}")]
     Run { model: String, reason: String },
+    #[error("frame {width}x{height}: model {model} would need about {need_gib:.1} GiB to segment it (limit {limit_mib} MiB: max_frame_mib of the infer transform; tiling bounds the memory of large frames)")]
+    TooLarge {
+        model: String,
+        width: u32,
+        height: u32,
+        need_gib: f64,
+        limit_mib: u64,
+    },
     #[error("model {model}: pre-processing failed: {0}", .source)]
     Preprocess {
         model: String,

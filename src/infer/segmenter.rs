@@ -30,6 +30,9 @@ pub struct EngineOptions {
     /// Keep each frame's class scores (`Frame::scores`) for a later stage (refine); whole
     /// frames only, tiled frames keep none.
     pub scores: bool,
+    /// Refuse a frame whose inference would need more memory than this (MiB), by the
+    /// model's `memory_per_megapixel_mib`; `None`: no limit.
+    pub max_frame_mib: Option<u64>,
 }
 
 /// One batch item waiting for inference: a whole frame or one tile of it.
@@ -136,6 +139,39 @@ impl Segmenter {
             .expect("one result per image"))
     }
 
+    /// Refuses a frame whose inference would need more than the memory limit: the model runs
+    /// at the frame's size (or the tiles'), and its activations grow with the pixels.
+    fn check_memory(&self, image: &RgbImage) -> Result<(), InferError> {
+        let Some(limit) = self.options.max_frame_mib else {
+            return Ok(());
+        };
+        let per_mpx = self.model.config.memory_per_megapixel_mib;
+        let need = match (self.options.tiling, self.tile) {
+            // Tiles go through the model a batch at a time; the frame is held as floats to
+            // cut from, and its class scores are stitched at frame size.
+            (Some(t), Some((tw, th))) => {
+                let tiles = tw as f64 * th as f64 * self.options.batch as f64 / 1e6 * per_mpx;
+                let scaled = image.width as f64 * image.height as f64 * (t.scale as f64).powi(2);
+                let floats = 3.0 + self.model.num_classes() as f64;
+                tiles + scaled * floats * 4.0 / (1024.0 * 1024.0)
+            }
+            _ => {
+                let g = frame_geometry(image.width, image.height, self.model.config.input.size);
+                g.model_width as f64 * g.model_height as f64 / 1e6 * per_mpx
+            }
+        };
+        if need > limit as f64 {
+            return Err(InferError::TooLarge {
+                model: self.model.name.clone(),
+                width: image.width,
+                height: image.height,
+                need_gib: need / 1024.0,
+                limit_mib: limit,
+            });
+        }
+        Ok(())
+    }
+
     /// Normalizes (and resizes, or cuts into tiles) the images into batch jobs, with a stitch
     /// per tiled image.
     #[allow(clippy::type_complexity)]
@@ -155,6 +191,7 @@ impl Segmenter {
         let mut prepared: Vec<Normalized> = Vec::with_capacity(images.len());
         let mut stitches: Vec<Option<Stitch>> = images.iter().map(|_| None).collect();
         for (i, image) in images.iter().enumerate() {
+            self.check_memory(image)?;
             let normalized = normalize(image, input);
             match (self.options.tiling, self.tile) {
                 (Some(t), Some((tw, th))) => {
