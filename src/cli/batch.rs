@@ -175,6 +175,10 @@ pub fn summarize(
     records: &[StreamRecord],
     seconds: f64,
 ) -> Summary {
+    // By id, so thousands of files cost no quadratic search.
+    let skipped: BTreeSet<u32> = plan.skipped.iter().map(|s| s.id).collect();
+    let records: std::collections::BTreeMap<u32, &StreamRecord> =
+        records.iter().map(|r| (r.id, r)).collect();
     let mut rows = Vec::new();
     for item in items {
         let outputs = pipeline.outputs_of(item.id, Some(&item.name));
@@ -188,14 +192,14 @@ pub fn summarize(
             fps: 0.0,
             outputs: outputs.clone(),
         };
-        if plan.skipped.iter().any(|s| s.id == item.id) {
+        if skipped.contains(&item.id) {
             rows.push(base("skipped", None));
             continue;
         }
         if !plan.chosen.contains(&item.id) {
             continue;
         }
-        let Some(r) = records.iter().find(|r| r.id == item.id) else {
+        let Some(r) = records.get(&item.id) else {
             rows.push(base("interrupted", Some("not started".into())));
             continue;
         };

@@ -206,6 +206,7 @@ impl File {
         };
         let inputs: Vec<PathBuf> = sources.iter().flat_map(|s| s.inputs()).collect();
         let mut outputs: Vec<&Path> = Vec::new();
+        let mut named = false;
         for s in &self.sinks {
             let Some(c) = &s.config else { continue };
             let Some(out) = c.output() else { continue };
@@ -227,21 +228,18 @@ impl File {
                          is written whole and renamed into place when complete)",
                     );
                 }
-                if out.to_string_lossy().contains(NAME_PLACEHOLDER) {
-                    let mut seen = std::collections::HashMap::new();
-                    for item in items {
-                        if let Some(other) = seen.insert(item.name.as_str(), item) {
-                            p.push(
-                                &s.field,
-                                format!(
-                                    "inputs {} and {} both have the name {} (their outputs \
-                                     would be the same file; rename one, or use \
-                                     {STREAM_PLACEHOLDER})",
-                                    other.input, item.input, item.name
-                                ),
-                            );
-                            break;
-                        }
+                if out.to_string_lossy().contains(NAME_PLACEHOLDER) && !named {
+                    // Said once, at the first sink that names its outputs by {name}.
+                    named = true;
+                    if let Some((a, b)) = same_name(items) {
+                        p.push(
+                            &s.field,
+                            format!(
+                                "inputs {} and {} both have the name {} (their outputs would \
+                                 be the same file; rename one, or use {STREAM_PLACEHOLDER})",
+                                a.input, b.input, b.name
+                            ),
+                        );
                     }
                 }
             } else if streams.len() > 1 && !c.shared_by_streams() && !is_template(out) {
@@ -306,6 +304,17 @@ impl File {
             sinks: freeze(self.sinks)?,
         })
     }
+}
+
+/// The first two inputs of many that share a name, if any.
+fn same_name(
+    items: &[crate::component::ManyInput],
+) -> Option<(&crate::component::ManyInput, &crate::component::ManyInput)> {
+    let mut seen = std::collections::HashMap::new();
+    items.iter().find_map(|item| {
+        seen.insert(item.name.as_str(), item)
+            .map(|other| (other, item))
+    })
 }
 
 /// Whether writing `output` would destroy `input`: the same path or file, or the folder of
