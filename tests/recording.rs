@@ -464,11 +464,6 @@ fn variable_frame_rate_keeps_every_frame_at_its_input_time() {
     }
 }
 
-/// Each track's span and start as PyAV decodes them.
-fn tracks(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&reference("video.py", &["tracks", path.to_str().unwrap()])).unwrap()
-}
-
 #[test]
 fn aac_audio_is_copied_in_sync_and_cut_where_the_video_ends() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::{BoxError, RunMetrics, StreamLog, Summary};
+use super::{AudioTracks, BoxError, RunMetrics, StreamLog, Summary};
 
 /// State shared by every stage of one run.
 #[derive(Default)]
@@ -22,6 +22,8 @@ pub struct Control {
     pub(super) summaries: Mutex<Vec<(String, Summary)>>,
     /// Streams that begin and end during the run (a batch's files).
     pub streams: StreamLog,
+    /// Audio that live sources pass beside the frames, per stream.
+    pub audio: AudioTracks,
 }
 
 impl Control {

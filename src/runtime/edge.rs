@@ -142,6 +142,11 @@ impl Output {
         &self.control.streams
     }
 
+    /// The audio live sources pass beside the frames.
+    pub fn audio(&self) -> &crate::runtime::AudioTracks {
+        &self.control.audio
+    }
+
     /// Sends a frame downstream. Fails only when the pipeline is aborting; the stage should
     /// then return the error so its thread ends.
     pub fn send(&mut self, mut frame: Frame) -> Result<(), Aborted> {

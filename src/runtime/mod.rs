@@ -5,6 +5,7 @@
 //! cascades without flags. A fatal error anywhere aborts the pipeline: upstream stops at once,
 //! downstream drains what it already has so outputs are finalized.
 
+mod audio;
 mod control;
 mod edge;
 mod metrics;
@@ -16,6 +17,7 @@ mod streams;
 #[cfg(test)]
 mod tests;
 
+pub use audio::{AudioPacket, AudioTracks};
 pub use control::{Control, PipelineError};
 pub use edge::{OrderedStep, Output};
 pub use metrics::{

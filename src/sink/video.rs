@@ -51,7 +51,8 @@ pub struct VideoFileConfig<C> {
     /// or `{time}`); one file when absent.
     #[serde(default)]
     pub segment_s: Option<f64>,
-    /// Copy the input file's audio track (when there is one the container takes).
+    /// Copy the input's audio track (a file's, or a live stream's), when there is one the
+    /// container takes.
     #[serde(default = "yes")]
     pub audio: bool,
     #[serde(default)]
@@ -105,6 +106,7 @@ impl<C: Container> SinkComponent for VideoFileConfig<C> {
     ) -> Result<Box<dyn Stage>, BoxError> {
         Ok(Box::new(VideoSink::new(VideoSinkKind::File {
             audio: cx.input_file.clone().filter(|_| self.audio),
+            live_audio: self.audio && cx.live && cx.input_file.is_none(),
             path: output.unwrap_or(&self.path).to_owned(),
             bitrate_kbps: self.bitrate_kbps,
             muxer: C::MUXER,
@@ -115,6 +117,10 @@ impl<C: Container> SinkComponent for VideoFileConfig<C> {
 
 /// The smallest width and height x264 encodes.
 const MIN_ENCODED: u32 = 16;
+
+/// How long a recording of a live stream waits on its first frame for the source to know
+/// the stream's audio.
+const AUDIO_WAIT: Duration = Duration::from_secs(2);
 
 /// How long finalizing may take before it is reported as stuck.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -143,6 +149,8 @@ pub enum VideoSinkKind {
         segment: Option<Duration>,
         /// The input file whose audio track is copied.
         audio: Option<PathBuf>,
+        /// Copy the live stream's audio, which its source passes on.
+        live_audio: bool,
     },
     Display,
 }
@@ -204,7 +212,7 @@ impl VideoSink {
         })
     }
 
-    fn open(&self, frame: &Frame) -> Result<Running, VideoError> {
+    fn open(&self, frame: &Frame, out: &Output) -> Result<Running, VideoError> {
         gst::init().map_err(|e| self.err(e.to_string()))?;
         let (width, height) = (frame.image.width, frame.image.height);
         let (num, den) = frame.rate.unwrap_or((30, 1));
@@ -217,7 +225,6 @@ impl VideoSink {
         let appsrc = gst_app::AppSrc::builder()
             .caps(&caps)
             .format(gst::Format::Time)
-            .block(true)
             .max_bytes(4 * width as u64 * height as u64 * 3)
             .build();
         let convert = self.element("videoconvert")?;
@@ -239,7 +246,7 @@ impl VideoSink {
         );
         let mut chain: Vec<gst::Element> = vec![appsrc.clone().upcast(), convert, scale, fixed];
         // The input whose audio to copy, the muxer, and the element its pad is asked of.
-        let mut audio_from: Option<(PathBuf, gst::Element, gst::Element)> = None;
+        let mut audio_from: Option<(Option<PathBuf>, gst::Element, gst::Element)> = None;
         match &self.kind {
             VideoSinkKind::File {
                 path,
@@ -247,6 +254,7 @@ impl VideoSink {
                 muxer,
                 segment,
                 audio,
+                live_audio,
             } => {
                 if width < MIN_ENCODED || height < MIN_ENCODED {
                     return Err(self.err(format!(
@@ -318,8 +326,8 @@ impl VideoSink {
                         split
                     }
                 };
-                if let Some(input) = audio {
-                    audio_from = Some((input.clone(), mux, target));
+                if audio.is_some() || *live_audio {
+                    audio_from = Some((audio.clone(), mux, target));
                 }
             }
             VideoSinkKind::Display => {
@@ -335,7 +343,17 @@ impl VideoSink {
         gst::Element::link_many(&chain).map_err(|e| self.err(e.to_string()))?;
         let first_pts = frame.pts.unwrap_or(Duration::ZERO);
         let audio = audio_from.and_then(|(input, mux, target)| {
-            audio::add(&pipeline, &mux, &target, &input, first_pts).unwrap_or_else(|e| {
+            let added = match input {
+                Some(input) => audio::add(&pipeline, &mux, &target, &input, first_pts),
+                None => match out.audio().subscribe(frame.stream, AUDIO_WAIT) {
+                    Some(track) => {
+                        let input = format!("stream {}", frame.stream);
+                        audio::add_live(&pipeline, &mux, &target, track, first_pts, &input)
+                    }
+                    None => Ok(None),
+                },
+            };
+            added.unwrap_or_else(|e| {
                 tracing::warn!(sink = %self.target(), "Cannot copy the audio ({e}); video only.");
                 None
             })
@@ -399,9 +417,9 @@ impl VideoSink {
 }
 
 impl Stage for VideoSink {
-    fn process(&mut self, frame: Frame, _out: &mut Output) -> Result<(), BoxError> {
+    fn process(&mut self, frame: Frame, out: &mut Output) -> Result<(), BoxError> {
         if self.running.is_none() {
-            self.running = Some(self.open(&frame)?);
+            self.running = Some(self.open(&frame, out)?);
         }
         let target = self.target();
         let r = self.running.as_mut().expect("opened above");
@@ -464,10 +482,14 @@ impl Stage for VideoSink {
                 r.frame_duration.as_nanos() as u64
             ));
         }
-        // An error downstream stops the queue from draining: see it before a push that
-        // would wait for room forever.
-        let pipeline = r.pipeline.clone();
+        // Wait for room (back-pressure), looking at the bus meanwhile: an error downstream
+        // stops the queue from draining, and a push must not wait for room forever.
+        let (pipeline, appsrc) = (r.pipeline.clone(), r.appsrc.clone());
         self.check_bus(&pipeline)?;
+        while appsrc.current_level_bytes() >= appsrc.max_bytes() {
+            std::thread::sleep(Duration::from_millis(1));
+            self.check_bus(&pipeline)?;
+        }
         let r = self.running.as_mut().expect("opened above");
         let pushed = r.appsrc.push_buffer(buffer);
         let pipeline = r.pipeline.clone();
@@ -477,11 +499,11 @@ impl Stage for VideoSink {
     }
 
     fn flush(&mut self, _out: &mut Output) -> Result<(), BoxError> {
-        let Some(r) = self.running.take() else {
+        let Some(mut r) = self.running.take() else {
             return Ok(());
         };
-        if let (Some(audio), Some(last)) = (&r.audio, r.last_pts) {
-            audio.end_at(last + r.frame_duration);
+        if let Some(audio) = &mut r.audio {
+            audio.end_at(r.last_pts.map_or(Duration::ZERO, |l| l + r.frame_duration));
         }
         let _ = r.appsrc.end_of_stream();
         let bus = r.pipeline.bus().expect("pipeline has a bus");

@@ -208,6 +208,8 @@ pub struct Batch {
     max_frames: Option<u64>,
     /// Inputs whose frame counts are looked up for progress (a fixed list's).
     probe: Vec<Item>,
+    /// Threads of each file's video decoder (0: it decides).
+    decoder_threads: u32,
 }
 
 impl Batch {
@@ -223,7 +225,14 @@ impl Batch {
             in_flight: in_flight.max(1),
             max_frames,
             probe,
+            decoder_threads: 0,
         }
+    }
+
+    /// Each file's video decoder uses at most `n` threads (0: it decides).
+    pub fn decoder_threads(mut self, n: u32) -> Self {
+        self.decoder_threads = n;
+        self
     }
 }
 
@@ -249,7 +258,7 @@ impl Source for Batch {
                 });
         }
         let feed = &self.feed;
-        let max_frames = self.max_frames;
+        let (max_frames, decoder_threads) = (self.max_frames, self.decoder_threads);
         let aborted = thread::scope(|scope| {
             let workers: Vec<_> = (0..self.in_flight)
                 .map(|w| {
@@ -265,7 +274,7 @@ impl Source for Batch {
                                 let Some(item) = next else {
                                     return Ok(());
                                 };
-                                decode_one(item, &out, max_frames)?;
+                                decode_one(item, &out, max_frames, decoder_threads)?;
                                 if out.stop_requested() {
                                     return Ok(());
                                 }
@@ -295,13 +304,18 @@ impl Source for Batch {
 
 /// Decodes one input to its end as stream `item.id`; a failure is that input's, recorded in
 /// the run's stream log, not the batch's.
-fn decode_one(item: Item, out: &Output, max_frames: Option<u64>) -> Result<(), Aborted> {
+fn decode_one(
+    item: Item,
+    out: &Output,
+    max_frames: Option<u64>,
+    decoder_threads: u32,
+) -> Result<(), Aborted> {
     let id = item.id;
     let described = item.input.describe();
     out.streams()
         .open(id, &item.name, &described, item.path().map(Path::to_owned));
     let mut stream = out.for_ending_stream(id);
-    let mut decode = Decode::new(item.input, max_frames);
+    let mut decode = Decode::new(item.input, max_frames).decoder_threads(decoder_threads);
     let result = Source::run(&mut decode, &mut stream);
     let frames = decode.frames();
     let log = out.streams();

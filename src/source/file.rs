@@ -27,6 +27,9 @@ pub struct FileConfig {
     /// stage's batches).
     #[serde(default = "default_in_flight")]
     pub files_in_flight: usize,
+    /// Threads of each video decoder (0, the default: the decoder decides by the cores).
+    #[serde(default)]
+    pub decoder_threads: u32,
     /// With many files: each of them, found when the config is checked.
     #[serde(skip)]
     pub items: Vec<Item>,
@@ -58,6 +61,7 @@ impl Component for FileConfig {
     fn check(&mut self, cx: &CheckContext<'_>, p: &mut Problems) {
         self.path = resolve_spec(&self.path, |p| cx.resolve(p));
         p.range("files_in_flight", self.files_in_flight, 1, MAX_IN_FLIGHT);
+        p.range("decoder_threads", self.decoder_threads, 0, 64);
         if batch::is_many(&self.path) {
             match batch::expand(&self.path) {
                 Ok(items) => self.items = items,
@@ -110,6 +114,7 @@ impl SourceComponent for FileConfig {
             path: input.into(),
             start_index: 0,
             files_in_flight: default_in_flight(),
+            decoder_threads: 0,
             items: Vec::new(),
         }))
     }
@@ -157,17 +162,22 @@ impl SourceComponent for FileConfig {
                 .filter(|i| cx.chosen.is_none_or(|c| c.contains(&i.id)))
                 .cloned()
                 .collect();
-            return Ok(Box::new(Batch::new(
-                Box::new(chosen.clone().into_iter()),
-                self.files_in_flight,
-                cx.frames,
-                chosen,
-            )));
+            return Ok(Box::new(
+                Batch::new(
+                    Box::new(chosen.clone().into_iter()),
+                    self.files_in_flight,
+                    cx.frames,
+                    chosen,
+                )
+                .decoder_threads(self.decoder_threads),
+            ));
         }
         let input = Input::File {
             path: self.path.clone(),
             start_index: self.start_index,
         };
-        Ok(Box::new(Decode::new(input, cx.frames)))
+        Ok(Box::new(
+            Decode::new(input, cx.frames).decoder_threads(self.decoder_threads),
+        ))
     }
 }

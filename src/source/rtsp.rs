@@ -34,6 +34,9 @@ pub struct RtspConfig {
     /// Give up when one outage lasts longer than this many seconds; never when absent.
     #[serde(default)]
     pub max_outage_s: Option<f64>,
+    /// Threads of the video decoder (0, the default: the decoder decides by the cores).
+    #[serde(default)]
+    pub decoder_threads: u32,
 }
 
 fn default_latency() -> u32 {
@@ -60,6 +63,7 @@ impl Component for RtspConfig {
         p.range("timeout_s", self.timeout_s, 0.1, 3600.0);
         p.range("latency_ms", self.latency_ms, 0, 60000);
         p.range("backoff_max_s", self.backoff_max_s, 0.1, 3600.0);
+        p.range("decoder_threads", self.decoder_threads, 0, 64);
         if let Some(m) = self.max_outage_s {
             p.range("max_outage_s", m, 0.1, 1e9);
         }
@@ -81,6 +85,7 @@ impl SourceComponent for RtspConfig {
                 reconnect: true,
                 backoff_max_s: default_backoff_max(),
                 max_outage_s: None,
+                decoder_threads: 0,
             })
         })
     }
@@ -103,6 +108,8 @@ impl SourceComponent for RtspConfig {
             backoff_max_s: self.backoff_max_s,
             max_outage_s: self.max_outage_s,
         };
-        Ok(Box::new(Decode::new(input, cx.frames)))
+        Ok(Box::new(
+            Decode::new(input, cx.frames).decoder_threads(self.decoder_threads),
+        ))
     }
 }

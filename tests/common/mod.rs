@@ -171,6 +171,13 @@ pub fn make_video(path: &Path, frames: u32, width: u32, height: u32, extra: &str
     assert!(o.status.success(), "gst-launch failed: {}", stderr(&o));
 }
 
+/// Each track's span and start as PyAV decodes them (`video_s`, `audio_s`, `audio_codec`,
+/// `video_start`, `audio_start`).
+#[allow(dead_code)]
+pub fn tracks(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&reference("video.py", &["tracks", path.to_str().unwrap()])).unwrap()
+}
+
 /// Video facts as PyAV (FFmpeg) decodes them: (frames, width, height).
 pub fn video_info(path: &Path) -> (u64, u64, u64) {
     let out = reference("video.py", &["info", path.to_str().unwrap()]);

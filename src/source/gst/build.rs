@@ -1,6 +1,7 @@
-//! Building the decoding pipeline: `<source> ! decodebin ! videoconvert ! RGB ! appsink`
+//! Building the decoding pipeline: `<source> ! decodebin ! videoconvert ! I420/NV12/RGB ! appsink`
 //! for each kind of input, and setting enum properties by their nicks.
 
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -29,21 +30,34 @@ impl Decode {
     }
 
     /// Builds `<source> ! [videoflip !] videoconvert ! RGB ! appsink`; also returns whether a video pad
-    /// ever got linked (decodebin links dynamically).
-    pub(super) fn build(
-        &self,
-    ) -> Result<(gst::Pipeline, gst_app::AppSink, Arc<AtomicBool>), DecodeError> {
+    /// ever got linked (decodebin links dynamically), and for a live stream its audio.
+    pub(super) fn build(&self) -> Result<Built, DecodeError> {
         gst::init()?;
         let pipeline = gst::Pipeline::new();
+        if self.decoder_threads > 0 {
+            let n = self.decoder_threads as i32;
+            // FFmpeg's decoders (avdec_*) are plugged deep inside decodebin.
+            pipeline.connect_deep_element_added(move |_, _, element| {
+                if element.find_property("max-threads").is_some() {
+                    element.set_property("max-threads", n);
+                }
+            });
+        }
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
         let convert = make("videoconvert")?;
         convert.set_property("n-threads", threads as u32);
+        // The decoder's own 4:2:0 planes pass through (converted to RGB in segstream, in
+        // parallel SIMD bands); anything else is converted by videoconvert.
         let appsink = gst_app::AppSink::builder()
             .caps(
                 &gst_video::VideoCapsBuilder::new()
-                    .format(gst_video::VideoFormat::Rgb)
+                    .format_list([
+                        gst_video::VideoFormat::I420,
+                        gst_video::VideoFormat::Nv12,
+                        gst_video::VideoFormat::Rgb,
+                    ])
                     .build(),
             )
             .sync(false)
@@ -54,6 +68,18 @@ impl Decode {
             .add_many([&convert, appsink.upcast_ref()])
             .and_then(|_| convert.link(&appsink))
             .map_err(|e| self.error(e.to_string()))?;
+        // Frames are read through their video meta (strides, plane offsets), so decoders may
+        // hand over their own buffers instead of copying each frame into a packed one.
+        if let Some(pad) = appsink.static_pad("sink") {
+            pad.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| {
+                if let Some(gst::QueryViewMut::Allocation(q)) =
+                    info.query_mut().map(|q| q.view_mut())
+                {
+                    q.add_allocation_meta::<gst_video::VideoMeta>(None);
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
         let linked = Arc::new(AtomicBool::new(false));
 
         // Elements whose output pads appear once the stream type is known.
@@ -128,6 +154,11 @@ impl Decode {
                     }
                     None
                 });
+                // Audio stays encoded (parsed, not decoded), to be copied into recordings.
+                bin.set_property(
+                    "caps",
+                    gst::Caps::from_str(PASSED_ON).map_err(|e| self.error(e.to_string()))?,
+                );
                 pipeline.add(&bin).map_err(|e| self.error(e.to_string()))?;
                 bin
             }
@@ -168,7 +199,12 @@ impl Decode {
                 gst::Element::link_many([&src, &filter, &convert])
                     .map_err(|e| self.error(e.to_string()))?;
                 linked.store(true, Ordering::Relaxed);
-                return Ok((pipeline, appsink, linked));
+                return Ok(Built {
+                    pipeline,
+                    appsink,
+                    linked,
+                    audio: None,
+                });
             }
         };
 
@@ -181,18 +217,93 @@ impl Decode {
             .and_then(|_| flip.link(&convert))
             .map_err(|e| self.error(e.to_string()))?;
         let sink_pad = flip.static_pad("sink").expect("videoflip has a sink pad");
+        let audio = match self.config {
+            Input::Rtsp { .. } => Some(self.audio_branch(&pipeline, &dynamic)?),
+            _ => None,
+        };
+        let audio_pad = audio.as_ref().map(|a| a.sink.clone());
         let linked_flag = linked.clone();
         dynamic.connect_pad_added(move |_, pad| {
             let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-            let is_video = caps
-                .structure(0)
-                .map(|s| s.name().starts_with("video/"))
-                .unwrap_or(false);
-            if is_video && !sink_pad.is_linked() && pad.link(&sink_pad).is_ok() {
+            let name = caps.structure(0).map(|s| s.name().as_str()).unwrap_or("");
+            if name.starts_with("video/") && !sink_pad.is_linked() && pad.link(&sink_pad).is_ok() {
                 linked_flag.store(true, Ordering::Relaxed);
             }
+            if let Some(a) = audio_pad
+                .as_ref()
+                .filter(|a| name.starts_with("audio/") && !a.is_linked())
+            {
+                let _ = pad.link(a);
+            }
         });
-        Ok((pipeline, appsink, linked))
+        Ok(Built {
+            pipeline,
+            appsink,
+            linked,
+            audio,
+        })
+    }
+
+    /// `queue ! appsink` for a live stream's first audio track, kept encoded; its pad is
+    /// linked when the stream shows one.
+    fn audio_branch(
+        &self,
+        pipeline: &gst::Pipeline,
+        dynamic: &gst::Element,
+    ) -> Result<AudioBranch, DecodeError> {
+        let queue = make("queue")?;
+        // A stream without audio leaves this branch empty: it must not hold up the start.
+        let appsink = gst_app::AppSink::builder()
+            .sync(false)
+            .async_(false)
+            .max_buffers(AUDIO_BACKLOG)
+            .drop(true)
+            .build();
+        pipeline
+            .add_many([&queue, appsink.upcast_ref()])
+            .and_then(|_| queue.link(&appsink))
+            .map_err(|e| self.error(e.to_string()))?;
+        let settled = Arc::new(AtomicBool::new(false));
+        let flag = settled.clone();
+        dynamic.connect_no_more_pads(move |_| flag.store(true, Ordering::Relaxed));
+        Ok(AudioBranch {
+            sink: queue.static_pad("sink").expect("queue has a sink pad"),
+            appsink,
+            settled,
+        })
+    }
+}
+
+/// What decodebin hands on as it is: raw video to convert, and audio parsed but encoded
+/// (the formats cameras send), or raw when it is something else.
+const PASSED_ON: &str = "video/x-raw(ANY); audio/mpeg; audio/x-opus; audio/x-alaw; \
+                         audio/x-mulaw; audio/x-raw(ANY)";
+
+/// Audio packets the source may hold before the oldest are dropped.
+const AUDIO_BACKLOG: u32 = 256;
+
+/// A built decoding pipeline.
+pub(super) struct Built {
+    pub pipeline: gst::Pipeline,
+    pub appsink: gst_app::AppSink,
+    /// Whether a video pad got linked.
+    pub linked: Arc<AtomicBool>,
+    /// A live stream's audio.
+    pub audio: Option<AudioBranch>,
+}
+
+/// The audio of a live stream, taken as it comes.
+pub(super) struct AudioBranch {
+    sink: gst::Pad,
+    pub appsink: gst_app::AppSink,
+    /// The stream has shown all its pads.
+    pub settled: Arc<AtomicBool>,
+}
+
+impl AudioBranch {
+    /// Whether the stream has an audio track linked here.
+    pub fn linked(&self) -> bool {
+        self.sink.is_linked()
     }
 }
 

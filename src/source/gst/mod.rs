@@ -4,7 +4,8 @@
 //! `let source = Decode::new(Input::File { path: "clip.mp4".into(), start_index: 0 }, None);`
 //!
 //! Files, still images, numbered image sequences, URIs (HTTP, RTSP), V4L2 cameras and
-//! `videotestsrc`, all ending in `videoconvert ! video/x-raw,format=RGB ! appsink`.
+//! `videotestsrc`, all ending in an appsink that takes the decoder's I420 or NV12 as it is
+//! (converted to RGB here, see `yuv.rs`) and anything else as RGB from `videoconvert`.
 
 use std::net::ToSocketAddrs;
 use std::sync::atomic::Ordering;
@@ -19,6 +20,7 @@ use crate::runtime::{BoxError, Output, Source};
 mod build;
 mod input;
 mod pool;
+mod yuv;
 
 pub use build::check_test_pattern;
 pub use input::{next_sequence_index, sequence_file, Input, RtspTransport};
@@ -32,6 +34,9 @@ const FILE_STALL: Duration = Duration::from_secs(20);
 
 /// A local file whose demuxer has linked no stream this long after starting is unreadable.
 const NO_STREAM_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long a stopped live stream waits for the audio of its last frames.
+const AUDIO_GRACE: Duration = Duration::from_millis(500);
 
 /// How long stopping a GStreamer pipeline may take before segstream moves on without it.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -113,6 +118,10 @@ pub struct Decode {
     pts_end: Duration,
     /// Connections made so far (the first is 0).
     attempt: u32,
+    /// End of the last audio packet passed on, on the frames' timeline.
+    audio_end: Duration,
+    /// Threads each software video decoder may use (0: the decoder decides).
+    decoder_threads: u32,
 }
 
 /// How one connection to the source ended.
@@ -134,7 +143,15 @@ impl Decode {
             pts_base: Duration::ZERO,
             pts_end: Duration::ZERO,
             attempt: 0,
+            audio_end: Duration::ZERO,
+            decoder_threads: 0,
         }
+    }
+
+    /// Each software video decoder uses at most `n` threads (0: it decides, by the cores).
+    pub fn decoder_threads(mut self, n: u32) -> Self {
+        self.decoder_threads = n;
+        self
     }
 
     /// Frames sent so far.
@@ -370,7 +387,17 @@ impl Decode {
         let attempt = self.attempt;
         self.attempt += 1;
         self.pts_base = self.pts_end;
-        let (pipeline, appsink, linked) = self.build()?;
+        let build::Built {
+            pipeline,
+            appsink,
+            linked,
+            audio,
+        } = self.build()?;
+        let stream = out.stream();
+        if audio.is_some() {
+            out.audio().expect(stream);
+        }
+        let mut audio_known = false;
         let bus = pipeline.bus().expect("pipeline has a bus");
         // Stops the pipeline however this function returns.
         struct Guard(gst::Pipeline);
@@ -438,6 +465,9 @@ impl Decode {
                     }
                     _ => {}
                 }
+            }
+            if let Some(a) = &audio {
+                audio_known |= self.pass_audio(out, a, attempt, first_pts, audio_known);
             }
             match appsink.try_pull_sample(gst::ClockTime::from_mseconds(
                 PULL_TIMEOUT.as_millis() as u64
@@ -552,6 +582,14 @@ impl Decode {
                 }
             }
         };
+        if let (Some(a), Ended::Stopped, true) = (&audio, &ended, audio_known) {
+            // The audio of the last frames may still be on its way: wait a little for it.
+            let deadline = Instant::now() + AUDIO_GRACE;
+            while self.audio_end < self.pts_end && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+                self.pass_audio(out, a, attempt, first_pts, true);
+            }
+        }
         if self.seq == 0 && !out.stop_requested() && stall.is_none() {
             return Err(Box::new(if linked.load(Ordering::Relaxed) {
                 DecodeError::NoFrames { input }
@@ -565,6 +603,67 @@ impl Decode {
             "Source finished."
         );
         Ok(ended)
+    }
+}
+
+impl Decode {
+    /// Hands the audio packets waiting in `audio` to the run, on the frames' timeline
+    /// (`first_pts`: this connection's first frame, to continue after a reconnect); says
+    /// whether the stream's audio is known (announced, or known to be absent).
+    fn pass_audio(
+        &mut self,
+        out: &Output,
+        audio: &build::AudioBranch,
+        attempt: u32,
+        first_pts: Option<Duration>,
+        known: bool,
+    ) -> bool {
+        let stream = out.stream();
+        let mut known = known;
+        while let Some(sample) = audio.appsink.try_pull_sample(gst::ClockTime::ZERO) {
+            if !known {
+                let caps = sample.caps().map(|c| c.to_string());
+                tracing::debug!(stage = "decode", caps = ?caps, "Audio track.");
+                out.audio().announce(stream, caps);
+                known = true;
+            }
+            let Some(buffer) = sample.buffer() else {
+                continue;
+            };
+            let Some(pts) = buffer.pts().map(|t| Duration::from_nanos(t.nseconds())) else {
+                continue;
+            };
+            let pts = if attempt == 0 {
+                pts
+            } else {
+                // Audio before this connection's first frame has nothing to line up with.
+                match first_pts {
+                    Some(first) if pts >= first => self.pts_base + (pts - first),
+                    _ => continue,
+                }
+            };
+            let Ok(map) = buffer.map_readable() else {
+                continue;
+            };
+            let duration = buffer
+                .duration()
+                .map(|d| Duration::from_nanos(d.nseconds()));
+            self.audio_end = pts + duration.unwrap_or(Duration::ZERO);
+            out.audio().publish(
+                stream,
+                crate::runtime::AudioPacket {
+                    pts,
+                    duration,
+                    data: std::sync::Arc::from(map.as_slice()),
+                },
+            );
+        }
+        // All pads shown and none of them audio: there is none.
+        if !known && audio.settled.load(Ordering::Relaxed) && !audio.linked() {
+            out.audio().announce(stream, None);
+            known = true;
+        }
+        known
     }
 }
 

@@ -6,7 +6,9 @@ use gstreamer as gst;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
+use super::yuv::{self, Colour, Layout};
 use crate::frame::RgbImage;
+use yuvutils_rs::{YuvRange, YuvStandardMatrix};
 
 /// Frame buffers the pipeline has finished with, reused for the next frames: a long run
 /// does not allocate (and fault in) a frame-sized buffer per frame.
@@ -20,16 +22,13 @@ pub(super) struct ImagePool {
 const POOL_FREE: usize = 3;
 
 impl ImagePool {
-    /// A free buffer, emptied, if there is one.
+    /// A free buffer, if there is one, with its old contents (to be overwritten: a frame of
+    /// the same size then needs no clearing).
     pub(super) fn take(&mut self) -> Vec<u8> {
         let free = self.sent.iter().position(|a| Arc::strong_count(a) == 1);
         free.and_then(|i| self.sent.remove(i))
             .and_then(|a| Arc::try_unwrap(a).ok())
-            .map(|image| {
-                let mut data = image.data;
-                data.clear();
-                data
-            })
+            .map(|image| image.data)
             .unwrap_or_default()
     }
 
@@ -50,8 +49,9 @@ impl ImagePool {
     }
 }
 
-/// Copies a sample's RGB pixels into `data` (emptied, reused) as a tightly packed image
-/// (GStreamer pads rows to 4 bytes).
+/// Copies a sample's pixels into `data` (reused; its contents are overwritten) as a tightly packed RGB image:
+/// RGB rows as they are (GStreamer pads rows to 4 bytes), the decoder's I420 or NV12
+/// converted by [`super::yuv`] with the colorimetry its caps state.
 pub(super) fn to_image(
     sample: &gst::Sample,
     mut data: Vec<u8>,
@@ -62,11 +62,39 @@ pub(super) fn to_image(
     let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
         .map_err(|_| "cannot map video buffer".to_string())?;
     let (w, h) = (info.width() as usize, info.height() as usize);
-    let stride = frame.plane_stride()[0] as usize;
-    let plane = frame.plane_data(0).map_err(|e| e.to_string())?;
-    data.reserve(w * h * 3);
-    for row in 0..h {
-        data.extend_from_slice(&plane[row * stride..row * stride + w * 3]);
+    let plane = |i: u32| -> Result<(&[u8], usize), String> {
+        let data = frame.plane_data(i).map_err(|e| e.to_string())?;
+        Ok((data, frame.plane_stride()[i as usize] as usize))
+    };
+    match info.format() {
+        gst_video::VideoFormat::I420 => {
+            let layout = Layout::I420 {
+                y: plane(0)?,
+                u: plane(1)?,
+                v: plane(2)?,
+            };
+            yuv::to_rgb(layout, w, h, colour(&info), &mut data)?;
+        }
+        gst_video::VideoFormat::Nv12 => {
+            let layout = Layout::Nv12 {
+                y: plane(0)?,
+                uv: plane(1)?,
+            };
+            yuv::to_rgb(layout, w, h, colour(&info), &mut data)?;
+        }
+        gst_video::VideoFormat::Rgb => {
+            let (plane, stride) = plane(0)?;
+            data.clear();
+            data.reserve(w * h * 3);
+            for row in 0..h {
+                data.extend_from_slice(&plane[row * stride..row * stride + w * 3]);
+            }
+        }
+        other => {
+            return Err(format!(
+                "unexpected pixel format {other:?} from the decoder"
+            ))
+        }
     }
     let fps = info.fps();
     // A rate above 1000 fps is a placeholder, not a rate: H.264 from encoders that were told
@@ -75,6 +103,27 @@ pub(super) fn to_image(
         fps.numer() > 0 && fps.denom() > 0 && fps.numer() as f64 / fps.denom() as f64 <= 1000.0;
     let rate = plausible.then(|| (fps.numer(), fps.denom()));
     Ok((RgbImage::new(w as u32, h as u32, data), rate))
+}
+
+/// The matrix and range the caps state (GStreamer fills in its defaults by frame size when
+/// the stream says nothing: BT.601 for SD, BT.709 for HD).
+fn colour(info: &gst_video::VideoInfo) -> Colour {
+    use gst_video::{VideoColorMatrix as M, VideoColorRange as R};
+    let c = info.colorimetry();
+    let matrix = match c.matrix() {
+        M::Bt709 => YuvStandardMatrix::Bt709,
+        M::Bt2020 => YuvStandardMatrix::Bt2020,
+        M::Smpte240m => YuvStandardMatrix::Smpte240,
+        M::Fcc => YuvStandardMatrix::Custom(0.30, 0.11),
+        M::Bt601 => YuvStandardMatrix::Bt601,
+        _ if info.height() >= 720 => YuvStandardMatrix::Bt709,
+        _ => YuvStandardMatrix::Bt601,
+    };
+    let range = match c.range() {
+        R::Range0_255 => YuvRange::Full,
+        _ => YuvRange::Limited,
+    };
+    Colour { matrix, range }
 }
 
 #[cfg(test)]
@@ -91,7 +140,7 @@ mod tests {
         assert!(pool.take().is_empty() && pool.take().capacity() == 0);
         drop(a);
         let reused = pool.take();
-        assert_eq!((reused.len(), reused.as_ptr()), (0, ptr));
+        assert_eq!((reused.len(), reused.as_ptr()), (6, ptr));
         // Free buffers beyond a few are let go.
         for _ in 0..10 {
             pool.sent(Arc::new(RgbImage::new(2, 1, vec![0; 6])));

@@ -1,0 +1,230 @@
+//! The decoder's planar YUV (I420, NV12) to packed RGB, in segstream: SIMD rows
+//! (`yuvutils-rs`, dispatched on the CPU's features at run time) in bands spread across the
+//! cores. GStreamer's `videoconvert` did this before and cost more than decoding itself.
+
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+use yuvutils_rs::{
+    yuv420_to_rgb, yuv_nv12_to_rgb, YuvBiPlanarImage, YuvConversionMode, YuvPlanarImage, YuvRange,
+    YuvStandardMatrix,
+};
+
+/// How the planes of one 4:2:0 frame lie in memory.
+#[derive(Clone, Copy, Debug)]
+pub enum Layout<'a> {
+    /// Three planes: Y, U, V (`I420`).
+    I420 {
+        y: (&'a [u8], usize),
+        u: (&'a [u8], usize),
+        v: (&'a [u8], usize),
+    },
+    /// Y and interleaved UV (`NV12`).
+    Nv12 {
+        y: (&'a [u8], usize),
+        uv: (&'a [u8], usize),
+    },
+}
+
+/// How YUV values map to RGB.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Colour {
+    pub matrix: YuvStandardMatrix,
+    pub range: YuvRange,
+}
+
+/// Rows converted per task at least: fewer would spend more on scheduling than converting.
+const MIN_BAND_ROWS: usize = 32;
+
+/// Writes the `width` x `height` frame in `planes` into `rgb` (tightly packed, resized to
+/// fit), in bands of rows converted in parallel.
+pub fn to_rgb(
+    planes: Layout<'_>,
+    width: usize,
+    height: usize,
+    colour: Colour,
+    rgb: &mut Vec<u8>,
+) -> Result<(), String> {
+    rgb.resize(width * height * 3, 0);
+    if width == 0 || height == 0 {
+        return Ok(());
+    }
+    let bands = rayon::current_num_threads().max(1);
+    // Even band heights keep each band's chroma rows its own.
+    let band = (height.div_ceil(bands).max(MIN_BAND_ROWS) + 1) & !1;
+    rgb.par_chunks_mut(band * width * 3)
+        .enumerate()
+        .try_for_each(|(i, out)| {
+            let top = i * band;
+            let rows = out.len() / (width * 3);
+            convert_band(planes, width, top, rows, colour, out)
+        })
+}
+
+/// Rows `top..top + rows` of the frame (`top` even) into `out`.
+fn convert_band(
+    planes: Layout<'_>,
+    width: usize,
+    top: usize,
+    rows: usize,
+    colour: Colour,
+    out: &mut [u8],
+) -> Result<(), String> {
+    let chroma_rows = rows.div_ceil(2);
+    let chroma_width = width.div_ceil(2);
+    let (matrix, range) = (colour.matrix, colour.range);
+    let result = match planes {
+        Layout::I420 { y, u, v } => {
+            let (y_rows, u_rows, v_rows) = (
+                whole_rows(y, top, rows, width),
+                whole_rows(u, top / 2, chroma_rows, chroma_width),
+                whole_rows(v, top / 2, chroma_rows, chroma_width),
+            );
+            let image = YuvPlanarImage {
+                y_plane: &y_rows.0,
+                y_stride: y_rows.1 as u32,
+                u_plane: &u_rows.0,
+                u_stride: u_rows.1 as u32,
+                v_plane: &v_rows.0,
+                v_stride: v_rows.1 as u32,
+                width: width as u32,
+                height: rows as u32,
+            };
+            yuv420_to_rgb(&image, out, (width * 3) as u32, range, matrix)
+        }
+        Layout::Nv12 { y, uv } => {
+            let y_rows = whole_rows(y, top, rows, width);
+            // The interleaved plane is taken only without padding between rows.
+            let uv_rows = tight_rows(uv, top / 2, chroma_rows, 2 * chroma_width);
+            let image = YuvBiPlanarImage {
+                y_plane: &y_rows.0,
+                y_stride: y_rows.1 as u32,
+                uv_plane: &uv_rows,
+                uv_stride: (2 * chroma_width) as u32,
+                width: width as u32,
+                height: rows as u32,
+            };
+            yuv_nv12_to_rgb(
+                &image,
+                out,
+                (width * 3) as u32,
+                range,
+                matrix,
+                YuvConversionMode::Balanced,
+            )
+        }
+    };
+    result.map_err(|e| format!("cannot convert YUV to RGB: {e}"))
+}
+
+/// Rows `first..first + count` of a plane of `stride`, each `used` bytes wide, as a slice
+/// of whole rows (the converter drops a last row shorter than the stride) and its stride:
+/// borrowed when the plane holds them, else copied.
+fn whole_rows(
+    plane: (&[u8], usize),
+    first: usize,
+    count: usize,
+    used: usize,
+) -> (Cow<'_, [u8]>, usize) {
+    let (data, stride) = plane;
+    let start = first * stride;
+    match data.get(start..start + count * stride) {
+        Some(rows) => (Cow::Borrowed(rows), stride),
+        None => (
+            Cow::Owned(tight_rows(plane, first, count, used).into_owned()),
+            used,
+        ),
+    }
+}
+
+/// The same rows without padding: borrowed when the plane has none.
+fn tight_rows(plane: (&[u8], usize), first: usize, count: usize, used: usize) -> Cow<'_, [u8]> {
+    let (data, stride) = plane;
+    if stride == used {
+        let start = first * stride;
+        return Cow::Borrowed(&data[start.min(data.len())..(start + count * used).min(data.len())]);
+    }
+    let mut rows = Vec::with_capacity(count * used);
+    for r in first..first + count {
+        let start = (r * stride).min(data.len());
+        let row = &data[start..(start + used).min(data.len())];
+        rows.extend_from_slice(row);
+        rows.resize(rows.len() + used - row.len(), 0);
+    }
+    Cow::Owned(rows)
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// BT.601 limited range, by the formula (the reference the SIMD rows must meet).
+    fn reference(y: u8, u: u8, v: u8) -> [u8; 3] {
+        let (y, u, v) = (
+            (y as f64 - 16.0) * 255.0 / 219.0,
+            (u as f64 - 128.0) * 255.0 / 224.0,
+            (v as f64 - 128.0) * 255.0 / 224.0,
+        );
+        let (kr, kb) = (0.299, 0.114);
+        let r = y + 2.0 * (1.0 - kr) * v;
+        let b = y + 2.0 * (1.0 - kb) * u;
+        let g = (y - kr * r - kb * b) / (1.0 - kr - kb);
+        [r, g, b].map(|c| c.round().clamp(0.0, 255.0) as u8)
+    }
+
+    #[test]
+    fn i420_and_nv12_with_padded_rows_and_odd_sizes_match_the_formula_in_every_band() {
+        let colour = Colour {
+            matrix: YuvStandardMatrix::Bt601,
+            range: YuvRange::Limited,
+        };
+        for (w, h) in [(64usize, 200usize), (37, 75), (2, 2), (1920, 33)] {
+            let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+            let (ys, cs) = (w + 7, cw + 5); // padded strides
+            let y: Vec<u8> = (0..ys * h).map(|i| (16 + i * 7 % 220) as u8).collect();
+            let u: Vec<u8> = (0..cs * ch).map(|i| (16 + i * 13 % 224) as u8).collect();
+            let v: Vec<u8> = (0..cs * ch).map(|i| (16 + i * 29 % 224) as u8).collect();
+            let mut uv = vec![0u8; 2 * cs * ch];
+            for r in 0..ch {
+                for c in 0..cw {
+                    uv[r * 2 * cs + 2 * c] = u[r * cs + c];
+                    uv[r * 2 * cs + 2 * c + 1] = v[r * cs + c];
+                }
+            }
+            let planar = Layout::I420 {
+                y: (&y, ys),
+                u: (&u, cs),
+                v: (&v, cs),
+            };
+            let bi = Layout::Nv12 {
+                y: (&y, ys),
+                uv: (&uv, 2 * cs),
+            };
+            // Planes whose last row stops at the picture's edge, as some decoders give them.
+            let short = Layout::I420 {
+                y: (&y[..(h - 1) * ys + w], ys),
+                u: (&u[..(ch - 1) * cs + cw], cs),
+                v: (&v[..(ch - 1) * cs + cw], cs),
+            };
+            for (name, layout) in [("I420", planar), ("NV12", bi), ("I420 short", short)] {
+                let mut rgb = Vec::new();
+                to_rgb(layout, w, h, colour, &mut rgb).unwrap();
+                assert_eq!(rgb.len(), w * h * 3);
+                let mut worst = 0i32;
+                for r in 0..h {
+                    for c in 0..w {
+                        let want = reference(
+                            y[r * ys + c],
+                            u[(r / 2) * cs + c / 2],
+                            v[(r / 2) * cs + c / 2],
+                        );
+                        for k in 0..3 {
+                            let got = rgb[(r * w + c) * 3 + k] as i32;
+                            worst = worst.max((got - want[k] as i32).abs());
+                        }
+                    }
+                }
+                assert!(worst <= 2, "{w}x{h} {name}: off by {worst}");
+            }
+        }
+    }
+}
