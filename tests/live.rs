@@ -435,6 +435,44 @@ fn slow_stage_on_a_live_source_drops_frames_and_bounds_latency() {
     assert!(p99 < bound, "p99 latency {p99} ms over {bound} ms: {err}");
 }
 
+/// With the default queues a live frame never waits behind older ones: the queue in front of
+/// a slow stage holds the newest frame only, so capture-to-output latency stays within the
+/// stage's own time plus two frame intervals (plus slack for a loaded machine; four queued
+/// frames, the file default, would reach five stage times).
+#[test]
+fn live_latency_is_the_slow_stages_time_plus_two_frame_intervals() {
+    let dir = tempfile::tempdir().unwrap();
+    let delay_ms = 60.0;
+    let p = pipeline_file(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[source]\ntype = \"test\"\nwidth = 160\nheight = 120\nfps = 30\nlive = true\n\n\
+             [[transforms]]\ntype = \"delay\"\nms = {delay_ms}\n\n\
+             [[sinks]]\ntype = \"null\"\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap(), "--frames", "120"]),
+        Duration::from_secs(120),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let (delay_in, _, dropped) = stage_row(&err, "delay");
+    assert!(
+        dropped > 30,
+        "a 60 ms stage at 30 fps drops about half: {err}"
+    );
+    assert_eq!(
+        delay_in + dropped,
+        120,
+        "every frame is processed or counted"
+    );
+    let bound = delay_ms + 2.0 * 1000.0 / 30.0 + 60.0;
+    let p99 = latency_p99_ms(&err);
+    assert!(p99 < bound, "p99 latency {p99} ms over {bound} ms: {err}");
+}
+
 /// A live source cannot be blocked: with `when_full = "block"` the capture buffer in front
 /// of segstream drops instead, and those drops are counted at decode from the gaps in the
 /// stream's timestamps.

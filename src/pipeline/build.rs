@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use super::{is_template, PerStream, Pipeline};
 use crate::component::{BuildContext, SinkComponent};
 use crate::frame::{Classes, Facets};
-use crate::runtime::{self, BoxError, Control, PipelineError, RunReport, Source, Stage, StageSpec};
+use crate::runtime::{
+    self, BoxError, Control, PipelineError, QueueRole, RunReport, Source, Stage, StageSpec,
+};
 
 /// Per-run knobs from the command line.
 #[derive(Clone, Debug, Default)]
@@ -123,7 +125,7 @@ pub fn run_with_source(
             name: t.kind.to_owned(),
             workers: workers.stages,
             batch: workers.batch,
-            capacity: queue.capacity,
+            capacity: queue.capacity(live, QueueRole::Transform),
             policy: queue.policy(live),
             ordered: workers.ordered,
         });
@@ -157,7 +159,7 @@ pub fn run_with_source(
         sinks.push(StageSpec::single(
             s.kind,
             stage,
-            queue.capacity,
+            queue.capacity(live, QueueRole::Sink),
             queue.policy(live),
         ));
     }

@@ -338,6 +338,8 @@ fn check_one<T: ?Sized + Component>(slot: &mut Slot<T>, cx: &CheckContext<'_>, p
     }
 }
 
-fn check_queue(p: &mut Problems, field: &str, capacity: usize) {
-    p.range(format!("{field}.queue.capacity"), capacity, 1, MAX_CAPACITY);
+fn check_queue(p: &mut Problems, field: &str, capacity: Option<usize>) {
+    if let Some(capacity) = capacity {
+        p.range(format!("{field}.queue.capacity"), capacity, 1, MAX_CAPACITY);
+    }
 }

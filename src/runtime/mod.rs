@@ -23,7 +23,7 @@ pub use edge::{OrderedStep, Output};
 pub use metrics::{
     write_stage_table, LatencyMetrics, RunReport, StageMetrics, StageRow, StageSummary, Summary,
 };
-pub use queue::{FullPolicy, QueueConfig, MAX_CAPACITY};
+pub use queue::{FullPolicy, QueueConfig, QueueRole, MAX_CAPACITY};
 pub use stage::{Aborted, BoxError, Merge, Source, Stage};
 pub use status::{memory, RunMetrics, Status, StatusMark};
 pub use streams::{Outcome, StreamLog, StreamRecord};
