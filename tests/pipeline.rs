@@ -274,3 +274,52 @@ fn sigint_during_a_file_keeps_every_processed_frame() {
     }
     assert!(!frames.join(format!("{processed:06}.png")).exists());
 }
+
+/// Decoded pixels are the colours FFmpeg shows: the decoder's own YUV converted by segstream
+/// with the stream's matrix and range (BT.601 for SD, BT.709 for HD, full-range JPEG; a
+/// 4:2:0 JPEG, since GStreamer's jpegdec gives 4:2:0 for 4:4:4 ones and FFmpeg does not).
+#[test]
+fn decoded_frames_have_the_colours_ffmpeg_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let sd = dir.path().join("sd.mp4");
+    make_video(&sd, 3, 640, 360, "pattern=smpte");
+    let hd = dir.path().join("hd.mp4");
+    make_video(&hd, 3, 1280, 720, "pattern=smpte");
+    let jpeg = dir.path().join("still.jpg");
+    let mut cmd = Command::new("gst-launch-1.0");
+    cmd.arg("-q").args(
+        format!(
+            "videotestsrc num-buffers=1 pattern=smpte \
+             ! video/x-raw,width=320,height=240,format=I420 ! jpegenc quality=95 \
+             ! filesink location={}",
+            jpeg.display()
+        )
+        .split_whitespace(),
+    );
+    let o = run_with_deadline(cmd, Duration::from_secs(60));
+    assert!(o.status.success(), "{}", stderr(&o));
+    for input in [&sd, &hd, &jpeg] {
+        let name = input.file_stem().unwrap().to_str().unwrap();
+        let frames = dir.path().join(format!("{name}-ours"));
+        let p = pipeline_file(
+            dir.path(),
+            "p.toml",
+            &format!(
+                "[source]\ntype = \"file\"\npath = {input:?}\n\n\
+                 [[sinks]]\ntype = \"png\"\ndir = {frames:?}\nwhat = \"frame\"\n"
+            ),
+        );
+        let o = run_with_deadline(
+            segstream(&["run", p.to_str().unwrap(), "--frames", "1"]),
+            Duration::from_secs(60),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let ours = read_png(&frames.join("000000.png"));
+        let theirs = &reference_frames(input, &dir.path().join(format!("{name}-ref")))[0];
+        let d = mad(&ours, theirs);
+        assert!(
+            d < 1.5,
+            "{name}: mean difference {d:.2} from FFmpeg's colours"
+        );
+    }
+}

@@ -48,7 +48,7 @@ impl Decode {
             .unwrap_or(1);
         let convert = make("videoconvert")?;
         convert.set_property("n-threads", threads as u32);
-        // The decoder's own 4:2:0 planes pass through (converted to RGB in segstream, in
+        // The decoder's own YUV planes (4:2:0, and JPEG's 4:2:2 and 4:4:4) pass through (converted to RGB in segstream, in
         // parallel SIMD bands); anything else is converted by videoconvert.
         let appsink = gst_app::AppSink::builder()
             .caps(
@@ -56,6 +56,8 @@ impl Decode {
                     .format_list([
                         gst_video::VideoFormat::I420,
                         gst_video::VideoFormat::Nv12,
+                        gst_video::VideoFormat::Y42b,
+                        gst_video::VideoFormat::Y444,
                         gst_video::VideoFormat::Rgb,
                     ])
                     .build(),

@@ -6,7 +6,7 @@ use gstreamer as gst;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
-use super::yuv::{self, Colour, Layout};
+use super::yuv::{self, Chroma, Colour, Layout};
 use crate::frame::RgbImage;
 use yuvutils_rs::{YuvRange, YuvStandardMatrix};
 
@@ -51,7 +51,7 @@ impl ImagePool {
 
 /// Copies a sample's pixels into `data` (reused; its contents are overwritten) as a tightly packed RGB image:
 /// RGB rows as they are (GStreamer pads rows to 4 bytes), the decoder's I420 or NV12
-/// converted by [`super::yuv`] with the colorimetry its caps state.
+/// (or JPEG's Y42B, Y444) converted by [`super::yuv`] with the colorimetry its caps state.
 pub(super) fn to_image(
     sample: &gst::Sample,
     mut data: Vec<u8>,
@@ -67,11 +67,19 @@ pub(super) fn to_image(
         Ok((data, frame.plane_stride()[i as usize] as usize))
     };
     match info.format() {
-        gst_video::VideoFormat::I420 => {
-            let layout = Layout::I420 {
+        format @ (gst_video::VideoFormat::I420
+        | gst_video::VideoFormat::Y42b
+        | gst_video::VideoFormat::Y444) => {
+            let chroma = match format {
+                gst_video::VideoFormat::I420 => Chroma::Half,
+                gst_video::VideoFormat::Y42b => Chroma::HalfWidth,
+                _ => Chroma::Full,
+            };
+            let layout = Layout::Planar {
                 y: plane(0)?,
                 u: plane(1)?,
                 v: plane(2)?,
+                chroma,
             };
             yuv::to_rgb(layout, w, h, colour(&info), &mut data)?;
         }

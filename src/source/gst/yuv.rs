@@ -1,4 +1,4 @@
-//! The decoder's planar YUV (I420, NV12) to packed RGB, in segstream: SIMD rows
+//! The decoder's planar YUV (I420, NV12, and JPEG's 4:2:2 and 4:4:4) to packed RGB, in segstream: SIMD rows
 //! (`yuvutils-rs`, dispatched on the CPU's features at run time) in bands spread across the
 //! cores. GStreamer's `videoconvert` did this before and cost more than decoding itself.
 
@@ -6,24 +6,36 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 use yuvutils_rs::{
-    yuv420_to_rgb, yuv_nv12_to_rgb, YuvBiPlanarImage, YuvConversionMode, YuvPlanarImage, YuvRange,
-    YuvStandardMatrix,
+    yuv420_to_rgb, yuv422_to_rgb, yuv444_to_rgb, yuv_nv12_to_rgb, YuvBiPlanarImage,
+    YuvConversionMode, YuvPlanarImage, YuvRange, YuvStandardMatrix,
 };
 
-/// How the planes of one 4:2:0 frame lie in memory.
+/// How the planes of one frame lie in memory.
 #[derive(Clone, Copy, Debug)]
 pub enum Layout<'a> {
-    /// Three planes: Y, U, V (`I420`).
-    I420 {
+    /// Three planes: Y, U, V (`I420`, `Y42B`, `Y444`).
+    Planar {
         y: (&'a [u8], usize),
         u: (&'a [u8], usize),
         v: (&'a [u8], usize),
+        chroma: Chroma,
     },
     /// Y and interleaved UV (`NV12`).
     Nv12 {
         y: (&'a [u8], usize),
         uv: (&'a [u8], usize),
     },
+}
+
+/// How the chroma planes are subsampled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chroma {
+    /// Half width, half height (4:2:0).
+    Half,
+    /// Half width, full height (4:2:2).
+    HalfWidth,
+    /// Full size (4:4:4: JPEG stills often are).
+    Full,
 }
 
 /// How YUV values map to RGB.
@@ -70,15 +82,19 @@ fn convert_band(
     colour: Colour,
     out: &mut [u8],
 ) -> Result<(), String> {
-    let chroma_rows = rows.div_ceil(2);
     let chroma_width = width.div_ceil(2);
     let (matrix, range) = (colour.matrix, colour.range);
     let result = match planes {
-        Layout::I420 { y, u, v } => {
+        Layout::Planar { y, u, v, chroma } => {
+            let (first, count, cw) = match chroma {
+                Chroma::Half => (top / 2, rows.div_ceil(2), chroma_width),
+                Chroma::HalfWidth => (top, rows, chroma_width),
+                Chroma::Full => (top, rows, width),
+            };
             let (y_rows, u_rows, v_rows) = (
                 whole_rows(y, top, rows, width),
-                whole_rows(u, top / 2, chroma_rows, chroma_width),
-                whole_rows(v, top / 2, chroma_rows, chroma_width),
+                whole_rows(u, first, count, cw),
+                whole_rows(v, first, count, cw),
             );
             let image = YuvPlanarImage {
                 y_plane: &y_rows.0,
@@ -90,12 +106,17 @@ fn convert_band(
                 width: width as u32,
                 height: rows as u32,
             };
-            yuv420_to_rgb(&image, out, (width * 3) as u32, range, matrix)
+            let convert = match chroma {
+                Chroma::Half => yuv420_to_rgb,
+                Chroma::HalfWidth => yuv422_to_rgb,
+                Chroma::Full => yuv444_to_rgb,
+            };
+            convert(&image, out, (width * 3) as u32, range, matrix)
         }
         Layout::Nv12 { y, uv } => {
             let y_rows = whole_rows(y, top, rows, width);
             // The interleaved plane is taken only without padding between rows.
-            let uv_rows = tight_rows(uv, top / 2, chroma_rows, 2 * chroma_width);
+            let uv_rows = tight_rows(uv, top / 2, rows.div_ceil(2), 2 * chroma_width);
             let image = YuvBiPlanarImage {
                 y_plane: &y_rows.0,
                 y_stride: y_rows.1 as u32,
@@ -190,20 +211,22 @@ mod tests {
                     uv[r * 2 * cs + 2 * c + 1] = v[r * cs + c];
                 }
             }
-            let planar = Layout::I420 {
+            let planar = Layout::Planar {
                 y: (&y, ys),
                 u: (&u, cs),
                 v: (&v, cs),
+                chroma: Chroma::Half,
             };
             let bi = Layout::Nv12 {
                 y: (&y, ys),
                 uv: (&uv, 2 * cs),
             };
             // Planes whose last row stops at the picture's edge, as some decoders give them.
-            let short = Layout::I420 {
+            let short = Layout::Planar {
                 y: (&y[..(h - 1) * ys + w], ys),
                 u: (&u[..(ch - 1) * cs + cw], cs),
                 v: (&v[..(ch - 1) * cs + cw], cs),
+                chroma: Chroma::Half,
             };
             for (name, layout) in [("I420", planar), ("NV12", bi), ("I420 short", short)] {
                 let mut rgb = Vec::new();
@@ -224,6 +247,40 @@ mod tests {
                     }
                 }
                 assert!(worst <= 2, "{w}x{h} {name}: off by {worst}");
+            }
+        }
+    }
+
+    #[test]
+    fn jpegs_422_and_444_planes_match_the_formula() {
+        let colour = Colour {
+            matrix: YuvStandardMatrix::Bt601,
+            range: YuvRange::Limited,
+        };
+        let (w, h) = (45usize, 70usize);
+        for (chroma, cw) in [(Chroma::HalfWidth, w.div_ceil(2)), (Chroma::Full, w)] {
+            let (ys, cs) = (w + 3, cw + 3);
+            let y: Vec<u8> = (0..ys * h).map(|i| (16 + i * 7 % 220) as u8).collect();
+            let u: Vec<u8> = (0..cs * h).map(|i| (16 + i * 13 % 224) as u8).collect();
+            let v: Vec<u8> = (0..cs * h).map(|i| (16 + i * 29 % 224) as u8).collect();
+            let layout = Layout::Planar {
+                y: (&y, ys),
+                u: (&u, cs),
+                v: (&v, cs),
+                chroma,
+            };
+            let mut rgb = Vec::new();
+            to_rgb(layout, w, h, colour, &mut rgb).unwrap();
+            let step = if chroma == Chroma::Full { 1 } else { 2 };
+            for r in 0..h {
+                for c in 0..w {
+                    let ci = r * cs + c / step;
+                    let want = reference(y[r * ys + c], u[ci], v[ci]);
+                    for k in 0..3 {
+                        let got = rgb[(r * w + c) * 3 + k] as i32;
+                        assert!((got - want[k] as i32).abs() <= 2, "{chroma:?} at {r},{c}");
+                    }
+                }
             }
         }
     }
