@@ -178,6 +178,31 @@ pub fn tracks(path: &Path) -> serde_json::Value {
     serde_json::from_str(&reference("video.py", &["tracks", path.to_str().unwrap()])).unwrap()
 }
 
+/// Asserts that `out` holds `seconds` of video (within `slack`) and, with `audio`, an AAC
+/// track that starts and ends with the video within `frame` seconds; without, no audio.
+#[allow(dead_code)]
+pub fn assert_video_and_aac(out: &Path, seconds: f64, slack: f64, audio: bool, frame: f64) {
+    let t = tracks(out);
+    let video = t["video_s"].as_f64().unwrap();
+    assert!((video - seconds).abs() < slack, "{}: {t}", out.display());
+    if !audio {
+        assert!(
+            t["audio_s"].is_null(),
+            "{}: no audio expected: {t}",
+            out.display()
+        );
+        return;
+    }
+    assert_eq!(t["audio_codec"], "aac", "{}: {t}", out.display());
+    let span = t["audio_s"].as_f64().unwrap();
+    let start = t["audio_start"].as_f64().unwrap() - t["video_start"].as_f64().unwrap();
+    assert!(
+        (span - video).abs() < frame && start.abs() < frame,
+        "{}: audio must match the video within one frame: {t}",
+        out.display()
+    );
+}
+
 /// Video facts as PyAV (FFmpeg) decodes them: (frames, width, height).
 pub fn video_info(path: &Path) -> (u64, u64, u64) {
     let out = reference("video.py", &["info", path.to_str().unwrap()]);
