@@ -178,6 +178,11 @@ pub trait SourceComponent: Component {
         None
     }
 
+    /// Called on the source a command-line `--input` made, with the pipeline file's own
+    /// source: a source of the same type keeps the file's settings of how to read (decoder
+    /// threads, frame size, ...) and takes only what the input names.
+    fn keep_settings_of(&mut self, _file: &dyn SourceComponent) {}
+
     /// Produces frames on its own clock (queues then drop rather than wait).
     fn is_live(&self) -> bool;
 

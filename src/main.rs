@@ -107,9 +107,18 @@ enum Command {
         /// unavailable.
         #[arg(long, value_enum, value_delimiter = ',')]
         providers: Vec<cli::compare::ProviderKind>,
-        /// Precisions to sweep, e.g. fp32,fp16 (fp16: the NAME_fp16.toml variant of a model).
+        /// Precisions to sweep, e.g. fp32,fp16,bf16,int8 (fp16 and int8: the NAME_fp16.toml
+        /// and NAME_int8.toml variants of a model; bf16: OpenVINO's BF16 inference precision).
         #[arg(long, value_enum, value_delimiter = ',')]
         precision: Vec<cli::compare::Precision>,
+        /// Also rows for the first model and provider with tiling, at half scale and with the
+        /// CRF refine stage (with --eval: what each costs or buys in mean IoU).
+        #[arg(long)]
+        ablations: bool,
+        /// Rounds over the compared rows, interleaved (A B A B); each row reports its
+        /// median-FPS round.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+        rounds: u64,
     },
     /// Score predictions against ground truth: label maps (per-class IoU and Dice, mean
     /// IoU, pixel accuracy), instances (COCO mask AP) or panoptic maps (PQ, SQ, RQ).
@@ -531,6 +540,8 @@ fn main() -> ExitCode {
             models,
             providers,
             precision,
+            ablations,
+            rounds,
         } => {
             if let Err(e) = check_flags(0.0, threads) {
                 eprintln!("error: {e}");
@@ -556,11 +567,13 @@ fn main() -> ExitCode {
                 model_runs,
                 threads,
             };
-            if !(models.is_empty() && providers.is_empty() && precision.is_empty()) {
+            if !(models.is_empty() && providers.is_empty() && precision.is_empty() && !ablations) {
                 let sweep = cli::compare::Sweep {
                     models,
                     providers,
                     precisions: precision,
+                    ablations,
+                    rounds: rounds as usize,
                 };
                 let comparison = match cli::compare::compare(&pipeline, &options, &sweep) {
                     Ok(c) => c,

@@ -190,5 +190,130 @@ fn models_table_compares_models_providers_and_precisions() {
     }
     let csv = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(csv.lines().count(), 1 + rows.len(), "{csv}");
-    assert!(csv.starts_with("model,provider,precision,available,fps"));
+    assert!(csv.starts_with("model,provider,precision,setup,available,fps"));
+}
+
+/// The speed-accuracy table: precisions as variants or OpenVINO hints, each row scored
+/// against the synthetic truth, changes from the FP32 CPU row, the Pareto front, the
+/// tiling / half-scale / CRF rows, and unavailable rows with their reason.
+#[test]
+fn precision_table_scores_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline_file(
+        dir.path(),
+        "table.toml",
+        "[source]\ntype = \"synthetic\"\nwidth = 320\nheight = 192\nseed = 2\n\n\
+         [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2_synthetic\"\n\n\
+         [[sinks]]\ntype = \"null\"\n",
+    );
+    let (json, csv) = (dir.path().join("t.json"), dir.path().join("t.csv"));
+    let o = run_with_deadline(
+        segstream(&[
+            "bench",
+            p.to_str().unwrap(),
+            "--eval",
+            "--providers",
+            "cpu,openvino,cuda",
+            "--precision",
+            "fp32,bf16,int8",
+            "--ablations",
+            "--rounds",
+            "2",
+            "--frames",
+            "3",
+            "--warmup",
+            "1",
+            "--model-runs",
+            "2",
+            "--threads",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+        ]),
+        Duration::from_secs(600),
+    );
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["rounds"], 2);
+    let rows = r["rows"].as_array().unwrap();
+    let key = |row: &Value| {
+        format!(
+            "{} {} {}",
+            row["provider"].as_str().unwrap(),
+            row["precision"].as_str().unwrap(),
+            row["setup"].as_str().unwrap()
+        )
+    };
+    let keys: Vec<String> = rows.iter().map(key).collect();
+    assert_eq!(
+        keys,
+        [
+            "CPU float32 -",
+            "CPU float32 tiling 2x2",
+            "CPU float32 scale 0.5",
+            "CPU float32 refine (CRF)",
+            "CPU bfloat16 -",
+            "CPU int8 -",
+            "OpenVINO float32 -",
+            "OpenVINO bfloat16 -",
+            "OpenVINO int8 -",
+            "CUDA float32 -",
+            "CUDA bfloat16 -",
+            "CUDA int8 -",
+        ],
+        "{table}"
+    );
+    let mut pareto = 0;
+    for row in rows {
+        let what = key(row);
+        if what.starts_with("CUDA") || what == "CPU bfloat16 -" {
+            let reason = row["reason"].as_str().unwrap();
+            let why = match what.as_str() {
+                "CPU bfloat16 -" | "CUDA bfloat16 -" => "BF16 runs through OpenVINO",
+                "CUDA int8 -" => "INT8 (QDQ) models run on the cpu and openvino providers",
+                _ => "CUDA",
+            };
+            assert!(reason.contains(why), "{what}: {reason}");
+            assert!(table.contains(&format!("unavailable: {reason}")), "{table}");
+            continue;
+        }
+        assert!(
+            row["available"].as_bool().unwrap(),
+            "{what}: {}",
+            row["reason"]
+        );
+        // The run used the precision it names.
+        assert_eq!(
+            row["report"]["model"]["precision"], row["precision"],
+            "{what}"
+        );
+        let miou = row["mean_iou"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&miou), "{what}: {miou}");
+        let accuracy = &row["report"]["accuracy"]["metrics"]["mean_iou"];
+        assert_eq!(accuracy.as_f64(), Some(miou), "{what}");
+        let change = row["mean_iou_change"].as_f64().unwrap();
+        if what == "CPU float32 -" {
+            assert_eq!(change, 0.0);
+        }
+        if row["setup"] == "-" {
+            // Precision costs little on a trained model.
+            assert!(change.abs() <= 1.5, "{what}: {change} points");
+        }
+        pareto += row["pareto"].as_bool().unwrap() as usize;
+    }
+    assert!(pareto >= 1, "{table}");
+    assert!(
+        table.contains("mean IoU") && table.contains("pareto"),
+        "{table}"
+    );
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv.lines().count(), 1 + rows.len(), "{csv}");
+    assert!(csv
+        .lines()
+        .next()
+        .unwrap()
+        .contains("mean_iou,mean_iou_change,pareto"));
 }

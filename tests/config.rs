@@ -328,3 +328,47 @@ fn flags_out_of_range_are_one_line_errors() {
         );
     }
 }
+
+// `--input` replaces what the source reads, not how: a synthetic source keeps the file's
+// frame size and length and takes only the seed.
+#[test]
+fn input_override_keeps_how_the_pipeline_reads_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("frames");
+    let p = pipeline_file(
+        dir.path(),
+        "synthetic.toml",
+        &format!(
+            "[source]\ntype = \"synthetic\"\nwidth = 96\nheight = 64\nframes = 3\nseed = 1\n\n\
+             [[sinks]]\ntype = \"png\"\ndir = {out:?}\nwhat = \"frame\"\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap(), "--input", "synthetic:9"]),
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["000000.png", "000001.png", "000002.png"]);
+    let png = read_png(&out.join("000000.png"));
+    assert_eq!((png.width, png.height), (96, 64));
+    // The seed is the input's: another scene than seed 1's.
+    let o = run_with_deadline(
+        segstream(&[
+            "run",
+            p.to_str().unwrap(),
+            "--output",
+            dir.path().join("seed1").to_str().unwrap(),
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(
+        read_png(&dir.path().join("seed1/000000.png")).data,
+        png.data
+    );
+}

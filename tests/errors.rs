@@ -222,6 +222,63 @@ fn unavailable_tensorrt_is_an_error() {
     );
 }
 
+// OpenVINO is strict like CUDA: a missing plugin library, a device OpenVINO does not see, a
+// precision it has no name for, and INT8 on a model with no quantized operators are each one
+// line naming the reason.
+#[test]
+fn unavailable_openvino_and_unknown_precision_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edited_config(dir.path(), "deeplabv3plus_mobilenet_v2", |t| t);
+    let missing = dir
+        .path()
+        .join("no/libonnxruntime_providers_openvino_plugin.so");
+    assert_fails(
+        &infer_pipeline(
+            dir.path(),
+            &config,
+            &format!("providers = [{{ kind = \"openvino\", library = {missing:?} }}]"),
+        ),
+        &[],
+        &[
+            "execution provider OpenVINO was requested but cannot be used",
+            &format!("{} not found", missing.display()),
+        ],
+    );
+    assert_fails(
+        &infer_pipeline(
+            dir.path(),
+            &config,
+            "providers = [{ kind = \"openvino\", device = \"NPU\" }]",
+        ),
+        &[],
+        &[
+            "OpenVINO was requested but cannot be used",
+            "no OpenVINO NPU device",
+        ],
+    );
+    assert_fails(
+        &infer_pipeline(
+            dir.path(),
+            &config,
+            "providers = [{ kind = \"openvino\", precision = \"FP8\" }]",
+        ),
+        &[],
+        &[
+            "providers[0].precision",
+            "\"FP8\" is not one of FP32, BF16, FP16, INT8",
+        ],
+    );
+    assert_fails(
+        &infer_pipeline(
+            dir.path(),
+            &config,
+            "providers = [{ kind = \"openvino\", precision = \"INT8\" }]",
+        ),
+        &[],
+        &["INT8 needs a quantized (QDQ) model", "_int8 variant"],
+    );
+}
+
 #[test]
 fn unknown_key_in_pipeline_file() {
     let dir = tempfile::tempdir().unwrap();

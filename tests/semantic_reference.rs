@@ -111,3 +111,55 @@ fn colour_order_reaches_the_model() {
         (1.0 - cross) * 100.0
     );
 }
+
+/// OpenVINO (ONNX Runtime's plugin EP) in segstream gives the labels ONNX Runtime's Python
+/// API gives with the same EP and precision, and at FP32 those of the CPU provider, on a
+/// frame of the world the trained default knows (clear margins, so no near-ties).
+#[test]
+fn openvino_matches_onnxruntime_with_the_same_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = synthetic_frame(dir.path(), 320, 192, 5);
+    let config = edited_config(dir.path(), "deeplabv3plus_mobilenet_v2_synthetic", |t| t);
+    let library = openvino_library();
+    let cpu = onnxruntime_labels(dir.path(), &image, &config);
+    for precision in ["FP32", "BF16"] {
+        let ours = label_maps(
+            dir.path(),
+            &image,
+            &config,
+            &format!("providers = [{{ kind = \"openvino\", precision = \"{precision}\" }}]"),
+            1,
+        )
+        .remove(0);
+        let out = dir.path().join(format!("ref_openvino_{precision}.png"));
+        reference(
+            "ort_semantic.py",
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--image",
+                image.to_str().unwrap(),
+                "--openvino",
+                precision,
+                "--openvino-library",
+                library.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        let theirs = read_png(&out);
+        let (same_ep, vs_cpu) = (agreement(&ours, &theirs), agreement(&ours, &cpu));
+        eprintln!(
+            "OpenVINO {precision}: {:.4}% as ONNX Runtime's OpenVINO, {:.4}% as its CPU provider",
+            same_ep * 100.0,
+            vs_cpu * 100.0
+        );
+        assert!(same_ep >= 0.999, "{precision}: {:.4}%", same_ep * 100.0);
+        let least = if precision == "FP32" { 0.999 } else { 0.98 };
+        assert!(
+            vs_cpu >= least,
+            "{precision} vs CPU: {:.4}%",
+            vs_cpu * 100.0
+        );
+    }
+}

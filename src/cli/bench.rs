@@ -54,6 +54,8 @@ pub struct Machine {
     pub cpu: String,
     pub cores: usize,
     pub gpu: String,
+    /// Of avx2, avx512f, avx512_vnni, avx512_bf16, amx_int8, amx_bf16: those this CPU has.
+    pub cpu_features: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -141,7 +143,7 @@ impl Stage for Keep {
 }
 
 /// Decodes up to `n` frames of the pipeline's source.
-fn decode_frames(pipeline: &Pipeline, n: u64) -> Result<Vec<Frame>, BenchError> {
+pub(super) fn decode_frames(pipeline: &Pipeline, n: u64) -> Result<Vec<Frame>, BenchError> {
     let kept = Arc::new(Mutex::new(Vec::new()));
     let sink = StageSpec::single("keep", Box::new(Keep(kept.clone())), 4, FullPolicy::Block);
     let source = pipeline::sources(pipeline, Some(n), None)?;
@@ -158,23 +160,43 @@ fn decode_frames(pipeline: &Pipeline, n: u64) -> Result<Vec<Frame>, BenchError> 
     Ok(frames)
 }
 
+/// The CPU features that decide which precision wins, as /proc/cpuinfo names them.
+const CPU_FEATURES: [&str; 6] = [
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_int8",
+    "amx_bf16",
+];
+
 pub(super) fn machine() -> Machine {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|v| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into());
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_owned())
+    };
+    let cpu = field("model name").unwrap_or_else(|| "unknown".into());
+    let flags = field("flags").unwrap_or_default();
+    let cpu_features = CPU_FEATURES
+        .iter()
+        .filter(|f| flags.split(' ').any(|g| g == **f))
+        .map(|f| f.to_string())
+        .collect();
     let gpu = if std::path::Path::new("/dev/nvidia0").exists() {
         "NVIDIA (see nvidia-smi)".into()
     } else {
         "none detected".into()
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Machine { cpu, cores, gpu }
+    Machine {
+        cpu,
+        cores,
+        gpu,
+        cpu_features,
+    }
 }
 
 /// Runs the benchmark.
@@ -250,7 +272,7 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
                     .collect::<Vec<_>>()
                     .join(",")
             },
-            precision: format!("{:?}", m.config.input.dtype).to_lowercase(),
+            precision: m.precision(&providers),
             frame_size: [image.width, image.height],
             batch,
             workers,
@@ -348,8 +370,15 @@ pub(super) fn write_preamble(
     )?;
     writeln!(
         f,
-        "machine: {} ({} cores), GPU: {}",
-        machine.cpu, machine.cores, machine.gpu
+        "machine: {} ({} cores; {}), GPU: {}",
+        machine.cpu,
+        machine.cores,
+        if machine.cpu_features.is_empty() {
+            "no AVX2".to_string()
+        } else {
+            machine.cpu_features.join(" ")
+        },
+        machine.gpu
     )
 }
 

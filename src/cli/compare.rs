@@ -5,20 +5,35 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use segstream::infer::{provider_name, InferConfig, ProviderConfig, Task};
+use segstream::infer::{provider_name, InferConfig, InputType, ProviderConfig, Task, TilingConfig};
 use segstream::pipeline::{Part, Pipeline};
+use segstream::refine::RefineConfig;
 
 use super::bench::{
-    bench, machine, write_preamble, BenchError, BenchOptions, BenchReport, Machine,
+    bench, decode_frames, machine, write_preamble, BenchError, BenchOptions, BenchReport, Machine,
 };
 
-/// A precision to sweep: the model config as it is (`float32` or `float16` input), or its
-/// variant beside it: `NAME_fp16.toml` for `fp16`, `NAME.toml` for a `NAME_fp16` config's
-/// `fp32`.
+/// A precision to sweep: the model config as it is, or its variant beside it:
+/// `NAME_fp16.toml` (float16 input) for `fp16`, `NAME_int8.toml` (a QDQ model) for `int8`,
+/// `NAME.toml` for a variant's `fp32`; `bf16` runs the FP32 model under OpenVINO's BF16
+/// inference precision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Precision {
     Fp32,
     Fp16,
+    Bf16,
+    Int8,
+}
+
+impl Precision {
+    fn label(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "float32",
+            Precision::Fp16 => "float16",
+            Precision::Bf16 => "bfloat16",
+            Precision::Int8 => "int8",
+        }
+    }
 }
 
 /// An execution provider to sweep.
@@ -27,6 +42,7 @@ pub enum ProviderKind {
     Cpu,
     Cuda,
     Tensorrt,
+    Openvino,
 }
 
 /// What `bench --models/--providers/--precision` compares; an empty list keeps what the
@@ -37,6 +53,11 @@ pub struct Sweep {
     pub models: Vec<String>,
     pub providers: Vec<ProviderKind>,
     pub precisions: Vec<Precision>,
+    /// Also rows for the first model on the first provider with tiling, at half scale and
+    /// with the CRF refine stage.
+    pub ablations: bool,
+    /// Rounds over all rows, interleaved; each row reports its median round.
+    pub rounds: usize,
 }
 
 /// One model, provider and precision of a comparison.
@@ -45,6 +66,9 @@ pub struct ComparisonRow {
     pub model: String,
     pub provider: String,
     pub precision: String,
+    /// What differs from the pipeline file besides model, provider and precision
+    /// (`tiling`, `scale 0.5`, `refine`), or `-`.
+    pub setup: String,
     /// False when the combination could not run; `reason` says why.
     pub available: bool,
     pub reason: Option<String>,
@@ -53,6 +77,12 @@ pub struct ComparisonRow {
     pub efficiency: Option<f64>,
     pub latency_p50_ms: Option<f64>,
     pub bottleneck: Option<String>,
+    /// With `--eval`: mean IoU against the source's truth, and its change (in points) from
+    /// the same model's float32 CPU row.
+    pub mean_iou: Option<f64>,
+    pub mean_iou_change: Option<f64>,
+    /// No other row is at least as fast and as accurate, and better in one (with `--eval`).
+    pub pareto: Option<bool>,
     /// The full bench report of this combination.
     pub report: Option<BenchReport>,
 }
@@ -65,12 +95,9 @@ pub struct Comparison {
     pub frames: u64,
     pub warmup: u64,
     pub from_memory: bool,
+    pub rounds: usize,
     pub machine: Machine,
     pub rows: Vec<ComparisonRow>,
-}
-
-fn dtype_name(model: &segstream::infer::Model) -> String {
-    format!("{:?}", model.config.input.dtype).to_lowercase()
 }
 
 /// The model config of the asked precision: this one, or its variant beside it.
@@ -78,12 +105,14 @@ fn variant(
     model: &segstream::infer::Model,
     precision: Precision,
 ) -> Result<segstream::infer::Model, String> {
-    use segstream::infer::InputType;
-    let want = match precision {
-        Precision::Fp32 => InputType::Float32,
-        Precision::Fp16 => InputType::Float16,
+    let is = |m: &segstream::infer::Model| match precision {
+        Precision::Fp32 | Precision::Bf16 => {
+            m.config.input.dtype == InputType::Float32 && !m.is_quantized()
+        }
+        Precision::Fp16 => m.config.input.dtype == InputType::Float16,
+        Precision::Int8 => m.is_quantized(),
     };
-    if model.config.input.dtype == want {
+    if is(model) {
         return Ok(model.clone());
     }
     let path = &model.config_path;
@@ -91,14 +120,20 @@ fn variant(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let base = ["_fp16", "_int8"]
+        .iter()
+        .find_map(|suffix| stem.strip_suffix(suffix))
+        .unwrap_or(&stem);
     let name = match precision {
-        Precision::Fp16 => format!("{stem}_fp16.toml"),
-        Precision::Fp32 => format!("{}.toml", stem.strip_suffix("_fp16").unwrap_or(&stem)),
+        Precision::Fp16 => format!("{base}_fp16.toml"),
+        Precision::Int8 => format!("{base}_int8.toml"),
+        Precision::Fp32 | Precision::Bf16 => format!("{base}.toml"),
     };
     let candidate = path.with_file_name(&name);
     let what = match precision {
-        Precision::Fp32 => "float32",
+        Precision::Fp32 | Precision::Bf16 => "float32",
         Precision::Fp16 => "float16",
+        Precision::Int8 => "int8",
     };
     if !candidate.is_file() {
         return Err(format!(
@@ -108,24 +143,60 @@ fn variant(
         ));
     }
     let found = segstream::infer::Model::load(&candidate).map_err(|e| segstream::one_line(&e))?;
-    if found.config.input.dtype != want {
+    if !is(&found) {
         return Err(format!(
-            "{} is {} (expected {what} input)",
+            "{} is {} (expected a {what} model)",
             candidate.display(),
-            dtype_name(&found)
+            found.precision(&[])
         ));
     }
     Ok(found)
 }
 
-fn provider_config(kind: ProviderKind) -> Vec<ProviderConfig> {
-    let kind = match kind {
-        ProviderKind::Cpu => return Vec::new(),
+/// The providers of a row, or why this provider cannot run this precision.
+fn provider_config(
+    kind: ProviderKind,
+    precision: Option<Precision>,
+) -> Result<Vec<ProviderConfig>, String> {
+    let name = match kind {
+        ProviderKind::Cpu => "cpu",
         ProviderKind::Cuda => "cuda",
         ProviderKind::Tensorrt => "tensorrt",
+        ProviderKind::Openvino => "openvino",
+    };
+    match (kind, precision) {
+        (ProviderKind::Openvino, _) => {}
+        (_, Some(Precision::Bf16)) => {
+            return Err(format!(
+                "the {name} provider has no BF16 path for these models here; BF16 runs through \
+                 OpenVINO (--providers openvino)"
+            ))
+        }
+        (ProviderKind::Cuda | ProviderKind::Tensorrt, Some(Precision::Int8)) => {
+            return Err(format!(
+                "INT8 (QDQ) models run on the cpu and openvino providers; {name} would leave \
+                 their quantized operators to the CPU"
+            ))
+        }
+        (ProviderKind::Cpu, _) => return Ok(Vec::new()),
+        _ => {}
+    }
+    let text = match (kind, precision) {
+        (ProviderKind::Openvino, p) => {
+            let hint = match p {
+                Some(Precision::Bf16) => "BF16",
+                Some(Precision::Fp16) => "FP16",
+                Some(Precision::Int8) => "INT8",
+                _ => "FP32",
+            };
+            format!("kind = \"openvino\"\nprecision = \"{hint}\"")
+        }
+        _ => format!("kind = \"{name}\""),
     };
     // The same defaults as a pipeline file's `{ kind = "cuda" }`.
-    vec![toml::from_str(&format!("kind = \"{kind}\"")).expect("a provider with defaults")]
+    Ok(vec![
+        toml::from_str(&text).expect("a provider with defaults")
+    ])
 }
 
 fn providers_label(providers: &[ProviderConfig]) -> String {
@@ -140,6 +211,132 @@ fn providers_label(providers: &[ProviderConfig]) -> String {
     }
 }
 
+fn kind_label(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Cpu => "CPU",
+        ProviderKind::Cuda => "CUDA",
+        ProviderKind::Tensorrt => "TensorRT",
+        ProviderKind::Openvino => "OpenVINO",
+    }
+}
+
+/// Mean IoU in a bench report's accuracy, if it was scored.
+fn mean_iou(report: &BenchReport) -> Option<f64> {
+    report.accuracy.as_ref()?["metrics"]["mean_iou"].as_f64()
+}
+
+/// One row to run: what it is called, and the pipeline it runs (or why it cannot).
+struct Job {
+    row: ComparisonRow,
+    pipeline: Result<Pipeline, String>,
+}
+
+fn empty_row(model: String, provider: String, precision: String, setup: &str) -> ComparisonRow {
+    ComparisonRow {
+        model,
+        provider,
+        precision,
+        setup: setup.into(),
+        available: false,
+        reason: None,
+        fps: None,
+        model_only_fps: None,
+        efficiency: None,
+        latency_p50_ms: None,
+        bottleneck: None,
+        mean_iou: None,
+        mean_iou_change: None,
+        pareto: None,
+        report: None,
+    }
+}
+
+/// The pipeline with the first infer stage's model and providers replaced.
+fn with_model(
+    pipeline: &Pipeline,
+    at: usize,
+    infer: &InferConfig,
+    model: segstream::infer::Model,
+    providers: Vec<ProviderConfig>,
+    tiling: Option<TilingConfig>,
+) -> Pipeline {
+    let mut p = pipeline.clone();
+    p.transforms[at] = Part {
+        kind: "infer",
+        config: Arc::new(InferConfig {
+            model: model.config_path.display().to_string(),
+            providers,
+            tiling,
+            loaded: Some(model),
+            ..infer.clone()
+        }),
+    };
+    p
+}
+
+/// Rows for the first model on the first provider: tiled (2x2 tiles, 32 pixels overlap),
+/// at half scale (one tile of the half-size frame) and followed by the CRF refine stage.
+fn ablations(
+    pipeline: &Pipeline,
+    at: usize,
+    infer: &InferConfig,
+    model: &segstream::infer::Model,
+    providers: &[ProviderConfig],
+) -> Vec<(&'static str, Result<Pipeline, String>)> {
+    let size = decode_frames(pipeline, 1)
+        .map_err(|e| segstream::one_line(&e))
+        .and_then(|f| {
+            f.first()
+                .map(|f| (f.image.width, f.image.height))
+                .ok_or_else(|| "the source gave no frame".to_string())
+        });
+    let up16 = |v: u32| v.div_ceil(16) * 16;
+    let tiled = |scale: f32, overlap: u32| -> Result<Pipeline, String> {
+        let (w, h) = size.clone()?;
+        let (tw, th) = if scale == 1.0 {
+            (up16(w / 2 + overlap), up16(h / 2 + overlap))
+        } else {
+            (
+                up16((w as f32 * scale).ceil() as u32),
+                up16((h as f32 * scale).ceil() as u32),
+            )
+        };
+        let tiling: TilingConfig = toml::from_str(&format!(
+            "width = {tw}\nheight = {th}\noverlap = {overlap}\nscale = {scale}"
+        ))
+        .map_err(|e| e.to_string())?;
+        model.tile_size(&tiling).map_err(|p| p.join("; "))?;
+        Ok(with_model(
+            pipeline,
+            at,
+            infer,
+            model.clone(),
+            providers.to_vec(),
+            Some(tiling),
+        ))
+    };
+    let refined = || -> Result<Pipeline, String> {
+        if infer.tiling.is_some() {
+            return Err("refine needs scores, which a tiled infer stage does not keep".into());
+        }
+        let mut p = with_model(pipeline, at, infer, model.clone(), providers.to_vec(), None);
+        let refine: RefineConfig = toml::from_str("").map_err(|e| e.to_string())?;
+        p.transforms.insert(
+            at + 1,
+            Part {
+                kind: "refine",
+                config: Arc::new(refine),
+            },
+        );
+        Ok(p)
+    };
+    vec![
+        ("tiling 2x2", tiled(1.0, 32)),
+        ("scale 0.5", tiled(0.5, 0)),
+        ("refine (CRF)", refined()),
+    ]
+}
+
 /// Benchmarks every combination of the sweep; a combination that cannot run (a provider
 /// ONNX Runtime cannot register, a missing variant) becomes an unavailable row.
 pub fn compare(
@@ -150,7 +347,6 @@ pub fn compare(
     let Some((at, infer)) = pipeline.find_transform::<InferConfig>() else {
         return Err(BenchError::NoInfer(pipeline.path.display().to_string()));
     };
-    let own_providers = &infer.providers;
     let own_model = infer.model().clone();
     let models: Vec<Result<segstream::infer::Model, String>> = if sweep.models.is_empty() {
         vec![Ok(own_model)]
@@ -164,14 +360,10 @@ pub fn compare(
             })
             .collect()
     };
-    let providers: Vec<Vec<ProviderConfig>> = if sweep.providers.is_empty() {
-        vec![own_providers.clone()]
+    let kinds: Vec<Option<ProviderKind>> = if sweep.providers.is_empty() {
+        vec![None]
     } else {
-        sweep
-            .providers
-            .iter()
-            .map(|&k| provider_config(k))
-            .collect()
+        sweep.providers.iter().map(|&k| Some(k)).collect()
     };
     let precisions: Vec<Option<Precision>> = if sweep.precisions.is_empty() {
         vec![None]
@@ -179,108 +371,172 @@ pub fn compare(
         sweep.precisions.iter().map(|&p| Some(p)).collect()
     };
 
-    let mut rows = Vec::new();
+    let mut jobs = Vec::new();
     for (i, model) in models.iter().enumerate() {
-        for providers in &providers {
+        for &kind in &kinds {
             for &precision in &precisions {
-                let label = |m: &Result<segstream::infer::Model, String>| match m {
-                    Ok(m) => m.name.clone(),
-                    Err(_) => sweep.models.get(i).cloned().unwrap_or_default(),
+                let providers = match kind {
+                    None => Ok(infer.providers.clone()),
+                    Some(k) => provider_config(k, precision),
                 };
-                let mut row = ComparisonRow {
-                    model: label(model),
-                    provider: providers_label(providers),
-                    precision: match (precision, model) {
-                        (Some(Precision::Fp16), _) => "float16".into(),
-                        (Some(Precision::Fp32), _) => "float32".into(),
-                        (None, Ok(m)) => dtype_name(m),
+                let row = empty_row(
+                    match model {
+                        Ok(m) => m.name.clone(),
+                        Err(_) => sweep.models.get(i).cloned().unwrap_or_default(),
+                    },
+                    match (&providers, kind) {
+                        (Ok(p), _) => providers_label(p),
+                        (Err(_), Some(k)) => kind_label(k).into(),
+                        (Err(_), None) => "-".into(),
+                    },
+                    match (precision, model) {
+                        (Some(p), _) => p.label().into(),
+                        (None, Ok(m)) => m.precision(&infer.providers),
                         (None, Err(_)) => "-".into(),
                     },
-                    available: false,
-                    reason: None,
-                    fps: None,
-                    model_only_fps: None,
-                    efficiency: None,
-                    latency_p50_ms: None,
-                    bottleneck: None,
-                    report: None,
-                };
+                    "-",
+                );
                 let chosen = model.clone().and_then(|m| match precision {
                     Some(p) => variant(&m, p),
                     None => Ok(m),
                 });
-                let model = match chosen {
+                let chosen = match chosen {
                     Ok(m) if m.config.task != Task::Semantic => Err(format!(
                         "{} is not a semantic segmentation model",
                         m.config_path.display()
                     )),
                     other => other,
                 };
-                let model = match model {
-                    Ok(m) => m,
-                    Err(reason) => {
-                        row.reason = Some(reason);
-                        rows.push(row);
-                        continue;
+                let first = jobs.is_empty();
+                let mut extra = Vec::new();
+                let pipeline = chosen.and_then(|m| {
+                    let providers = providers?;
+                    if first && sweep.ablations {
+                        for (setup, p) in ablations(pipeline, at, infer, &m, &providers) {
+                            let mut r = row.clone();
+                            r.setup = setup.into();
+                            extra.push(Job {
+                                row: r,
+                                pipeline: p,
+                            });
+                        }
                     }
-                };
-                let mut variant_pipeline = pipeline.clone();
-                variant_pipeline.transforms[at] = Part {
-                    kind: "infer",
-                    config: Arc::new(InferConfig {
-                        model: model.config_path.display().to_string(),
-                        providers: providers.clone(),
-                        loaded: Some(model),
-                        ..infer.clone()
-                    }),
-                };
-                match bench(&variant_pipeline, options) {
-                    Ok(report) => {
-                        row.available = true;
-                        row.fps = Some(report.fps);
-                        row.model_only_fps = report.model_only.as_ref().map(|m| m.fps);
-                        row.efficiency = report.efficiency;
-                        row.latency_p50_ms = report.latency.as_ref().map(|l| l.p50_ms);
-                        row.bottleneck = Some(report.bottleneck.clone());
-                        row.report = Some(report);
-                    }
-                    Err(e) => row.reason = Some(segstream::one_line(&e)),
-                }
-                rows.push(row);
+                    Ok(with_model(pipeline, at, infer, m, providers, infer.tiling))
+                });
+                // The plain row, then its ablations.
+                jobs.push(Job { row, pipeline });
+                jobs.extend(extra);
             }
         }
     }
+
+    // Every round runs every row once (A B C A B C ...), so a noisy stretch of the machine
+    // hits all rows alike; a row keeps the report of its median-FPS round.
+    let mut results: Vec<Result<Vec<BenchReport>, String>> = jobs
+        .iter()
+        .map(|j| {
+            j.pipeline
+                .as_ref()
+                .map(|_| Vec::new())
+                .map_err(Clone::clone)
+        })
+        .collect();
+    for _ in 0..sweep.rounds.max(1) {
+        for (job, result) in jobs.iter().zip(results.iter_mut()) {
+            let (Ok(p), Ok(reports)) = (&job.pipeline, &mut *result) else {
+                continue;
+            };
+            match bench(p, options) {
+                Ok(report) => reports.push(report),
+                Err(e) => *result = Err(segstream::one_line(&e)),
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for (Job { mut row, .. }, result) in jobs.into_iter().zip(results) {
+        match result {
+            Ok(mut reports) => {
+                reports.sort_by(|a, b| a.fps.total_cmp(&b.fps));
+                let report = reports.swap_remove(reports.len() / 2);
+                row.available = true;
+                row.fps = Some(report.fps);
+                row.model_only_fps = report.model_only.as_ref().map(|m| m.fps);
+                row.efficiency = report.efficiency;
+                row.latency_p50_ms = report.latency.as_ref().map(|l| l.p50_ms);
+                row.bottleneck = Some(report.bottleneck.clone());
+                row.mean_iou = mean_iou(&report);
+                row.report = Some(report);
+            }
+            Err(reason) => row.reason = Some(reason),
+        }
+        rows.push(row);
+    }
+    score(&mut rows);
     Ok(Comparison {
         segstream_version: env!("CARGO_PKG_VERSION").into(),
         pipeline: pipeline.path.display().to_string(),
         frames: options.frames,
         warmup: options.warmup,
         from_memory: options.from_memory,
+        rounds: sweep.rounds.max(1),
         machine: machine(),
         rows,
     })
 }
 
+/// Mean IoU change from each model's float32 CPU row, and the Pareto front over FPS and
+/// mean IoU.
+fn score(rows: &mut [ComparisonRow]) {
+    let baseline = |model: &str, rows: &[ComparisonRow]| {
+        rows.iter()
+            .find(|r| {
+                r.model == model
+                    && r.provider == "CPU"
+                    && r.precision == "float32"
+                    && r.setup == "-"
+            })
+            .and_then(|r| r.mean_iou)
+    };
+    let changes: Vec<Option<f64>> = rows
+        .iter()
+        .map(|r| Some((r.mean_iou? - baseline(&r.model, rows)?) * 100.0))
+        .collect();
+    let points: Vec<Option<(f64, f64)>> =
+        rows.iter().map(|r| Some((r.fps?, r.mean_iou?))).collect();
+    for (i, row) in rows.iter_mut().enumerate() {
+        row.mean_iou_change = changes[i];
+        row.pareto = points[i].map(|(fps, iou)| {
+            !points.iter().enumerate().any(|(j, q)| {
+                j != i && q.is_some_and(|(f, u)| f >= fps && u >= iou && (f > fps || u > iou))
+            })
+        });
+    }
+}
+
 impl Comparison {
-    /// One CSV row per model, provider and precision.
+    /// One CSV row per model, provider, precision and setup.
     pub fn to_csv(&self) -> String {
         let mut out = String::from(
-            "model,provider,precision,available,fps,model_only_fps,efficiency,latency_p50_ms,\
-             bottleneck,reason\n",
+            "model,provider,precision,setup,available,fps,model_only_fps,efficiency,\
+             latency_p50_ms,mean_iou,mean_iou_change,pareto,bottleneck,reason\n",
         );
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.4}"));
         for r in &self.rows {
             let reason = r.reason.as_deref().unwrap_or("").replace('"', "'");
             out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},\"{}\"\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
                 r.model,
                 r.provider,
                 r.precision,
+                r.setup,
                 r.available,
                 opt(r.fps),
                 opt(r.model_only_fps),
                 opt(r.efficiency),
                 opt(r.latency_p50_ms),
+                opt(r.mean_iou),
+                opt(r.mean_iou_change),
+                r.pareto.map_or(String::new(), |p| p.to_string()),
                 r.bottleneck.as_deref().unwrap_or(""),
                 reason
             ));
@@ -308,28 +564,59 @@ impl std::fmt::Display for Comparison {
             .max()
             .unwrap_or(5)
             .max(5);
-        writeln!(
+        if self.rounds > 1 {
+            writeln!(
+                f,
+                "{} interleaved rounds; each row shows its median-FPS round",
+                self.rounds
+            )?;
+        }
+        let scored = self.rows.iter().any(|r| r.mean_iou.is_some());
+        write!(
             f,
-            "{:<width$}  {:<9} {:<9} {:>8} {:>10} {:>10} {:>12}  bottleneck",
-            "model", "provider", "precision", "fps", "model fps", "efficiency", "latency p50"
+            "{:<width$}  {:<9} {:<9} {:<12} {:>8} {:>10} {:>10} {:>12}",
+            "model",
+            "provider",
+            "precision",
+            "setup",
+            "fps",
+            "model fps",
+            "efficiency",
+            "latency p50"
         )?;
+        if scored {
+            write!(f, " {:>9} {:>7} {:>6}", "mean IoU", "change", "pareto")?;
+        }
+        writeln!(f, "  bottleneck")?;
         for r in &self.rows {
             write!(
                 f,
-                "{:<width$}  {:<9} {:<9} ",
-                r.model, r.provider, r.precision
+                "{:<width$}  {:<9} {:<9} {:<12} ",
+                r.model, r.provider, r.precision, r.setup
             )?;
             if r.available {
                 let v = |x: Option<f64>, d: usize| x.map_or("-".into(), |x| format!("{x:.d$}"));
-                writeln!(
+                write!(
                     f,
-                    "{:>8} {:>10} {:>10} {:>9} ms  {}",
+                    "{:>8} {:>10} {:>10} {:>9} ms",
                     v(r.fps, 2),
                     v(r.model_only_fps, 2),
                     v(r.efficiency, 3),
                     v(r.latency_p50_ms, 1),
-                    r.bottleneck.as_deref().unwrap_or("")
                 )?;
+                if scored {
+                    write!(
+                        f,
+                        " {:>8}% {:>+7.2} {:>6}",
+                        v(r.mean_iou.map(|m| m * 100.0), 2),
+                        r.mean_iou_change.unwrap_or(f64::NAN),
+                        match r.pareto {
+                            Some(true) => "*",
+                            _ => "",
+                        }
+                    )?;
+                }
+                writeln!(f, "  {}", r.bottleneck.as_deref().unwrap_or(""))?;
             } else {
                 writeln!(
                     f,
@@ -337,6 +624,13 @@ impl std::fmt::Display for Comparison {
                     r.reason.as_deref().unwrap_or("unknown")
                 )?;
             }
+        }
+        if scored {
+            writeln!(
+                f,
+                "change: mean IoU points from the model's float32 CPU row; pareto (*): no \
+                 other row is both faster and more accurate"
+            )?;
         }
         Ok(())
     }

@@ -142,6 +142,27 @@ impl Component for InferConfig {
             p.range("tiling.merge_threshold", t.merge_threshold, 0.0, 1.0);
         }
         for (j, provider) in self.providers.iter().enumerate() {
+            if let ProviderConfig::Openvino {
+                device, precision, ..
+            } = provider
+            {
+                use super::session::{OPENVINO_DEVICES, OPENVINO_PRECISIONS};
+                if !OPENVINO_DEVICES.contains(&device.as_str()) {
+                    p.push(
+                        format!("providers[{j}].device"),
+                        format!("{device:?} is not one of {}", OPENVINO_DEVICES.join(", ")),
+                    );
+                }
+                if !OPENVINO_PRECISIONS.contains(&precision.as_str()) {
+                    p.push(
+                        format!("providers[{j}].precision"),
+                        format!(
+                            "{precision:?} is not one of {}",
+                            OPENVINO_PRECISIONS.join(", ")
+                        ),
+                    );
+                }
+            }
             if let ProviderConfig::Cuda {
                 conv_algo_search, ..
             } = provider
@@ -161,6 +182,21 @@ impl Component for InferConfig {
                 if let Some(t) = &self.tiling {
                     for problem in m.tile_size(t).err().unwrap_or_default() {
                         p.push("tiling", problem);
+                    }
+                }
+                let int8 = self.providers.iter().position(|pc| {
+                    matches!(pc, ProviderConfig::Openvino { precision, .. } if precision == "INT8")
+                });
+                if let Some(j) = int8 {
+                    if m.onnx_path.is_file() && !m.is_quantized() {
+                        p.push(
+                            format!("providers[{j}].precision"),
+                            format!(
+                                "INT8 needs a quantized (QDQ) model, and {} has no \
+                                 QuantizeLinear node (use the model's _int8 variant)",
+                                m.onnx_path.display()
+                            ),
+                        );
                     }
                 }
                 self.loaded = Some(m);

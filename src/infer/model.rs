@@ -318,6 +318,27 @@ impl Model {
     }
 
     /// The tile size for `tiling` with this model, or what is wrong with it.
+    /// Whether the ONNX file holds QuantizeLinear nodes (an INT8 QDQ model); operator names
+    /// are plain bytes in the protobuf.
+    pub fn is_quantized(&self) -> bool {
+        std::fs::read(&self.onnx_path).is_ok_and(|b| b.windows(14).any(|w| w == b"QuantizeLinear"))
+    }
+
+    /// What the model computes in with these providers: `int8` for a QDQ model, `bfloat16`
+    /// under OpenVINO's BF16 hint, else its input type (`float32`, `float16`).
+    pub fn precision(&self, providers: &[super::ProviderConfig]) -> String {
+        if self.is_quantized() {
+            return "int8".into();
+        }
+        let bf16 = providers.iter().any(|p| {
+            matches!(p, super::ProviderConfig::Openvino { precision, .. } if precision == "BF16")
+        });
+        if bf16 && self.config.input.dtype == InputType::Float32 {
+            return "bfloat16".into();
+        }
+        format!("{:?}", self.config.input.dtype).to_lowercase()
+    }
+
     pub fn tile_size(&self, tiling: &TilingConfig) -> Result<(u32, u32), Vec<String>> {
         let mut problems = Vec::new();
         if self.config.task == Task::Instance && tiling.scale != 1.0 {

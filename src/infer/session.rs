@@ -2,11 +2,12 @@
 //! the user asked for (each one must register, or it is an error), and checking that a model
 //! agrees with its config.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProviderDispatch};
+use ort::memory::DeviceType;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{Outlet, TensorElementType, ValueType};
@@ -81,6 +82,8 @@ fn provider(config: &ProviderConfig) -> Option<ExecutionProviderDispatch> {
             }
             Some(cuda.build().error_on_failure())
         }
+        // A plugin EP: it goes through the device API (`with_openvino`), not `ort::ep`.
+        ProviderConfig::Openvino { .. } => None,
         ProviderConfig::Tensorrt {
             device_id,
             fp16,
@@ -108,7 +111,122 @@ pub fn provider_name(config: &ProviderConfig) -> &'static str {
         ProviderConfig::Cpu => "CPU",
         ProviderConfig::Cuda { .. } => "CUDA",
         ProviderConfig::Tensorrt { .. } => "TensorRT",
+        ProviderConfig::Openvino { .. } => "OpenVINO",
     }
+}
+
+/// The OpenVINO plugin library: the config's `library`, else `SEGSTREAM_OPENVINO_EP`, else
+/// where scripts/setup puts it.
+pub fn openvino_library(configured: Option<&Path>) -> PathBuf {
+    if let Some(p) = configured {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("SEGSTREAM_OPENVINO_EP") {
+        return PathBuf::from(p);
+    }
+    let dir = library_candidates()
+        .into_iter()
+        .next()
+        .and_then(|lib| lib.parent().and_then(Path::parent).map(Path::to_path_buf))
+        .unwrap_or_default();
+    dir.join("openvino/libonnxruntime_providers_openvino_plugin.so")
+}
+
+/// Registers the OpenVINO plugin library with the environment, once per path.
+fn register_openvino(env: &Environment, library: &Path) -> Result<(), String> {
+    static DONE: Mutex<Vec<(PathBuf, Result<(), String>)>> = Mutex::new(Vec::new());
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, r)) = done.iter().find(|(p, _)| p == library) {
+        return r.clone();
+    }
+    let r = if !library.is_file() {
+        Err(format!(
+            "plugin library {} not found (run scripts/setup, or set `library` or \
+             SEGSTREAM_OPENVINO_EP)",
+            library.display()
+        ))
+    } else {
+        env.register_ep_library("OpenVINO", library)
+            .map_err(|e| format!("cannot register {}: {e}", library.display()))
+    };
+    done.push((library.to_path_buf(), r.clone()));
+    r
+}
+
+/// OpenVINO's inference precision hint for a config's `precision`. INT8 models (QDQ) run
+/// their quantized operators in INT8 whatever the hint; the rest stays FP32.
+fn openvino_hint(precision: &str) -> &'static str {
+    match precision {
+        "BF16" => "bf16",
+        "FP16" => "f16",
+        _ => "f32",
+    }
+}
+
+fn with_openvino(
+    builder: ort::session::builder::SessionBuilder,
+    env: &'static Environment,
+    config: &ProviderConfig,
+    threads: usize,
+) -> Result<ort::session::builder::SessionBuilder, String> {
+    let ProviderConfig::Openvino {
+        device,
+        precision,
+        library,
+    } = config
+    else {
+        return Ok(builder);
+    };
+    register_openvino(env, &openvino_library(library.as_deref()))?;
+    let want = match device.as_str() {
+        "GPU" => DeviceType::GPU,
+        "NPU" => DeviceType::NPU,
+        _ => DeviceType::CPU,
+    };
+    let openvino = || {
+        env.devices()
+            .filter(|d| d.ep().is_ok_and(|ep| ep == "OpenVINOExecutionProvider"))
+    };
+    let chosen: Vec<_> = openvino()
+        .filter(|d| d.hardware_device().ty() == want)
+        .collect();
+    if chosen.is_empty() {
+        let have: Vec<String> = openvino()
+            .map(|d| format!("{:?}", d.hardware_device().ty()))
+            .collect();
+        return Err(format!(
+            "no OpenVINO {device} device on this machine (OpenVINO sees: {})",
+            if have.is_empty() {
+                "none".to_string()
+            } else {
+                have.join(", ")
+            }
+        ));
+    }
+    let mut settings = serde_json::Map::new();
+    settings.insert(
+        "INFERENCE_PRECISION_HINT".into(),
+        openvino_hint(precision).into(),
+    );
+    if threads > 0 {
+        settings.insert("INFERENCE_NUM_THREADS".into(), threads.into());
+    }
+    let load_config = serde_json::json!({ device.as_str(): settings }).to_string();
+    let options = [
+        (
+            "OpenVINOExecutionProvider.load_config".to_string(),
+            load_config,
+        ),
+        // Compile for each concrete input shape (a stream's frames share one) instead of
+        // one dynamic-shape network: 10-25% faster here.
+        (
+            "OpenVINOExecutionProvider.disable_dynamic_shapes".to_string(),
+            "true".to_string(),
+        ),
+    ];
+    builder
+        .with_devices(chosen, Some(&options))
+        .map_err(|e| ort::Error::<()>::from(e).to_string())
 }
 
 /// Creates a session for `model`; every provider in `providers` must be usable.
@@ -133,6 +251,14 @@ pub fn open_session(
         builder = builder.with_intra_threads(threads).map_err(ort_err)?;
     }
     for config in providers {
+        if let ProviderConfig::Openvino { .. } = config {
+            builder = with_openvino(builder, env, config, threads).map_err(|reason| {
+                InferError::Provider {
+                    provider: provider_name(config),
+                    reason,
+                }
+            })?;
+        }
         if let Some(ep) = provider(config) {
             builder = builder
                 .with_execution_providers([ep])
@@ -323,6 +449,29 @@ pub enum ProviderConfig {
         #[serde(default)]
         workspace_mb: Option<usize>,
     },
+    /// ONNX Runtime's OpenVINO execution provider, loaded as a plugin library.
+    Openvino {
+        /// `CPU`, `GPU` or `NPU`.
+        #[serde(default = "default_openvino_device")]
+        device: String,
+        /// `FP32`, `BF16`, `FP16` (inference precision hint), or `INT8` for QDQ models.
+        #[serde(default = "default_openvino_precision")]
+        precision: String,
+        /// The plugin library (`libonnxruntime_providers_openvino_plugin.so`).
+        #[serde(default)]
+        library: Option<PathBuf>,
+    },
+}
+
+pub const OPENVINO_DEVICES: [&str; 3] = ["CPU", "GPU", "NPU"];
+pub const OPENVINO_PRECISIONS: [&str; 4] = ["FP32", "BF16", "FP16", "INT8"];
+
+fn default_openvino_device() -> String {
+    "CPU".into()
+}
+
+fn default_openvino_precision() -> String {
+    "FP32".into()
 }
 
 fn default_conv_search() -> String {

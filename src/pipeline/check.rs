@@ -20,7 +20,11 @@ impl File {
     pub(super) fn apply(&mut self, overrides: &Overrides, p: &mut Problems) {
         if let Some(input) = &overrides.input {
             match registry::source_from_input(input) {
-                Ok((kind, config)) => {
+                Ok((kind, mut config)) => {
+                    let file = self.sources.first().and_then(|s| s.config.as_deref());
+                    if let Some(file) = file {
+                        config.keep_settings_of(file);
+                    }
                     self.sources = vec![Slot {
                         field: "source".into(),
                         kind,

@@ -119,6 +119,13 @@ impl SourceComponent for FileConfig {
         }))
     }
 
+    fn keep_settings_of(&mut self, file: &dyn SourceComponent) {
+        if let Some(f) = file.as_any().downcast_ref::<FileConfig>() {
+            self.files_in_flight = f.files_in_flight;
+            self.decoder_threads = f.decoder_threads;
+        }
+    }
+
     fn is_live(&self) -> bool {
         false
     }

@@ -90,6 +90,15 @@ impl SourceComponent for RtspConfig {
         })
     }
 
+    fn keep_settings_of(&mut self, file: &dyn SourceComponent) {
+        if let Some(f) = file.as_any().downcast_ref::<RtspConfig>() {
+            *self = RtspConfig {
+                url: std::mem::take(&mut self.url),
+                ..f.clone()
+            };
+        }
+    }
+
     fn is_live(&self) -> bool {
         true
     }

@@ -399,6 +399,15 @@ impl SourceComponent for SyntheticConfig {
         )
     }
 
+    fn keep_settings_of(&mut self, file: &dyn SourceComponent) {
+        if let Some(f) = file.as_any().downcast_ref::<SyntheticConfig>() {
+            *self = SyntheticConfig {
+                seed: self.seed,
+                ..f.clone()
+            };
+        }
+    }
+
     fn is_live(&self) -> bool {
         false
     }

@@ -232,8 +232,9 @@ pub fn pipeline_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 pub fn edited_config(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
     let text =
         std::fs::read_to_string(root().join("configs").join(format!("{name}.toml"))).unwrap();
-    let onnx = root().join("models").join(format!("{name}.onnx"));
-    let text = text.replace(&format!("../models/{name}.onnx"), onnx.to_str().unwrap());
+    // `../models/NAME.onnx` or `../models/trained/NAME.onnx`, made absolute.
+    let models = root().join("models");
+    let text = text.replace("\"../models/", &format!("\"{}/", models.display()));
     let p = dir.join(format!("{name}_{:x}.toml", fxhash(&edit(text.clone()))));
     std::fs::write(&p, edit(text)).unwrap();
     p
@@ -318,4 +319,41 @@ pub fn segmenting_pipeline(dir: &Path, name: &str) -> PathBuf {
              [[sinks]]\ntype = \"jsonl\"\npath = \"out/{{name}}.jsonl\"\n"
         ),
     )
+}
+
+/// Frame 0 of segstream's synthetic world for `seed`, as a PNG (`dir/frame_SEED/000000.png`):
+/// the world the trained default knows.
+pub fn synthetic_frame(dir: &Path, width: u32, height: u32, seed: u64) -> PathBuf {
+    let out = dir.join(format!("frame_{seed}"));
+    let p = pipeline_file(
+        dir,
+        &format!("frame_{seed}.toml"),
+        &format!(
+            "[source]\ntype = \"synthetic\"\nwidth = {width}\nheight = {height}\nframes = 1\n\
+             seed = {seed}\n\n[[sinks]]\ntype = \"png\"\ndir = {out:?}\nwhat = \"frame\"\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    out.join("000000.png")
+}
+
+/// The OpenVINO plugin library scripts/setup installs.
+pub fn openvino_library() -> PathBuf {
+    let path = std::env::var_os("SEGSTREAM_OPENVINO_EP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            PathBuf::from(home)
+                .join(".cache/segstream/openvino/libonnxruntime_providers_openvino_plugin.so")
+        });
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/setup (or scripts/test) first",
+        path.display()
+    );
+    path
 }

@@ -25,6 +25,10 @@ def main() -> None:
     ap.add_argument("--config", required=True, type=pathlib.Path)
     ap.add_argument("--image", required=True, type=pathlib.Path)
     ap.add_argument("--out", required=True, type=pathlib.Path)
+    ap.add_argument("--openvino", metavar="PRECISION", choices=["FP32", "BF16"],
+                    help="run on ONNX Runtime's OpenVINO plugin EP (CPU) at this precision")
+    ap.add_argument("--openvino-library", type=pathlib.Path,
+                    help="the OpenVINO plugin library (libonnxruntime_providers_openvino_plugin.so)")
     args = ap.parse_args()
 
     cfg = tomllib.loads(args.config.read_text())
@@ -53,7 +57,17 @@ def main() -> None:
 
     layout = inp["layout"]
     feed = t if layout == "NCHW" else t.permute(0, 2, 3, 1)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    if args.openvino:
+        ort.register_execution_provider_library("OpenVINO", str(args.openvino_library))
+        so = ort.SessionOptions()
+        devices = [d for d in ort.get_ep_devices() if d.ep_name == "OpenVINOExecutionProvider"
+                   and d.device.type == ort.OrtHardwareDeviceType.CPU]
+        hint = {"FP32": "f32", "BF16": "bf16"}[args.openvino]
+        so.add_provider_for_devices(devices, {
+            "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": hint}})})
+        session = ort.InferenceSession(str(onnx_path), so)
+    else:
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     model_input = next(i for i in session.get_inputs() if i.name == inp["name"])
     feed = feed.numpy()
     if model_input.type == "tensor(float16)":  # FP16 model: cast the normalized input
