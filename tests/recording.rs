@@ -104,7 +104,8 @@ fn sigkilled_mkv_recording_keeps_every_frame_but_its_last_cluster() {
     let _timed = timed();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.mp4");
-    make_video(&input, 1800, 640, 360, "pattern=ball");
+    // Long enough that even an idle machine (over 500 fps here) is still running at the kill.
+    make_video(&input, 2400, 640, 360, "pattern=ball");
     let out = dir.path().join("out.mkv");
     let jsonl = dir.path().join("out.jsonl");
     let p = pipeline_file(
@@ -122,12 +123,12 @@ fn sigkilled_mkv_recording_keeps_every_frame_but_its_last_cluster() {
     let (before, at_kill) = kill_sampled(
         &mut child,
         &jsonl,
-        Duration::from_secs(5),
+        Duration::from_millis(3500),
         &[Duration::from_millis(2500)],
     );
     let (frames, w, h) = video_info(&out);
     eprintln!(
-        "mkv kill at 5 s: {} frames processed 2.5 s before, {at_kill} at the kill, {frames} in \
+        "mkv kill at 3.5 s: {} frames processed 2.5 s before, {at_kill} at the kill, {frames} in \
          the file",
         before[0]
     );
