@@ -12,21 +12,26 @@ fn segstream_labels(dir: &Path, image: &Path, model_config: &Path) -> Png {
 }
 
 fn onnxruntime_labels(dir: &Path, image: &Path, model_config: &Path) -> Png {
+    onnxruntime_labels_with(dir, image, model_config, &[])
+}
+
+/// The reference's labels with extra arguments (`--openvino BF16 ...`).
+fn onnxruntime_labels_with(dir: &Path, image: &Path, model_config: &Path, extra: &[&str]) -> Png {
     let out = dir.join(format!(
-        "ref_{}.png",
-        model_config.file_stem().unwrap().to_string_lossy()
+        "ref_{}{}.png",
+        model_config.file_stem().unwrap().to_string_lossy(),
+        extra.join("_").replace('/', "_")
     ));
-    let stats = reference(
-        "ort_semantic.py",
-        &[
-            "--config",
-            model_config.to_str().unwrap(),
-            "--image",
-            image.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let mut args = vec![
+        "--config",
+        model_config.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let stats = reference("ort_semantic.py", &args);
     // Guard against a degenerate model, which would let a broken pipeline pass: the
     // reference must show several classes.
     let present: u32 = stats
@@ -131,23 +136,17 @@ fn openvino_matches_onnxruntime_with_the_same_provider() {
             1,
         )
         .remove(0);
-        let out = dir.path().join(format!("ref_openvino_{precision}.png"));
-        reference(
-            "ort_semantic.py",
+        let theirs = onnxruntime_labels_with(
+            dir.path(),
+            &image,
+            &config,
             &[
-                "--config",
-                config.to_str().unwrap(),
-                "--image",
-                image.to_str().unwrap(),
                 "--openvino",
                 precision,
                 "--openvino-library",
                 library.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
             ],
         );
-        let theirs = read_png(&out);
         let (same_ep, vs_cpu) = (agreement(&ours, &theirs), agreement(&ours, &cpu));
         eprintln!(
             "OpenVINO {precision}: {:.4}% as ONNX Runtime's OpenVINO, {:.4}% as its CPU provider",

@@ -182,7 +182,19 @@ pub fn run(
             let mut s =
                 std::mem::take(&mut *control.summaries.lock().unwrap_or_else(|e| e.into_inner()));
             s.sort_by(|a, b| a.0.cmp(&b.0));
-            s.into_iter().map(|(_, s)| s).collect()
+            let mut s: Vec<Summary> = s.into_iter().map(|(_, s)| s).collect();
+            let dropped = control.audio.dropped();
+            if dropped > 0 {
+                s.push(Summary {
+                    key: "audio",
+                    text: format!(
+                        "audio: {dropped} packets dropped (a recording's muxer fell behind the \
+                         live source)"
+                    ),
+                    value: serde_json::json!({ "dropped_packets": dropped }),
+                });
+            }
+            s
         },
     })
 }
