@@ -153,37 +153,15 @@ fn variant(
     Ok(found)
 }
 
-/// The providers of a row, or why this provider cannot run this precision.
-fn provider_config(
-    kind: ProviderKind,
-    precision: Option<Precision>,
-) -> Result<Vec<ProviderConfig>, String> {
-    let name = match kind {
-        ProviderKind::Cpu => "cpu",
-        ProviderKind::Cuda => "cuda",
-        ProviderKind::Tensorrt => "tensorrt",
-        ProviderKind::Openvino => "openvino",
-    };
-    match (kind, precision) {
-        (ProviderKind::Openvino, _) => {}
-        (_, Some(Precision::Bf16)) => {
-            return Err(format!(
-                "the {name} provider has no BF16 path for these models here; BF16 runs through \
-                 OpenVINO (--providers openvino)"
-            ))
-        }
-        (ProviderKind::Cuda | ProviderKind::Tensorrt, Some(Precision::Int8)) => {
-            return Err(format!(
-                "INT8 (QDQ) models run on the cpu and openvino providers; {name} would leave \
-                 their quantized operators to the CPU"
-            ))
-        }
-        (ProviderKind::Cpu, _) => return Ok(Vec::new()),
-        _ => {}
-    }
-    let text = match (kind, precision) {
-        (ProviderKind::Openvino, p) => {
-            let hint = match p {
+/// The providers of a row (the same defaults as a pipeline file's `{ kind = "cuda" }`;
+/// OpenVINO with the row's precision as its hint).
+fn provider_config(kind: ProviderKind, precision: Option<Precision>) -> Vec<ProviderConfig> {
+    let text = match kind {
+        ProviderKind::Cpu => return Vec::new(),
+        ProviderKind::Cuda => "kind = \"cuda\"".to_string(),
+        ProviderKind::Tensorrt => "kind = \"tensorrt\"".to_string(),
+        ProviderKind::Openvino => {
+            let hint = match precision {
                 Some(Precision::Bf16) => "BF16",
                 Some(Precision::Fp16) => "FP16",
                 Some(Precision::Int8) => "INT8",
@@ -191,12 +169,25 @@ fn provider_config(
             };
             format!("kind = \"openvino\"\nprecision = \"{hint}\"")
         }
-        _ => format!("kind = \"{name}\""),
     };
-    // The same defaults as a pipeline file's `{ kind = "cuda" }`.
-    Ok(vec![
-        toml::from_str(&text).expect("a provider with defaults")
-    ])
+    vec![toml::from_str(&text).expect("a provider with defaults")]
+}
+
+/// Why this provider cannot run this precision, if it cannot.
+fn unsupported(kind: ProviderKind, precision: Option<Precision>) -> Option<String> {
+    let name = format!("{kind:?}").to_lowercase();
+    match (kind, precision) {
+        (ProviderKind::Openvino, _) => None,
+        (_, Some(Precision::Bf16)) => Some(format!(
+            "the {name} provider has no BF16 path for these models here; BF16 runs through \
+             OpenVINO (--providers openvino)"
+        )),
+        (ProviderKind::Cuda | ProviderKind::Tensorrt, Some(Precision::Int8)) => Some(format!(
+            "INT8 (QDQ) models run on the cpu and openvino providers; {name} would leave their \
+             quantized operators to the CPU"
+        )),
+        _ => None,
+    }
 }
 
 fn providers_label(providers: &[ProviderConfig]) -> String {
@@ -208,15 +199,6 @@ fn providers_label(providers: &[ProviderConfig]) -> String {
             .map(provider_name)
             .collect::<Vec<_>>()
             .join(",")
-    }
-}
-
-fn kind_label(kind: ProviderKind) -> &'static str {
-    match kind {
-        ProviderKind::Cpu => "CPU",
-        ProviderKind::Cuda => "CUDA",
-        ProviderKind::Tensorrt => "TensorRT",
-        ProviderKind::Openvino => "OpenVINO",
     }
 }
 
@@ -375,20 +357,16 @@ pub fn compare(
     for (i, model) in models.iter().enumerate() {
         for &kind in &kinds {
             for &precision in &precisions {
-                let providers = match kind {
-                    None => Ok(infer.providers.clone()),
-                    Some(k) => provider_config(k, precision),
-                };
+                let providers = kind.map_or_else(
+                    || infer.providers.clone(),
+                    |k| provider_config(k, precision),
+                );
                 let row = empty_row(
                     match model {
                         Ok(m) => m.name.clone(),
                         Err(_) => sweep.models.get(i).cloned().unwrap_or_default(),
                     },
-                    match (&providers, kind) {
-                        (Ok(p), _) => providers_label(p),
-                        (Err(_), Some(k)) => kind_label(k).into(),
-                        (Err(_), None) => "-".into(),
-                    },
+                    providers_label(&providers),
                     match (precision, model) {
                         (Some(p), _) => p.label().into(),
                         (None, Ok(m)) => m.precision(&infer.providers),
@@ -396,6 +374,10 @@ pub fn compare(
                     },
                     "-",
                 );
+                let providers = match kind.and_then(|k| unsupported(k, precision)) {
+                    Some(reason) => Err(reason),
+                    None => Ok(providers),
+                };
                 let chosen = model.clone().and_then(|m| match precision {
                     Some(p) => variant(&m, p),
                     None => Ok(m),

@@ -244,6 +244,8 @@ pub struct Model {
     pub config: ModelConfig,
     /// One colour per class.
     pub palette: Vec<[u8; 3]>,
+    /// Whether the ONNX file holds QuantizeLinear nodes, read once when first asked.
+    quantized: std::sync::OnceLock<bool>,
 }
 
 impl Model {
@@ -285,6 +287,7 @@ impl Model {
             onnx_path,
             config,
             palette,
+            quantized: std::sync::OnceLock::new(),
         })
     }
 
@@ -317,11 +320,13 @@ impl Model {
         )
     }
 
-    /// The tile size for `tiling` with this model, or what is wrong with it.
     /// Whether the ONNX file holds QuantizeLinear nodes (an INT8 QDQ model); operator names
-    /// are plain bytes in the protobuf.
+    /// are plain bytes in the protobuf. The file is read once per loaded model.
     pub fn is_quantized(&self) -> bool {
-        std::fs::read(&self.onnx_path).is_ok_and(|b| b.windows(14).any(|w| w == b"QuantizeLinear"))
+        *self.quantized.get_or_init(|| {
+            std::fs::read(&self.onnx_path)
+                .is_ok_and(|b| b.windows(14).any(|w| w == b"QuantizeLinear"))
+        })
     }
 
     /// What the model computes in with these providers: `int8` for a QDQ model, `bfloat16`
@@ -339,6 +344,7 @@ impl Model {
         format!("{:?}", self.config.input.dtype).to_lowercase()
     }
 
+    /// The tile size for `tiling` with this model, or what is wrong with it.
     pub fn tile_size(&self, tiling: &TilingConfig) -> Result<(u32, u32), Vec<String>> {
         let mut problems = Vec::new();
         if self.config.task == Task::Instance && tiling.scale != 1.0 {
