@@ -106,3 +106,42 @@ fn the_configured_output_of_two_is_read() {
         a * 100.0
     );
 }
+
+/// `pre_post = "graph"` (pre- and post-processing as ONNX graphs on the session's device)
+/// agrees with ONNX Runtime's Python API as the host path does, and with the host path on at
+/// least 99.9% of every frame's pixels.
+fn assert_graph_matches_host(stem: &str, infer: &str) {
+    let host = assert_matches(stem, infer);
+    let graph = assert_matches(stem, &format!("{infer}\npre_post = \"graph\""));
+    for (i, (h, g)) in host.iter().zip(&graph).enumerate() {
+        let a = agreement(h, g);
+        eprintln!("{stem} frame {i}: graph vs host {:.4}%", a * 100.0);
+        assert!(a >= 0.999, "{stem} frame {i}: graph vs host {:.3}%", a * 100.0);
+    }
+}
+
+#[test]
+fn in_graph_reduced_logits_on_padded_frames() {
+    assert_graph_matches_host("seg_reduced", "");
+}
+
+#[test]
+fn in_graph_full_resolution_probabilities() {
+    assert_graph_matches_host("seg_probs", "batch = 3");
+}
+
+#[test]
+fn in_graph_stretched_to_a_fixed_size() {
+    assert_graph_matches_host("seg_fixed", "");
+}
+
+#[test]
+fn in_graph_fp16_inputs_and_outputs() {
+    assert_graph_matches_host("seg_fp16", "");
+}
+
+#[test]
+fn in_graph_labels_and_fixed_batch() {
+    assert_graph_matches_host("seg_labels", "");
+    assert_graph_matches_host("seg_batch2", "batch = 3");
+}

@@ -39,6 +39,11 @@ pub struct InferConfig {
     /// Segment at native resolution in overlapping tiles instead of resizing the frame.
     #[serde(default)]
     pub tiling: Option<TilingConfig>,
+    /// Where the work around the model runs: `host` (segstream's own code on the stage's
+    /// thread) or `graph` (ONNX graphs on the session's execution provider: `uint8` frames
+    /// in, `uint8` labels out; whole frames of semantic models).
+    #[serde(default)]
+    pub pre_post: PrePost,
     /// Refuse a frame whose inference would need more memory than this, in MiB (by the
     /// model's `memory_per_megapixel_mib`). Default: three quarters of this machine's memory.
     #[serde(default)]
@@ -53,6 +58,18 @@ pub struct InferConfig {
 
 fn one() -> usize {
     1
+}
+
+/// Where pre-processing (colour order, normalization, layout, padding or resizing) and
+/// post-processing (up-sampling, argmax) run.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PrePost {
+    /// On the host, in segstream (SIMD, rows in parallel).
+    #[default]
+    Host,
+    /// In ONNX graphs chained to the model's session, on its execution provider.
+    Graph,
 }
 
 /// Three quarters of this machine's memory, in MiB (4096 where /proc/meminfo is missing).
@@ -199,6 +216,24 @@ impl Component for InferConfig {
                         );
                     }
                 }
+                if self.pre_post == PrePost::Graph {
+                    if m.is_instance() {
+                        p.push(
+                            "pre_post",
+                            format!(
+                                "\"graph\" is for semantic models; {} is an instance model \
+                                 (its boxes and masks are decoded on the host: use \"host\")",
+                                m.name
+                            ),
+                        );
+                    } else if self.tiling.is_some() {
+                        p.push(
+                            "pre_post",
+                            "\"graph\" works on whole frames, and tiling cuts and stitches \
+                             them on the host (remove tiling or use \"host\")",
+                        );
+                    }
+                }
                 self.loaded = Some(m);
             }
             Err(problems) => {
@@ -289,6 +324,7 @@ impl TransformComponent for InferConfig {
             // Scores cost a copy per frame: kept only when a later stage reads them.
             scores: cx.wanted.contains(Facet::Scores),
             max_frame_mib: Some(self.max_frame_mib.unwrap_or_else(default_max_frame_mib)),
+            pre_post: self.pre_post,
         };
         let threads = infer_threads(self.threads, self.workers, cx.threads);
         let stages = (0..self.workers)

@@ -12,6 +12,7 @@
 
 mod config;
 pub mod detections;
+mod graph;
 mod labels;
 mod model;
 mod preprocess;
@@ -22,12 +23,15 @@ mod stitch;
 
 pub use crate::frame::{argmax_scores, resample_labels};
 pub use config::{
-    cap_threads, cores, infer_threads, InferConfig, ProviderConfig, TilingConfig, MAX_THREADS,
+    cap_threads, cores, infer_threads, InferConfig, PrePost, ProviderConfig, TilingConfig,
+    MAX_THREADS,
 };
 pub use model::*;
 pub use preprocess::{frame_geometry, normalize, resize, write_item, Normalized};
 pub use segmenter::{EngineOptions, Segmenter};
-pub use session::{check_model, environment, library_candidates, open_session, provider_name};
+pub use session::{
+    check_model, environment, library_candidates, open_session, provider_name, session_builder,
+};
 pub use stitch::{Stitch, StitchBuffers};
 
 use std::sync::Arc;

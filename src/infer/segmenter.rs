@@ -4,16 +4,17 @@
 
 use half::f16;
 use ort::session::Session;
-use ort::value::Tensor;
+use ort::value::{Tensor, TensorElementType, TensorRef, ValueType};
 
 use super::detections::{self, DetectParams, Names, Placement};
 use super::labels::{self, Labels};
 use super::model::*;
 use super::preprocess::{frame_geometry, normalize, resize, write_item, Normalized};
 use super::scores::{self, Scores};
-use super::session::{check_model, open_session};
+use super::graph;
+use super::session::{check_model, open_session, session_builder};
 use super::stitch::{Stitch, StitchBuffers};
-use super::{InferError, ProviderConfig, TilingConfig};
+use super::{InferError, PrePost, ProviderConfig, TilingConfig};
 use crate::frame::{
     argmax_scores, resample_labels, ClassScores, Geometry, Instance, LabelMap, RgbImage, ScoreKind,
 };
@@ -33,6 +34,17 @@ pub struct EngineOptions {
     /// Refuse a frame whose inference would need more memory than this (MiB), by the
     /// model's `memory_per_megapixel_mib`; `None`: no limit.
     pub max_frame_mib: Option<u64>,
+    /// Where pre- and post-processing run (`graph`: whole frames of semantic models only).
+    pub pre_post: PrePost,
+}
+
+/// The in-graph pre- and post-processing sessions (`pre_post = "graph"`).
+struct InGraph {
+    pre: Session,
+    /// Scores to labels, without and with up-sampling (models giving scores).
+    post: Option<[Session; 2]>,
+    /// Frames of a batch, one after the other (one frame is read in place).
+    staging: Vec<u8>,
 }
 
 /// One batch item waiting for inference: a whole frame or one tile of it.
@@ -68,6 +80,8 @@ pub struct Segmenter {
     input_f16: Option<Tensor<f16>>,
     /// Staging for half-precision inputs.
     staging: Vec<f32>,
+    /// Pre- and post-processing on the session's device, when asked for.
+    graph: Option<InGraph>,
 }
 
 impl Segmenter {
@@ -90,6 +104,14 @@ impl Segmenter {
             },
             None => None,
         };
+        if options.pre_post == PrePost::Graph && (model.is_instance() || options.tiling.is_some())
+        {
+            problems.push(
+                "pre_post = \"graph\" is for whole frames of semantic models (no tiling, no \
+                 instance models)"
+                    .into(),
+            );
+        }
         if !problems.is_empty() {
             return Err(InferError::Mismatch {
                 model: model.name.clone(),
@@ -114,7 +136,12 @@ impl Segmenter {
             // Each image's detections come as their own tensors.
             options.batch = 1;
         }
+        let graph = match options.pre_post {
+            PrePost::Host => None,
+            PrePost::Graph => Some(in_graph(&model, &session, providers, threads)?),
+        };
         Ok(Segmenter {
+            graph,
             model,
             session,
             options,
@@ -310,6 +337,9 @@ impl Segmenter {
         &mut self,
         images: &[&RgbImage],
     ) -> Result<Vec<(LabelMap, Option<ClassScores>)>, InferError> {
+        if self.graph.is_some() {
+            return self.segment_in_graph(images);
+        }
         let name = self.model.name.clone();
         let (jobs, prepared, mut stitches) = self.prepare(images)?;
         let mut results: Vec<Option<LabelMap>> = images.iter().map(|_| None).collect();
@@ -374,6 +404,145 @@ impl Segmenter {
             .map(|r| r.expect("every image has a result"))
             .zip(scores)
             .collect())
+    }
+
+    /// `segment_batch_scored` with pre- and post-processing in graphs: consecutive frames of
+    /// one size, at most `batch` at a time, go through `pre`, the model and `post`.
+    fn segment_in_graph(
+        &mut self,
+        images: &[&RgbImage],
+    ) -> Result<Vec<(LabelMap, Option<ClassScores>)>, InferError> {
+        let mut results = Vec::with_capacity(images.len());
+        let mut start = 0;
+        while start < images.len() {
+            let size = (images[start].width, images[start].height);
+            let mut end = start + 1;
+            while end < images.len()
+                && end - start < self.options.batch
+                && (images[end].width, images[end].height) == size
+            {
+                end += 1;
+            }
+            results.extend(self.run_in_graph(&images[start..end])?);
+            start = end;
+        }
+        Ok(results)
+    }
+
+    /// One batch of equally sized frames through the in-graph sessions.
+    fn run_in_graph(
+        &mut self,
+        images: &[&RgbImage],
+    ) -> Result<Vec<(LabelMap, Option<ClassScores>)>, InferError> {
+        for image in images {
+            self.check_memory(image)?;
+        }
+        let model = &self.model;
+        let err = |e: ort::Error| InferError::Run {
+            model: model.name.clone(),
+            reason: e.to_string(),
+        };
+        let input = &model.config.input;
+        let (w, h) = (images[0].width, images[0].height);
+        let geometry = frame_geometry(w, h, input.size);
+        let (mw, mh) = (geometry.model_width as i64, geometry.model_height as i64);
+        let n = self.fixed_batch.unwrap_or(images.len());
+        let InGraph { pre, post, staging } = self.graph.as_mut().expect("graph mode");
+        let frame_shape = vec![n as i64, h as i64, w as i64, 3];
+        let pixels: &[u8] = if n == 1 {
+            &images[0].data
+        } else {
+            staging.clear();
+            for image in images {
+                staging.extend_from_slice(&image.data);
+            }
+            staging.resize(n * images[0].data.len(), 0);
+            staging
+        };
+        let frame = TensorRef::from_array_view((frame_shape, pixels)).map_err(err)?;
+        let (aux_name, aux) = match input.size {
+            SizePolicy::Pad { .. } => (graph::PADS, vec![0, 0, 0, 0, 0, 0, mh - h as i64, mw - w as i64]),
+            SizePolicy::Stretch { .. } => (graph::SIZES, vec![n as i64, 3, mh, mw]),
+        };
+        let aux = Tensor::from_array(([aux.len()], aux)).map_err(err)?;
+        let prepared = pre
+            .run(ort::inputs![graph::FRAME => frame, aux_name => aux])
+            .map_err(err)?;
+        let outputs = self
+            .session
+            .run(ort::inputs![input.name.as_str() => &prepared[graph::IMAGE]])
+            .map_err(err)?;
+        let output_name = model.config.output.names()[0];
+        let bad = |reason: String| InferError::Run {
+            model: model.name.clone(),
+            reason: format!("output {output_name:?}: {reason}"),
+        };
+        let value = outputs
+            .get(output_name)
+            .ok_or_else(|| bad("missing from the results".into()))?;
+        let mut results = Vec::with_capacity(images.len());
+        let Some(post) = post else {
+            // The model gives labels: mapped to the frame on the host (nearest neighbour).
+            let out = labels::read(value, images.len()).map_err(bad)?;
+            for k in 0..images.len() {
+                let labels = resample_labels(out.item(k), out.h, out.w, &geometry)
+                    .map_err(|v| bad(format!("class index {v} is outside 0..=255")))?;
+                results.push((labels, None));
+            }
+            return Ok(results);
+        };
+        let shape = match value.dtype() {
+            ValueType::Tensor { shape, .. } => shape.to_vec(),
+            _ => return Err(bad("not a tensor".into())),
+        };
+        let [b, c, sh, sw] = shape[..] else {
+            return Err(bad(format!("unexpected shape {shape:?}")));
+        };
+        // Pad: the scores cover the padded input, cropped after up-sampling; stretch: the
+        // frame.
+        let (th, tw) = if geometry.stretched {
+            (h as i64, w as i64)
+        } else {
+            (mh, mw)
+        };
+        let ends = Tensor::from_array(([2usize], vec![h as i64, w as i64])).map_err(err)?;
+        let labels = if (sh, sw) == (th, tw) {
+            post[0].run(ort::inputs![graph::SCORES => value, graph::ENDS => ends])
+        } else {
+            let sizes = Tensor::from_array(([4usize], vec![b, c, th, tw])).map_err(err)?;
+            post[1].run(ort::inputs![
+                graph::SCORES => value,
+                graph::SIZES => sizes,
+                graph::ENDS => ends
+            ])
+        }
+        .map_err(err)?;
+        let (_, labels) = labels[graph::LABELS]
+            .try_extract_tensor::<u8>()
+            .map_err(err)?;
+        let plane = w as usize * h as usize;
+        let kept = if self.options.scores {
+            Some(scores::read(value, model.num_classes(), images.len()).map_err(bad)?)
+        } else {
+            None
+        };
+        let kind = match model.config.output {
+            OutputConfig::Probabilities { .. } => ScoreKind::Probabilities,
+            _ => ScoreKind::Logits,
+        };
+        for k in 0..images.len() {
+            let map = LabelMap::new(w, h, labels[k * plane..(k + 1) * plane].to_vec());
+            let scores = kept.as_ref().map(|s| ClassScores {
+                kind,
+                classes: s.classes,
+                width: s.w as u32,
+                height: s.h as u32,
+                data: s.item(k).to_vec(),
+                geometry,
+            });
+            results.push((map, scores));
+        }
+        Ok(results)
     }
 
     /// Detects the objects in one image (instance models): boxes, classes, scores and masks in
@@ -664,4 +833,43 @@ fn run_session<'s>(
         InputType::Float32 => session.run(ort::inputs![name => f32_input.expect("load_input ran")]),
         InputType::Float16 => session.run(ort::inputs![name => f16_input.expect("load_input ran")]),
     }
+}
+
+/// Builds the in-graph sessions for `model` on the providers of its `session`.
+fn in_graph(
+    model: &Model,
+    session: &Session,
+    providers: &[ProviderConfig],
+    threads: usize,
+) -> Result<InGraph, InferError> {
+    let options = session_builder(model, providers, threads)?;
+    let failed = |e: ort::Error| InferError::Session {
+        model: model.name.clone(),
+        reason: format!("cannot build its in-graph pre- and post-processing: {e}"),
+    };
+    let pre = graph::pre(&model.config.input, &options).map_err(failed)?;
+    let post = match &model.config.output {
+        OutputConfig::Logits { name } | OutputConfig::Probabilities { name } => {
+            let ty = session
+                .outputs()
+                .iter()
+                .find(|o| o.name() == name)
+                .and_then(|o| match o.dtype() {
+                    ValueType::Tensor { ty, .. } => Some(*ty),
+                    _ => None,
+                })
+                .unwrap_or(TensorElementType::Float32);
+            let classes = model.num_classes();
+            Some([
+                graph::post(ty, classes, false, &options).map_err(failed)?,
+                graph::post(ty, classes, true, &options).map_err(failed)?,
+            ])
+        }
+        _ => None,
+    };
+    Ok(InGraph {
+        pre,
+        post,
+        staging: Vec::new(),
+    })
 }

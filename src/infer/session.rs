@@ -8,7 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProviderDispatch};
 use ort::memory::DeviceType;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
 use ort::value::{Outlet, TensorElementType, ValueType};
 
@@ -235,6 +235,21 @@ pub fn open_session(
     providers: &[ProviderConfig],
     threads: usize,
 ) -> Result<Session, InferError> {
+    session_builder(model, providers, threads)?
+        .commit_from_file(&model.onnx_path)
+        .map_err(|e| InferError::Session {
+            model: format!("{} ({})", model.name, model.onnx_path.display()),
+            reason: e.to_string(),
+        })
+}
+
+/// Session options for `model`'s sessions: optimization, threads and the providers asked for,
+/// each of which must register. The in-graph pre- and post-processing sessions share them.
+pub fn session_builder(
+    model: &Model,
+    providers: &[ProviderConfig],
+    threads: usize,
+) -> Result<SessionBuilder, InferError> {
     let env = environment()?;
     let ort_err = |e: ort::Error<ort::session::builder::SessionBuilder>| InferError::Session {
         model: model.name.clone(),
@@ -268,12 +283,7 @@ pub fn open_session(
                 })?;
         }
     }
-    builder
-        .commit_from_file(&model.onnx_path)
-        .map_err(|e| InferError::Session {
-            model: format!("{} ({})", model.name, model.onnx_path.display()),
-            reason: e.to_string(),
-        })
+    Ok(builder)
 }
 
 fn describe(outlet: &Outlet) -> String {
