@@ -1,16 +1,19 @@
 //! The per-frame work around inference at 1920x1080: pre-processing, argmax (direct and
-//! with bilinear up-sampling from quarter-resolution scores) and the composite overlay.
+//! with bilinear up-sampling from quarter-resolution scores) and the composite overlay; the
+//! pre-processing and argmax rows twice, on the host and as the in-graph sessions of
+//! `pre_post = "graph"` (ONNX Runtime's CPU provider, as many threads as cores), in one run.
 //!
 //! `cargo bench --bench hot_paths` (needs the model configs; no model is run).
 
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ort::value::{Tensor, TensorElementType, TensorRef};
 use segstream::composite::Composite;
 use segstream::frame::argmax_scores;
 use segstream::frame::{LabelMap, RgbImage};
 use segstream::infer::Model;
-use segstream::infer::{frame_geometry, normalize, write_item};
+use segstream::infer::{cores, frame_geometry, graph, normalize, session_builder, write_item};
 
 const W: u32 = 1920;
 const H: u32 = 1080;
@@ -72,6 +75,46 @@ fn bench(c: &mut Criterion) {
     let quarter = scores(mw as usize / 4, mh as usize / 4);
     g.bench_function("argmax 19 classes, bilinear from 1/4", |b| {
         b.iter(|| argmax_scores(&quarter, CLASSES, mh as usize / 4, mw as usize / 4, &padded))
+    });
+
+    // The same work as ONNX graphs on the CPU provider.
+    let options = session_builder(&model, &[], cores()).unwrap();
+    let mut pre = graph::pre(input, &options).unwrap();
+    let pads = [0, 0, 0, 0, 0, 0, (mh - H) as i64, (mw - W) as i64];
+    g.bench_function("preprocess in graph", |b| {
+        b.iter(|| {
+            let frame =
+                TensorRef::from_array_view(([1usize, H as usize, W as usize, 3], &image.data[..]))
+                    .unwrap();
+            let pads = Tensor::from_array(([8usize], pads.to_vec())).unwrap();
+            pre.run(ort::inputs![graph::FRAME => frame, graph::PADS => pads])
+                .unwrap();
+        })
+    });
+    let ends = || Tensor::from_array(([2usize], vec![H as i64, W as i64])).unwrap();
+    let mut post = graph::post(TensorElementType::Float32, CLASSES, false, &options).unwrap();
+    let shape = [1usize, CLASSES, mh as usize, mw as usize];
+    g.bench_function("argmax 19 classes in graph", |b| {
+        b.iter(|| {
+            let scores = TensorRef::from_array_view((shape, &full[..])).unwrap();
+            post.run(ort::inputs![graph::SCORES => scores, graph::ENDS => ends()])
+                .unwrap();
+        })
+    });
+    let mut post = graph::post(TensorElementType::Float32, CLASSES, true, &options).unwrap();
+    let shape = [1usize, CLASSES, mh as usize / 4, mw as usize / 4];
+    let sizes = [1, CLASSES as i64, mh as i64, mw as i64];
+    g.bench_function("argmax 19 classes, bilinear from 1/4, in graph", |b| {
+        b.iter(|| {
+            let scores = TensorRef::from_array_view((shape, &quarter[..])).unwrap();
+            let sizes = Tensor::from_array(([4usize], sizes.to_vec())).unwrap();
+            post.run(ort::inputs![
+                graph::SCORES => scores,
+                graph::SIZES => sizes,
+                graph::ENDS => ends()
+            ])
+            .unwrap();
+        })
     });
 
     let labels = argmax_scores(&full, CLASSES, mh as usize, mw as usize, &padded);

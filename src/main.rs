@@ -115,6 +115,10 @@ enum Command {
         /// CRF refine stage (with --eval: what each costs or buys in mean IoU).
         #[arg(long)]
         ablations: bool,
+        /// Where pre- and post-processing run, e.g. host,graph (graph: ONNX graphs on the
+        /// session's execution provider, `pre_post = "graph"`); one row each.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        pre_post: Vec<cli::compare::PrePostKind>,
         /// Rounds over the compared rows, interleaved (A B A B); each row reports its
         /// median-FPS round.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
@@ -541,6 +545,7 @@ fn main() -> ExitCode {
             providers,
             precision,
             ablations,
+            pre_post,
             rounds,
         } => {
             if let Err(e) = check_flags(0.0, threads) {
@@ -567,12 +572,18 @@ fn main() -> ExitCode {
                 model_runs,
                 threads,
             };
-            if !(models.is_empty() && providers.is_empty() && precision.is_empty() && !ablations) {
+            if !(models.is_empty()
+                && providers.is_empty()
+                && precision.is_empty()
+                && pre_post.is_empty()
+                && !ablations)
+            {
                 let sweep = cli::compare::Sweep {
                     models,
                     providers,
                     precisions: precision,
                     ablations,
+                    pre_post,
                     rounds: rounds as usize,
                 };
                 let comparison = match cli::compare::compare(&pipeline, &options, &sweep) {

@@ -317,3 +317,55 @@ fn precision_table_scores_every_row() {
         .unwrap()
         .contains("mean_iou,mean_iou_change,pareto"));
 }
+
+/// `--pre-post host,graph`: one row each, both scored; the in-graph labels agree with the
+/// host's, so mean IoU moves by less than a tenth of a point.
+#[test]
+fn pre_post_rows_compare_host_and_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline_file(
+        dir.path(),
+        "table.toml",
+        "[source]\ntype = \"synthetic\"\nwidth = 320\nheight = 180\nseed = 4\n\n\
+         [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2_synthetic\"\n\n\
+         [[sinks]]\ntype = \"null\"\n",
+    );
+    let json = dir.path().join("t.json");
+    let o = run_with_deadline(
+        segstream(&[
+            "bench",
+            p.to_str().unwrap(),
+            "--eval",
+            "--pre-post",
+            "host,graph",
+            "--frames",
+            "4",
+            "--warmup",
+            "1",
+            "--model-runs",
+            "2",
+            "--threads",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+        ]),
+        Duration::from_secs(600),
+    );
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = r["rows"].as_array().unwrap();
+    let setups: Vec<&str> = rows.iter().map(|r| r["setup"].as_str().unwrap()).collect();
+    assert_eq!(setups, ["pre/post host", "pre/post graph"], "{table}");
+    for row in rows {
+        assert!(row["available"].as_bool().unwrap(), "{table}");
+        assert!(row["fps"].as_f64().unwrap() > 0.0, "{table}");
+        assert!(row["mean_iou"].as_f64().unwrap() > 0.5, "{table}");
+    }
+    let change = rows[1]["mean_iou_change"].as_f64().unwrap();
+    assert!(
+        change.abs() < 0.1,
+        "graph row moved mean IoU by {change} points: {table}"
+    );
+    assert_eq!(rows[0]["mean_iou_change"].as_f64(), Some(0.0), "{table}");
+}

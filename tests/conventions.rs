@@ -116,7 +116,11 @@ fn assert_graph_matches_host(stem: &str, infer: &str) {
     for (i, (h, g)) in host.iter().zip(&graph).enumerate() {
         let a = agreement(h, g);
         eprintln!("{stem} frame {i}: graph vs host {:.4}%", a * 100.0);
-        assert!(a >= 0.999, "{stem} frame {i}: graph vs host {:.3}%", a * 100.0);
+        assert!(
+            a >= 0.999,
+            "{stem} frame {i}: graph vs host {:.3}%",
+            a * 100.0
+        );
     }
 }
 

@@ -279,6 +279,38 @@ fn unavailable_openvino_and_unknown_precision_are_errors() {
     );
 }
 
+// In-graph pre- and post-processing covers whole frames of semantic models; asked for
+// elsewhere it is refused by name, never run on the host instead.
+#[test]
+fn in_graph_pre_post_where_it_cannot_run_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let semantic = edited_config(dir.path(), "deeplabv3plus_mobilenet_v2", |t| t);
+    assert_fails(
+        &infer_pipeline(
+            dir.path(),
+            &semantic,
+            "pre_post = \"graph\"\ntiling = { width = 32, height = 32, overlap = 8 }",
+        ),
+        &[],
+        &["pre_post", "\"graph\" works on whole frames", "tiling"],
+    );
+    let instance = edited_config(dir.path(), "maskrcnn_mobilenet_v3", |t| t);
+    assert_fails(
+        &infer_pipeline(dir.path(), &instance, "pre_post = \"graph\""),
+        &[],
+        &[
+            "pre_post",
+            "\"graph\" is for semantic models",
+            "instance model",
+        ],
+    );
+    assert_fails(
+        &infer_pipeline(dir.path(), &semantic, "pre_post = \"gpu\""),
+        &[],
+        &["unknown variant `gpu`", "host", "graph"],
+    );
+}
+
 #[test]
 fn unknown_key_in_pipeline_file() {
     let dir = tempfile::tempdir().unwrap();

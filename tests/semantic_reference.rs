@@ -109,6 +109,11 @@ fn colour_order_reaches_the_model() {
     let ref_bgr = onnxruntime_labels(dir.path(), &image, &bgr);
     let ref_rgb = onnxruntime_labels(dir.path(), &image, &rgb);
     assert!(agreement(&ours_bgr, &ref_bgr) >= 0.999);
+    // The in-graph path (pre_post = "graph") swaps the planes in its own graph.
+    let graph_bgr = label_maps(dir.path(), &image, &bgr, "pre_post = \"graph\"", 1).remove(0);
+    let a = agreement(&graph_bgr, &ours_bgr);
+    assert!(a >= 0.999, "BGR in graph vs host: {:.4}%", a * 100.0);
+    assert!(agreement(&graph_bgr, &ref_rgb) < 0.9);
     let cross = agreement(&ours_bgr, &ref_rgb);
     assert!(
         cross < 0.9,

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use segstream::infer::{provider_name, InferConfig, InputType, ProviderConfig, Task, TilingConfig};
+use segstream::infer::{
+    provider_name, InferConfig, InputType, PrePost, ProviderConfig, Task, TilingConfig,
+};
 use segstream::pipeline::{Part, Pipeline};
 use segstream::refine::RefineConfig;
 
@@ -45,6 +47,29 @@ pub enum ProviderKind {
     Openvino,
 }
 
+/// Where the work around the model runs, to sweep (`pre_post` of the infer stage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrePostKind {
+    Host,
+    Graph,
+}
+
+impl PrePostKind {
+    fn setting(self) -> PrePost {
+        match self {
+            PrePostKind::Host => PrePost::Host,
+            PrePostKind::Graph => PrePost::Graph,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            PrePostKind::Host => "pre/post host",
+            PrePostKind::Graph => "pre/post graph",
+        }
+    }
+}
+
 /// What `bench --models/--providers/--precision` compares; an empty list keeps what the
 /// pipeline file says.
 #[derive(Clone, Debug, Default)]
@@ -56,6 +81,8 @@ pub struct Sweep {
     /// Also rows for the first model on the first provider with tiling, at half scale and
     /// with the CRF refine stage.
     pub ablations: bool,
+    /// Where pre- and post-processing run (host, graph), each its own row.
+    pub pre_post: Vec<PrePostKind>,
     /// Rounds over all rows, interleaved; each row reports its median round.
     pub rounds: usize,
 }
@@ -256,6 +283,20 @@ fn with_model(
     p
 }
 
+/// `pipeline` with its infer stage at `at` running pre- and post-processing `where_`.
+fn set_pre_post(pipeline: &mut Pipeline, at: usize, where_: PrePost) {
+    let infer = pipeline.transforms[at]
+        .config
+        .as_any()
+        .downcast_ref::<InferConfig>()
+        .expect("the infer stage")
+        .clone();
+    pipeline.transforms[at].config = Arc::new(InferConfig {
+        pre_post: where_,
+        ..infer
+    });
+}
+
 /// Rows for the first model on the first provider: tiled (2x2 tiles, 32 pixels overlap),
 /// at half scale (one tile of the half-size frame) and followed by the CRF refine stage.
 fn ablations(
@@ -353,10 +394,19 @@ pub fn compare(
         sweep.precisions.iter().map(|&p| Some(p)).collect()
     };
 
+    let pre_posts: Vec<Option<PrePostKind>> = if sweep.pre_post.is_empty() {
+        vec![None]
+    } else {
+        sweep.pre_post.iter().map(|&p| Some(p)).collect()
+    };
+
     let mut jobs = Vec::new();
     for (i, model) in models.iter().enumerate() {
         for &kind in &kinds {
-            for &precision in &precisions {
+            for (&precision, &pre_post) in precisions
+                .iter()
+                .flat_map(|p| pre_posts.iter().map(move |q| (p, q)))
+            {
                 let providers = kind.map_or_else(
                     || infer.providers.clone(),
                     |k| provider_config(k, precision),
@@ -372,7 +422,7 @@ pub fn compare(
                         (None, Ok(m)) => m.precision(&infer.providers),
                         (None, Err(_)) => "-".into(),
                     },
-                    "-",
+                    pre_post.map_or("-", PrePostKind::label),
                 );
                 let providers = match kind.and_then(|k| unsupported(k, precision)) {
                     Some(reason) => Err(reason),
@@ -393,6 +443,7 @@ pub fn compare(
                 let mut extra = Vec::new();
                 let pipeline = chosen.and_then(|m| {
                     let providers = providers?;
+                    let first = first && pre_post.is_none_or(|p| p == PrePostKind::Host);
                     if first && sweep.ablations {
                         for (setup, p) in ablations(pipeline, at, infer, &m, &providers) {
                             let mut r = row.clone();
@@ -403,7 +454,11 @@ pub fn compare(
                             });
                         }
                     }
-                    Ok(with_model(pipeline, at, infer, m, providers, infer.tiling))
+                    let mut p = with_model(pipeline, at, infer, m, providers, infer.tiling);
+                    if let Some(pre_post) = pre_post {
+                        set_pre_post(&mut p, at, pre_post.setting());
+                    }
+                    Ok(p)
                 });
                 // The plain row, then its ablations.
                 jobs.push(Job { row, pipeline });
@@ -475,7 +530,7 @@ fn score(rows: &mut [ComparisonRow]) {
                 r.model == model
                     && r.provider == "CPU"
                     && r.precision == "float32"
-                    && r.setup == "-"
+                    && (r.setup == "-" || r.setup == PrePostKind::Host.label())
             })
             .and_then(|r| r.mean_iou)
     };

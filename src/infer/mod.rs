@@ -6,13 +6,14 @@
 //! One ONNX Runtime session per stage, created on the stage's thread. The files:
 //! `config` (what the user sets), `model` (a model and its config file), `session` (ONNX
 //! Runtime and providers), `preprocess` and `stitch` (frames in, tiles out and back),
-//! `segmenter` (batches and session runs), and one file per output convention, each checking
+//! `segmenter` (batches and session runs), `graph` (the same pre- and post-processing as
+//! ONNX graphs on the session's device, `pre_post = "graph"`), and one file per output convention, each checking
 //! the model's outputs and decoding them: `scores` (logits, probabilities), `labels` (class
 //! indices) and `detections` (Mask R-CNN boxes and masks).
 
 mod config;
 pub mod detections;
-mod graph;
+pub mod graph;
 mod labels;
 mod model;
 mod preprocess;

@@ -7,11 +7,11 @@ use ort::session::Session;
 use ort::value::{Tensor, TensorElementType, TensorRef, ValueType};
 
 use super::detections::{self, DetectParams, Names, Placement};
+use super::graph;
 use super::labels::{self, Labels};
 use super::model::*;
 use super::preprocess::{frame_geometry, normalize, resize, write_item, Normalized};
 use super::scores::{self, Scores};
-use super::graph;
 use super::session::{check_model, open_session, session_builder};
 use super::stitch::{Stitch, StitchBuffers};
 use super::{InferError, PrePost, ProviderConfig, TilingConfig};
@@ -104,8 +104,7 @@ impl Segmenter {
             },
             None => None,
         };
-        if options.pre_post == PrePost::Graph && (model.is_instance() || options.tiling.is_some())
-        {
+        if options.pre_post == PrePost::Graph && (model.is_instance() || options.tiling.is_some()) {
             problems.push(
                 "pre_post = \"graph\" is for whole frames of semantic models (no tiling, no \
                  instance models)"
@@ -461,7 +460,10 @@ impl Segmenter {
         };
         let frame = TensorRef::from_array_view((frame_shape, pixels)).map_err(err)?;
         let (aux_name, aux) = match input.size {
-            SizePolicy::Pad { .. } => (graph::PADS, vec![0, 0, 0, 0, 0, 0, mh - h as i64, mw - w as i64]),
+            SizePolicy::Pad { .. } => (
+                graph::PADS,
+                vec![0, 0, 0, 0, 0, 0, mh - h as i64, mw - w as i64],
+            ),
             SizePolicy::Stretch { .. } => (graph::SIZES, vec![n as i64, 3, mh, mw]),
         };
         let aux = Tensor::from_array(([aux.len()], aux)).map_err(err)?;
