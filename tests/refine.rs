@@ -273,14 +273,15 @@ fn refine_stage_on_a_file_loses_nothing_and_parallel_workers_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let video = dir.path().join("clip.mp4");
     make_video(&video, 10, 160, 96, "pattern=ball");
-    let run = |workers: usize| {
-        let out = dir.path().join(format!("labels_{workers}"));
+    let run = |workers: usize, infer: &str| {
+        let tag = format!("{workers}{}", infer.len());
+        let out = dir.path().join(format!("labels_{tag}"));
         let p = pipeline_file(
             dir.path(),
-            &format!("refine_{workers}.toml"),
+            &format!("refine_{tag}.toml"),
             &format!(
                 "[source]\ntype = \"file\"\npath = {video:?}\n\n\
-                 [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\n\n\
+                 [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\n{infer}\n\n\
                  [[transforms]]\ntype = \"refine\"\nworkers = {workers}\nthreads = 1\n\
                  iterations = 4\nsmooth = {{ sxy = 2, weight = 3 }}\n\
                  appearance = {{ sxy = 40, srgb = 15, weight = 8 }}\n\n\
@@ -300,9 +301,20 @@ fn refine_stage_on_a_file_loses_nothing_and_parallel_workers_change_nothing() {
             .map(|i| read_png(&out.join(format!("{i:06}.png"))).data)
             .collect::<Vec<_>>()
     };
-    let one = run(1);
-    let three = run(3);
+    let one = run(1, "");
+    let three = run(3, "");
     assert!(one == three, "three workers gave other labels than one");
+    // The in-graph path hands refine the model's scores as the host path does.
+    let graph = run(1, "pre_post = \"graph\"");
+    let (same, all) = one.iter().zip(&graph).fold((0, 0), |(s, a), (x, y)| {
+        let equal = x.iter().zip(y).filter(|(p, q)| p == q).count();
+        (s + equal, a + x.len())
+    });
+    assert!(
+        same as f64 >= 0.999 * all as f64,
+        "refined frames after pre_post = \"graph\" differ in {} of {all} bytes",
+        all - same
+    );
 }
 
 #[test]

@@ -304,6 +304,16 @@ impl Component for InferConfig {
             }
             Err(e) => p.push("model", crate::one_line(&e)),
         }
+        if self.pre_post == PrePost::Graph && p.is_empty() {
+            // The in-graph sessions are built as the stage would build them.
+            let options = EngineOptions {
+                pre_post: PrePost::Graph,
+                ..Default::default()
+            };
+            if let Err(e) = super::Segmenter::new(model.clone(), &self.providers, 1, options) {
+                p.push("pre_post", crate::one_line(&e));
+            }
+        }
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

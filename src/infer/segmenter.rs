@@ -3,8 +3,9 @@
 //! `detections`) to decode.
 
 use half::f16;
-use ort::session::Session;
-use ort::value::{Tensor, TensorElementType, TensorRef, ValueType};
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::{IoBinding, Session};
+use ort::value::{Tensor, TensorElementType, ValueType};
 
 use super::detections::{self, DetectParams, Names, Placement};
 use super::graph;
@@ -38,13 +39,29 @@ pub struct EngineOptions {
     pub pre_post: PrePost,
 }
 
-/// The in-graph pre- and post-processing sessions (`pre_post = "graph"`).
+/// The in-graph pre- and post-processing sessions (`pre_post = "graph"`), chained to the
+/// model's through IO bindings: the pre-processed input and the scores stay in the
+/// provider's memory (the GPU's with CUDA or TensorRT) from one session to the next, and
+/// only the frame's bytes go in and the labels' bytes come out.
 struct InGraph {
     pre: Session,
-    /// Scores to labels, without and with up-sampling (models giving scores).
-    post: Option<[Session; 2]>,
-    /// Frames of a batch, one after the other (one frame is read in place).
-    staging: Vec<u8>,
+    pre_binding: IoBinding,
+    /// The model session's binding: its input from `pre`, its output for `post`.
+    model_binding: IoBinding,
+    /// Scores to labels, without and with up-sampling (models giving scores), and their
+    /// bindings.
+    post: Option<[(Session, IoBinding); 2]>,
+    /// Where the frames are written for `pre`: page-locked host memory with CUDA, so their
+    /// copy to the device is one DMA transfer.
+    frame_allocator: Allocator,
+    /// The frames of the last batch, reused while the shape stays the same.
+    frames: Option<Tensor<u8>>,
+    /// Where `pre`'s output and the model's scores are kept, and where the labels land.
+    /// Outputs are bound anew for every run: a bound output keeps its shape, and the next
+    /// frame's may differ.
+    device: MemoryInfo<'static>,
+    scores_at: MemoryInfo<'static>,
+    host: MemoryInfo<'static>,
 }
 
 /// One batch item waiting for inference: a whole frame or one tile of it.
@@ -137,7 +154,13 @@ impl Segmenter {
         }
         let graph = match options.pre_post {
             PrePost::Host => None,
-            PrePost::Graph => Some(in_graph(&model, &session, providers, threads)?),
+            PrePost::Graph => Some(in_graph(
+                &model,
+                &session,
+                providers,
+                threads,
+                options.scores,
+            )?),
         };
         Ok(Segmenter {
             graph,
@@ -446,19 +469,30 @@ impl Segmenter {
         let geometry = frame_geometry(w, h, input.size);
         let (mw, mh) = (geometry.model_width as i64, geometry.model_height as i64);
         let n = self.fixed_batch.unwrap_or(images.len());
-        let InGraph { pre, post, staging } = self.graph.as_mut().expect("graph mode");
-        let frame_shape = vec![n as i64, h as i64, w as i64, 3];
-        let pixels: &[u8] = if n == 1 {
-            &images[0].data
-        } else {
-            staging.clear();
-            for image in images {
-                staging.extend_from_slice(&image.data);
-            }
-            staging.resize(n * images[0].data.len(), 0);
-            staging
-        };
-        let frame = TensorRef::from_array_view((frame_shape, pixels)).map_err(err)?;
+        let InGraph {
+            pre,
+            pre_binding,
+            model_binding,
+            post,
+            frame_allocator,
+            frames,
+            device,
+            scores_at,
+            host,
+        } = self.graph.as_mut().expect("graph mode");
+        let frame_shape = [n as i64, h as i64, w as i64, 3];
+        if frames.as_ref().is_none_or(|t| t.shape()[..] != frame_shape) {
+            *frames = Some(Tensor::new(frame_allocator, frame_shape).map_err(err)?);
+        }
+        let frame = frames.as_mut().expect("allocated above");
+        // The frames' bytes, copied once (a borrowed view cannot be bound), unused batch
+        // slots zero.
+        let bytes = frame.extract_tensor_mut().1;
+        let len = images[0].data.len();
+        for (slot, image) in bytes.chunks_exact_mut(len).zip(images) {
+            slot.copy_from_slice(&image.data);
+        }
+        bytes[images.len() * len..].fill(0);
         let (aux_name, aux) = match input.size {
             SizePolicy::Pad { .. } => (
                 graph::PADS,
@@ -467,14 +501,20 @@ impl Segmenter {
             SizePolicy::Stretch { .. } => (graph::SIZES, vec![n as i64, 3, mh, mw]),
         };
         let aux = Tensor::from_array(([aux.len()], aux)).map_err(err)?;
-        let prepared = pre
-            .run(ort::inputs![graph::FRAME => frame, aux_name => aux])
+        pre_binding.bind_input(graph::FRAME, &*frame).map_err(err)?;
+        pre_binding.bind_input(aux_name, &aux).map_err(err)?;
+        pre_binding
+            .bind_output_to_device(graph::IMAGE, device)
             .map_err(err)?;
-        let outputs = self
-            .session
-            .run(ort::inputs![input.name.as_str() => &prepared[graph::IMAGE]])
+        let prepared = pre.run_binding(pre_binding).map_err(err)?;
+        model_binding
+            .bind_input(input.name.as_str(), &prepared[graph::IMAGE])
             .map_err(err)?;
         let output_name = model.config.output.names()[0];
+        model_binding
+            .bind_output_to_device(output_name, scores_at)
+            .map_err(err)?;
+        let outputs = self.session.run_binding(model_binding).map_err(err)?;
         let bad = |reason: String| InferError::Run {
             model: model.name.clone(),
             reason: format!("output {output_name:?}: {reason}"),
@@ -508,17 +548,18 @@ impl Segmenter {
             (mh, mw)
         };
         let ends = Tensor::from_array(([2usize], vec![h as i64, w as i64])).map_err(err)?;
-        let labels = if (sh, sw) == (th, tw) {
-            post[0].run(ort::inputs![graph::SCORES => value, graph::ENDS => ends])
-        } else {
+        let resize = (sh, sw) != (th, tw);
+        let (post, binding) = &mut post[resize as usize];
+        binding.bind_input(graph::SCORES, value).map_err(err)?;
+        binding.bind_input(graph::ENDS, &ends).map_err(err)?;
+        binding
+            .bind_output_to_device(graph::LABELS, host)
+            .map_err(err)?;
+        if resize {
             let sizes = Tensor::from_array(([4usize], vec![b, c, th, tw])).map_err(err)?;
-            post[1].run(ort::inputs![
-                graph::SCORES => value,
-                graph::SIZES => sizes,
-                graph::ENDS => ends
-            ])
+            binding.bind_input(graph::SIZES, &sizes).map_err(err)?;
         }
-        .map_err(err)?;
+        let labels = post.run_binding(binding).map_err(err)?;
         let (_, labels) = labels[graph::LABELS]
             .try_extract_tensor::<u8>()
             .map_err(err)?;
@@ -843,13 +884,69 @@ fn in_graph(
     session: &Session,
     providers: &[ProviderConfig],
     threads: usize,
+    keep_scores: bool,
 ) -> Result<InGraph, InferError> {
-    let options = session_builder(model, providers, threads)?;
+    // Their threads sleep when done instead of spinning: the model's session runs between
+    // the two, and on a small machine spinning threads take its cores.
+    let options = session_builder(model, providers, threads)?
+        .with_intra_op_spinning(false)
+        .map_err(|e| InferError::Session {
+            model: model.name.clone(),
+            reason: ort::Error::<()>::from(e).to_string(),
+        })?;
     let failed = |e: ort::Error| InferError::Session {
         model: model.name.clone(),
         reason: format!("cannot build its in-graph pre- and post-processing: {e}"),
     };
+    // Where the intermediates stay, and where the labels land (page-locked with CUDA, so
+    // their copy back is one DMA transfer).
+    let (device, host) = match providers.first() {
+        Some(
+            ProviderConfig::Cuda { device_id, .. } | ProviderConfig::Tensorrt { device_id, .. },
+        ) => (
+            MemoryInfo::new(
+                AllocationDevice::CUDA,
+                *device_id,
+                AllocatorType::Device,
+                MemoryType::Default,
+            ),
+            MemoryInfo::new(
+                AllocationDevice::CUDA_PINNED,
+                *device_id,
+                AllocatorType::Device,
+                MemoryType::CPUOutput,
+            ),
+        ),
+        _ => (Ok(MemoryInfo::default()), Ok(MemoryInfo::default())),
+    };
+    let (device, host) = (device.map_err(failed)?, host.map_err(failed)?);
+    // Scores a later stage reads are wanted on the host.
+    let scores_at = if keep_scores {
+        host.clone()
+    } else {
+        device.clone()
+    };
     let pre = graph::pre(&model.config.input, &options).map_err(failed)?;
+    let frame_allocator = if host.is_cpu_accessible() && host == MemoryInfo::default() {
+        Allocator::default()
+    } else {
+        let pinned = MemoryInfo::new(
+            host.allocation_device(),
+            host.device_id(),
+            AllocatorType::Device,
+            MemoryType::CPUInput,
+        )
+        .map_err(failed)?;
+        Allocator::new(&pre, pinned).map_err(failed)?
+    };
+    let pre_binding = pre.create_binding().map_err(failed)?;
+    let model_binding = session.create_binding().map_err(failed)?;
+    let classes = model.num_classes();
+    let post_session = |ty, resize: bool| -> Result<(Session, IoBinding), InferError> {
+        let session = graph::post(ty, classes, resize, &options).map_err(failed)?;
+        let binding = session.create_binding().map_err(failed)?;
+        Ok((session, binding))
+    };
     let post = match &model.config.output {
         OutputConfig::Logits { name } | OutputConfig::Probabilities { name } => {
             let ty = session
@@ -861,17 +958,19 @@ fn in_graph(
                     _ => None,
                 })
                 .unwrap_or(TensorElementType::Float32);
-            let classes = model.num_classes();
-            Some([
-                graph::post(ty, classes, false, &options).map_err(failed)?,
-                graph::post(ty, classes, true, &options).map_err(failed)?,
-            ])
+            Some([post_session(ty, false)?, post_session(ty, true)?])
         }
         _ => None,
     };
     Ok(InGraph {
         pre,
+        pre_binding,
+        model_binding,
         post,
-        staging: Vec::new(),
+        frame_allocator,
+        frames: None,
+        device,
+        scores_at,
+        host,
     })
 }
