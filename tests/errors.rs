@@ -279,8 +279,8 @@ fn unavailable_openvino_and_unknown_precision_are_errors() {
     );
 }
 
-// In-graph pre- and post-processing covers whole frames of semantic models; asked for
-// elsewhere it is refused by name, never run on the host instead.
+// In-graph pre- and post-processing covers whole frames; asked for with tiling it is
+// refused by name, never run on the host instead.
 #[test]
 fn in_graph_pre_post_where_it_cannot_run_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -293,16 +293,6 @@ fn in_graph_pre_post_where_it_cannot_run_is_an_error() {
         ),
         &[],
         &["pre_post", "\"graph\" works on whole frames", "tiling"],
-    );
-    let instance = edited_config(dir.path(), "maskrcnn_mobilenet_v3", |t| t);
-    assert_fails(
-        &infer_pipeline(dir.path(), &instance, "pre_post = \"graph\""),
-        &[],
-        &[
-            "pre_post",
-            "\"graph\" is for semantic models",
-            "instance model",
-        ],
     );
     assert_fails(
         &infer_pipeline(dir.path(), &semantic, "pre_post = \"gpu\""),

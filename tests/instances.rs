@@ -9,7 +9,7 @@ use common::{make_image, read_png, reference, root};
 use segstream::frame::MatchMetric;
 use segstream::frame::RgbImage;
 use segstream::frame::{Instance, Mask};
-use segstream::infer::{EngineOptions, Segmenter};
+use segstream::infer::{EngineOptions, PrePost, Segmenter};
 use segstream::infer::{Model, TilingConfig};
 use segstream::instance::paste::paste;
 use segstream::tile::Blend;
@@ -233,10 +233,14 @@ fn assert_same_detections(ours: &[Instance], theirs: &[Value], w: u32, h: u32) {
 }
 
 fn check_against_reference(config: &str) {
+    check_against_reference_with(config, EngineOptions::default());
+}
+
+fn check_against_reference_with(config: &str, options: EngineOptions) {
     let dir = tempfile::tempdir().unwrap();
     let (path, img) = image(dir.path(), 320, 240, 7);
     let model = load(config);
-    let mut seg = Segmenter::new(model.clone(), &[], 2, EngineOptions::default()).unwrap();
+    let mut seg = Segmenter::new(model.clone(), &[], 2, options).unwrap();
     let ours = seg.detect(&img).unwrap();
     let theirs = reference_detections(&model.config_path, &path, &[]);
     assert!(
@@ -260,6 +264,17 @@ fn raw_per_class_masks_match_torchvision() {
 #[test]
 fn pasted_masks_match_torchvision() {
     check_against_reference("maskrcnn_pasted.toml");
+}
+
+// Pre-processing in a graph (pre_post = "graph"): the same detections and masks.
+#[test]
+fn in_graph_pre_processing_keeps_the_detections() {
+    let graph = EngineOptions {
+        pre_post: PrePost::Graph,
+        ..EngineOptions::default()
+    };
+    check_against_reference_with("maskrcnn_raw.toml", graph);
+    check_against_reference_with("maskrcnn_pasted.toml", graph);
 }
 
 /// A copy of a test config with `classes` set and the ONNX path made absolute.

@@ -41,7 +41,8 @@ pub struct InferConfig {
     pub tiling: Option<TilingConfig>,
     /// Where the work around the model runs: `host` (segstream's own code on the stage's
     /// thread) or `graph` (ONNX graphs on the session's execution provider: `uint8` frames
-    /// in, `uint8` labels out; whole frames of semantic models).
+    /// in, `uint8` labels out; whole frames; instance models get their input from the graph
+    /// and decode their detections on the host).
     #[serde(default)]
     pub pre_post: PrePost,
     /// Refuse a frame whose inference would need more memory than this, in MiB (by the
@@ -216,23 +217,12 @@ impl Component for InferConfig {
                         );
                     }
                 }
-                if self.pre_post == PrePost::Graph {
-                    if m.is_instance() {
-                        p.push(
-                            "pre_post",
-                            format!(
-                                "\"graph\" is for semantic models; {} is an instance model \
-                                 (its boxes and masks are decoded on the host: use \"host\")",
-                                m.name
-                            ),
-                        );
-                    } else if self.tiling.is_some() {
-                        p.push(
-                            "pre_post",
-                            "\"graph\" works on whole frames, and tiling cuts and stitches \
-                             them on the host (remove tiling or use \"host\")",
-                        );
-                    }
+                if self.pre_post == PrePost::Graph && self.tiling.is_some() {
+                    p.push(
+                        "pre_post",
+                        "\"graph\" works on whole frames, and tiling cuts and stitches them on \
+                         the host (remove tiling or use \"host\")",
+                    );
                 }
                 self.loaded = Some(m);
             }

@@ -44,24 +44,88 @@ pub struct EngineOptions {
 /// provider's memory (the GPU's with CUDA or TensorRT) from one session to the next, and
 /// only the frame's bytes go in and the labels' bytes come out.
 struct InGraph {
-    pre: Session,
-    pre_binding: IoBinding,
-    /// The model session's binding: its input from `pre`, its output for `post`.
-    model_binding: IoBinding,
+    front: Front,
     /// Scores to labels, without and with up-sampling (models giving scores), and their
     /// bindings.
     post: Option<[(Session, IoBinding); 2]>,
+    /// Where the labels land (and detections, and scores a later stage reads).
+    host: MemoryInfo<'static>,
+}
+
+/// `pre` and the model: frames in, the model's outputs out.
+struct Front {
+    pre: Session,
+    pre_binding: IoBinding,
+    /// The model session's binding: its input from `pre`, its outputs for `post`.
+    model_binding: IoBinding,
     /// Where the frames are written for `pre`: page-locked host memory with CUDA, so their
     /// copy to the device is one DMA transfer.
     frame_allocator: Allocator,
     /// The frames of the last batch, reused while the shape stays the same.
     frames: Option<Tensor<u8>>,
-    /// Where `pre`'s output and the model's scores are kept, and where the labels land.
-    /// Outputs are bound anew for every run: a bound output keeps its shape, and the next
-    /// frame's may differ.
+    /// Where `pre`'s output and the model's outputs are kept. Outputs are bound anew for
+    /// every run: a bound output keeps its shape, and the next frame's may differ.
     device: MemoryInfo<'static>,
-    scores_at: MemoryInfo<'static>,
-    host: MemoryInfo<'static>,
+    outputs_at: MemoryInfo<'static>,
+}
+
+impl Front {
+    /// Runs `pre` and the model on `images` (one size; `n` batch slots) laid out as
+    /// `geometry`; returns the model's outputs.
+    fn run<'f>(
+        &'f mut self,
+        session: &'f mut Session,
+        model: &Model,
+        images: &[&RgbImage],
+        n: usize,
+        geometry: &Geometry,
+    ) -> Result<ort::session::SessionOutputs<'f>, InferError> {
+        let err = |e: ort::Error| InferError::Run {
+            model: model.name.clone(),
+            reason: e.to_string(),
+        };
+        let input = &model.config.input;
+        let (w, h) = (geometry.frame_width as i64, geometry.frame_height as i64);
+        let (mw, mh) = (geometry.model_width as i64, geometry.model_height as i64);
+        let frame_shape = [n as i64, h, w, 3];
+        if self
+            .frames
+            .as_ref()
+            .is_none_or(|t| t.shape()[..] != frame_shape)
+        {
+            self.frames = Some(Tensor::new(&self.frame_allocator, frame_shape).map_err(err)?);
+        }
+        let frame = self.frames.as_mut().expect("allocated above");
+        // The frames' bytes, copied once (a borrowed view cannot be bound), unused batch
+        // slots zero.
+        let bytes = frame.extract_tensor_mut().1;
+        let len = images[0].data.len();
+        for (slot, image) in bytes.chunks_exact_mut(len).zip(images) {
+            slot.copy_from_slice(&image.data);
+        }
+        bytes[images.len() * len..].fill(0);
+        let (aux_name, aux) = match input.size {
+            SizePolicy::Pad { .. } => (graph::PADS, vec![0, 0, 0, 0, 0, 0, mh - h, mw - w]),
+            SizePolicy::Stretch { .. } => (graph::SIZES, vec![n as i64, 3, mh, mw]),
+        };
+        let aux = Tensor::from_array(([aux.len()], aux)).map_err(err)?;
+        let binding = &mut self.pre_binding;
+        binding.bind_input(graph::FRAME, &*frame).map_err(err)?;
+        binding.bind_input(aux_name, &aux).map_err(err)?;
+        binding
+            .bind_output_to_device(graph::IMAGE, &self.device)
+            .map_err(err)?;
+        let prepared = self.pre.run_binding(binding).map_err(err)?;
+        self.model_binding
+            .bind_input(input.name.as_str(), &prepared[graph::IMAGE])
+            .map_err(err)?;
+        for name in model.config.output.names() {
+            self.model_binding
+                .bind_output_to_device(name, &self.outputs_at)
+                .map_err(err)?;
+        }
+        session.run_binding(&self.model_binding).map_err(err)
+    }
 }
 
 /// One batch item waiting for inference: a whole frame or one tile of it.
@@ -121,12 +185,8 @@ impl Segmenter {
             },
             None => None,
         };
-        if options.pre_post == PrePost::Graph && (model.is_instance() || options.tiling.is_some()) {
-            problems.push(
-                "pre_post = \"graph\" is for whole frames of semantic models (no tiling, no \
-                 instance models)"
-                    .into(),
-            );
+        if options.pre_post == PrePost::Graph && options.tiling.is_some() {
+            problems.push("pre_post = \"graph\" is for whole frames (no tiling)".into());
         }
         if !problems.is_empty() {
             return Err(InferError::Mismatch {
@@ -464,57 +524,13 @@ impl Segmenter {
             model: model.name.clone(),
             reason: e.to_string(),
         };
-        let input = &model.config.input;
         let (w, h) = (images[0].width, images[0].height);
-        let geometry = frame_geometry(w, h, input.size);
+        let geometry = frame_geometry(w, h, model.config.input.size);
         let (mw, mh) = (geometry.model_width as i64, geometry.model_height as i64);
         let n = self.fixed_batch.unwrap_or(images.len());
-        let InGraph {
-            pre,
-            pre_binding,
-            model_binding,
-            post,
-            frame_allocator,
-            frames,
-            device,
-            scores_at,
-            host,
-        } = self.graph.as_mut().expect("graph mode");
-        let frame_shape = [n as i64, h as i64, w as i64, 3];
-        if frames.as_ref().is_none_or(|t| t.shape()[..] != frame_shape) {
-            *frames = Some(Tensor::new(frame_allocator, frame_shape).map_err(err)?);
-        }
-        let frame = frames.as_mut().expect("allocated above");
-        // The frames' bytes, copied once (a borrowed view cannot be bound), unused batch
-        // slots zero.
-        let bytes = frame.extract_tensor_mut().1;
-        let len = images[0].data.len();
-        for (slot, image) in bytes.chunks_exact_mut(len).zip(images) {
-            slot.copy_from_slice(&image.data);
-        }
-        bytes[images.len() * len..].fill(0);
-        let (aux_name, aux) = match input.size {
-            SizePolicy::Pad { .. } => (
-                graph::PADS,
-                vec![0, 0, 0, 0, 0, 0, mh - h as i64, mw - w as i64],
-            ),
-            SizePolicy::Stretch { .. } => (graph::SIZES, vec![n as i64, 3, mh, mw]),
-        };
-        let aux = Tensor::from_array(([aux.len()], aux)).map_err(err)?;
-        pre_binding.bind_input(graph::FRAME, &*frame).map_err(err)?;
-        pre_binding.bind_input(aux_name, &aux).map_err(err)?;
-        pre_binding
-            .bind_output_to_device(graph::IMAGE, device)
-            .map_err(err)?;
-        let prepared = pre.run_binding(pre_binding).map_err(err)?;
-        model_binding
-            .bind_input(input.name.as_str(), &prepared[graph::IMAGE])
-            .map_err(err)?;
+        let InGraph { front, post, host } = self.graph.as_mut().expect("graph mode");
+        let outputs = front.run(&mut self.session, model, images, n, &geometry)?;
         let output_name = model.config.output.names()[0];
-        model_binding
-            .bind_output_to_device(output_name, scores_at)
-            .map_err(err)?;
-        let outputs = self.session.run_binding(model_binding).map_err(err)?;
         let bad = |reason: String| InferError::Run {
             model: model.name.clone(),
             reason: format!("output {output_name:?}: {reason}"),
@@ -601,6 +617,12 @@ impl Segmenter {
                     .into(),
             });
         };
+        if self.graph.is_some() {
+            let mut found = self.detect_in_graph(image)?;
+            found.sort_by(|a, b| b.score.total_cmp(&a.score));
+            found.truncate(max_detections as usize);
+            return Ok(found);
+        }
         let (jobs, prepared) = self.prepare_detections(image)?;
         let mut found = Vec::new();
         for job in &jobs {
@@ -701,18 +723,6 @@ impl Segmenter {
             model: name.clone(),
             reason: e.to_string(),
         };
-        let OutputConfig::Detections {
-            boxes,
-            labels,
-            scores,
-            masks,
-            masks_format,
-            score_threshold,
-            ..
-        } = &self.model.config.output
-        else {
-            unreachable!("run_detections is for instance models");
-        };
         let started = std::time::Instant::now();
         let outputs = run_session(
             &mut self.session,
@@ -722,41 +732,30 @@ impl Segmenter {
         )
         .map_err(run_err)?;
         let took = started.elapsed();
-        let names = Names {
-            boxes,
-            labels,
-            scores,
-            masks,
+        Ok((decode_detections(&self.model, &outputs, job)?, took))
+    }
+
+    /// `detect` with pre-processing in a graph (whole frames): the detections are decoded on
+    /// the host.
+    fn detect_in_graph(&mut self, image: &RgbImage) -> Result<Vec<Instance>, InferError> {
+        let input = &self.model.config.input;
+        let geometry = frame_geometry(image.width, image.height, input.size);
+        let (mw, mh) = (geometry.model_width, geometry.model_height);
+        let region = if geometry.stretched {
+            (mw, mh)
+        } else {
+            (image.width, image.height)
         };
-        let read = detections::read(&outputs, &names).map_err(|reason| InferError::Run {
-            model: name.clone(),
-            reason,
-        })?;
-        let (offset, stretched) = match job.tile {
-            Some(tile) => ((tile.x, tile.y), false),
-            None => ((0, 0), job.geometry.stretched),
+        let job = Job {
+            image: 0,
+            tile: None,
+            geometry,
+            size: (mw, mh),
+            region: (0, 0, region.0, region.1),
         };
-        let place = Placement {
-            frame_width: job.geometry.frame_width,
-            frame_height: job.geometry.frame_height,
-            model: job.size,
-            region: (job.region.2, job.region.3),
-            offset,
-            stretched,
-        };
-        let params = DetectParams {
-            format: *masks_format,
-            score_threshold: *score_threshold,
-            keep: self.model.class_filter(),
-            num_classes: self.model.num_classes(),
-        };
-        let found = detections::decode(&read.outputs(), &place, &params).map_err(|reason| {
-            InferError::Run {
-                model: name.clone(),
-                reason,
-            }
-        })?;
-        Ok((found, took))
+        let InGraph { front, .. } = self.graph.as_mut().expect("graph mode");
+        let outputs = front.run(&mut self.session, &self.model, &[image], 1, &geometry)?;
+        decode_detections(&self.model, &outputs, &job)
     }
 
     /// Runs the model on equally sized items, padding up to a fixed batch.
@@ -920,8 +919,8 @@ fn in_graph(
         _ => (Ok(MemoryInfo::default()), Ok(MemoryInfo::default())),
     };
     let (device, host) = (device.map_err(failed)?, host.map_err(failed)?);
-    // Scores a later stage reads are wanted on the host.
-    let scores_at = if keep_scores {
+    // Detections, and scores a later stage reads, are wanted on the host.
+    let outputs_at = if keep_scores || model.is_instance() {
         host.clone()
     } else {
         device.clone()
@@ -963,14 +962,67 @@ fn in_graph(
         _ => None,
     };
     Ok(InGraph {
-        pre,
-        pre_binding,
-        model_binding,
+        front: Front {
+            pre,
+            pre_binding,
+            model_binding,
+            frame_allocator,
+            frames: None,
+            device,
+            outputs_at,
+        },
         post,
-        frame_allocator,
-        frames: None,
-        device,
-        scores_at,
         host,
     })
+}
+
+/// Decodes the detections of `model` in `outputs` (the run of `job`) into frame
+/// coordinates.
+fn decode_detections(
+    model: &Model,
+    outputs: &ort::session::SessionOutputs<'_>,
+    job: &Job,
+) -> Result<Vec<Instance>, InferError> {
+    let OutputConfig::Detections {
+        boxes,
+        labels,
+        scores,
+        masks,
+        masks_format,
+        score_threshold,
+        ..
+    } = &model.config.output
+    else {
+        unreachable!("detections are for instance models");
+    };
+    let names = Names {
+        boxes,
+        labels,
+        scores,
+        masks,
+    };
+    let failed = |reason| InferError::Run {
+        model: model.name.clone(),
+        reason,
+    };
+    let read = detections::read(outputs, &names).map_err(failed)?;
+    let (offset, stretched) = match job.tile {
+        Some(tile) => ((tile.x, tile.y), false),
+        None => ((0, 0), job.geometry.stretched),
+    };
+    let place = Placement {
+        frame_width: job.geometry.frame_width,
+        frame_height: job.geometry.frame_height,
+        model: job.size,
+        region: (job.region.2, job.region.3),
+        offset,
+        stretched,
+    };
+    let params = DetectParams {
+        format: *masks_format,
+        score_threshold: *score_threshold,
+        keep: model.class_filter(),
+        num_classes: model.num_classes(),
+    };
+    detections::decode(&read.outputs(), &place, &params).map_err(failed)
 }
