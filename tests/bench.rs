@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -193,25 +194,42 @@ fn models_table_compares_models_providers_and_precisions() {
     assert!(csv.starts_with("model,provider,precision,setup,available,fps"));
 }
 
+/// `segstream bench` on a synthetic source into the trained default and a null sink, with
+/// `args` and a JSON report; returns the printed table and the report.
+fn synthetic_table(dir: &Path, size: (u32, u32), seed: u32, args: &[&str]) -> (String, Value) {
+    let p = pipeline_file(
+        dir,
+        "table.toml",
+        &format!(
+            "[source]\ntype = \"synthetic\"\nwidth = {}\nheight = {}\nseed = {seed}\n\n\
+             [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2_synthetic\"\n\n\
+             [[sinks]]\ntype = \"null\"\n",
+            size.0, size.1
+        ),
+    );
+    let json = dir.join("t.json");
+    let mut all = vec!["bench", p.to_str().unwrap(), "--eval"];
+    all.extend_from_slice(args);
+    all.extend(["--threads", "2", "--json", json.to_str().unwrap()]);
+    let o = run_with_deadline(segstream(&all), Duration::from_secs(600));
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (table, report)
+}
+
 /// The speed-accuracy table: precisions as variants or OpenVINO hints, each row scored
 /// against the synthetic truth, changes from the FP32 CPU row, the Pareto front, the
 /// tiling / half-scale / CRF rows, and unavailable rows with their reason.
 #[test]
 fn precision_table_scores_every_row() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline_file(
+    let csv = dir.path().join("t.csv");
+    let (table, r) = synthetic_table(
         dir.path(),
-        "table.toml",
-        "[source]\ntype = \"synthetic\"\nwidth = 320\nheight = 192\nseed = 2\n\n\
-         [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2_synthetic\"\n\n\
-         [[sinks]]\ntype = \"null\"\n",
-    );
-    let (json, csv) = (dir.path().join("t.json"), dir.path().join("t.csv"));
-    let o = run_with_deadline(
-        segstream(&[
-            "bench",
-            p.to_str().unwrap(),
-            "--eval",
+        (320, 192),
+        2,
+        &[
             "--providers",
             "cpu,openvino,cuda",
             "--precision",
@@ -225,18 +243,10 @@ fn precision_table_scores_every_row() {
             "1",
             "--model-runs",
             "2",
-            "--threads",
-            "2",
-            "--json",
-            json.to_str().unwrap(),
             "--csv",
             csv.to_str().unwrap(),
-        ]),
-        Duration::from_secs(600),
+        ],
     );
-    let table = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(r["rounds"], 2);
     let rows = r["rows"].as_array().unwrap();
     let key = |row: &Value| {
@@ -323,19 +333,11 @@ fn precision_table_scores_every_row() {
 #[test]
 fn pre_post_rows_compare_host_and_graph() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline_file(
+    let (table, r) = synthetic_table(
         dir.path(),
-        "table.toml",
-        "[source]\ntype = \"synthetic\"\nwidth = 320\nheight = 180\nseed = 4\n\n\
-         [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2_synthetic\"\n\n\
-         [[sinks]]\ntype = \"null\"\n",
-    );
-    let json = dir.path().join("t.json");
-    let o = run_with_deadline(
-        segstream(&[
-            "bench",
-            p.to_str().unwrap(),
-            "--eval",
+        (320, 180),
+        4,
+        &[
             "--pre-post",
             "host,graph",
             "--frames",
@@ -344,16 +346,8 @@ fn pre_post_rows_compare_host_and_graph() {
             "1",
             "--model-runs",
             "2",
-            "--threads",
-            "2",
-            "--json",
-            json.to_str().unwrap(),
-        ]),
-        Duration::from_secs(600),
+        ],
     );
-    let table = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let rows = r["rows"].as_array().unwrap();
     let setups: Vec<&str> = rows.iter().map(|r| r["setup"].as_str().unwrap()).collect();
     assert_eq!(setups, ["pre/post host", "pre/post graph"], "{table}");
