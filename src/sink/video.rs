@@ -7,7 +7,7 @@
 
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use gstreamer as gst;
@@ -166,7 +166,19 @@ struct Running {
     first_pts: Option<Duration>,
     last_pts: Option<Duration>,
     audio: Option<AudioCopy>,
+    /// Signalled when the encoder has drained the input queue to half.
+    room: Arc<Room>,
 }
+
+/// Room in `appsrc`'s queue: `need-data` sets the flag and wakes the pushing thread.
+#[derive(Default)]
+struct Room {
+    ready: Mutex<bool>,
+    signal: Condvar,
+}
+
+/// How long a push waits for room before looking at the bus again.
+const ROOM_WAIT: Duration = Duration::from_millis(50);
 
 /// Lends a frame's pixels to GStreamer without copying them.
 pub(super) struct Pixels(pub(super) Arc<RgbImage>);
@@ -226,7 +238,19 @@ impl VideoSink {
             .caps(&caps)
             .format(gst::Format::Time)
             .max_bytes(4 * width as u64 * height as u64 * 3)
+            // `need-data` once the queue is half drained: a push waiting for room wakes then.
+            .min_percent(50)
             .build();
+        let room = Arc::new(Room::default());
+        let signal = room.clone();
+        appsrc.set_callbacks(
+            gst_app::AppSrcCallbacks::builder()
+                .need_data(move |_, _| {
+                    *signal.ready.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                    signal.signal.notify_all();
+                })
+                .build(),
+        );
         let convert = self.element("videoconvert")?;
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -381,6 +405,7 @@ impl VideoSink {
             first_pts: None,
             last_pts: None,
             audio,
+            room,
         })
     }
 
@@ -484,10 +509,16 @@ impl Stage for VideoSink {
         }
         // Wait for room (back-pressure), looking at the bus meanwhile: an error downstream
         // stops the queue from draining, and a push must not wait for room forever.
-        let (pipeline, appsrc) = (r.pipeline.clone(), r.appsrc.clone());
+        let (pipeline, appsrc, room) = (r.pipeline.clone(), r.appsrc.clone(), r.room.clone());
         self.check_bus(&pipeline)?;
         while appsrc.current_level_bytes() >= appsrc.max_bytes() {
-            std::thread::sleep(Duration::from_millis(1));
+            let ready = room.ready.lock().unwrap_or_else(|e| e.into_inner());
+            let (mut ready, _) = room
+                .signal
+                .wait_timeout_while(ready, ROOM_WAIT, |ready| !*ready)
+                .unwrap_or_else(|e| e.into_inner());
+            *ready = false;
+            drop(ready);
             self.check_bus(&pipeline)?;
         }
         let r = self.running.as_mut().expect("opened above");
