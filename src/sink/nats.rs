@@ -6,17 +6,22 @@
 //! Publishing never makes the pipeline wait for the broker: lines go into a bounded buffer
 //! (`buffer` lines) that a client thread sends on, reconnecting with backoff while the broker
 //! is away. A line that finds the buffer full is dropped and counted with this sink's drops.
-//! A line counts as confirmed once a flush after it returned on the connection it went out
-//! on (the server has processed it); lines sent on a connection that was then lost stay
-//! unconfirmed, as they may be lost with it.
+//! A line counts as confirmed once the server has processed it: after each burst of lines
+//! the client publishes a marker to its own inbox, and the marker's return on the same
+//! connection proves the server routed every line before it (a server processes one
+//! connection's messages in order). A flush proves less (the bytes reached the socket), so
+//! it is not used. Lines sent on a connection that was then lost stay unconfirmed, as they
+//! may be lost with it.
 //! At the end of the run the sink waits up to `drain_s` for the rest; the summary says how
 //! many lines were published, confirmed and dropped.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -131,9 +136,7 @@ impl SinkComponent for NatsConfig {
 #[derive(Default)]
 struct Shared {
     confirmed: AtomicU64,
-    /// Connections lost so far: a flush confirms only what was sent on its own connection.
-    disconnects: AtomicU64,
-    /// The client thread has sent and flushed everything it was given.
+    /// The client thread has sent everything it was given and heard back about it.
     done: AtomicBool,
 }
 
@@ -150,40 +153,122 @@ pub struct NatsSink {
     delivery: Delivery,
 }
 
-/// Sends lines as they come, flushing after each burst: a flush that returns confirms every
-/// line before it.
+/// A burst of lines waiting for its marker to come back.
+struct Burst {
+    marker: u64,
+    lines: u64,
+    /// The connection (counted from 1) the burst's first line went out on.
+    connection: u64,
+}
+
+/// Lines published since the last marker.
+#[derive(Default)]
+struct Open {
+    lines: u64,
+    connection: u64,
+}
+
+/// Sends lines as they come and, after each burst (the buffer ran empty, or 100 lines), a
+/// marker to the client's own inbox; a marker that returns with no reconnect since its
+/// burst began confirms the burst.
 async fn send(
     client: async_nats::Client,
     mut lines: mpsc::Receiver<(String, Vec<u8>)>,
     shared: Arc<Shared>,
 ) {
-    // Lines sent since the last flush, and the connection they went out on.
-    let mut unflushed = 0u64;
-    let mut connection = shared.disconnects.load(Ordering::Relaxed);
-    let confirm = |unflushed: &mut u64, connection: u64| {
-        // Lines sent on a connection that was lost before the flush may be lost with it:
-        // they stay unconfirmed.
-        if shared.disconnects.load(Ordering::Relaxed) == connection {
-            shared.confirmed.fetch_add(*unflushed, Ordering::Relaxed);
+    let statistics = client.statistics();
+    let connects = || statistics.connects.load(Ordering::Relaxed);
+    // The connection a line published now goes out on: the current one, or the next one
+    // while the client is (re)connecting and holds what it is given.
+    let connection = || {
+        let now = connects();
+        match client.connection_state() {
+            async_nats::connection::State::Connected => now,
+            _ => now + 1,
         }
-        *unflushed = 0;
     };
-    while let Some((subject, line)) = lines.recv().await {
-        if unflushed == 0 {
-            connection = shared.disconnects.load(Ordering::Relaxed);
+    let inbox = client.new_inbox();
+    let mut markers = client.subscribe(inbox.clone()).await.ok();
+    let mut pending: VecDeque<Burst> = VecDeque::new();
+    let mut open = Open::default();
+    let mut next_marker = 0u64;
+    let mut receiving = true;
+    loop {
+        let close_burst = tokio::select! {
+            line = lines.recv(), if receiving => match line {
+                Some((subject, line)) => {
+                    if open.lines == 0 {
+                        open.connection = connection();
+                    }
+                    if client.publish(subject, line.into()).await.is_ok() {
+                        open.lines += 1;
+                    }
+                    lines.is_empty() || open.lines >= 100
+                }
+                None => {
+                    receiving = false;
+                    true
+                }
+            },
+            marker = next(&mut markers), if !pending.is_empty() => {
+                let Some(marker) = marker else {
+                    // The subscription ended with the client: nothing more can be confirmed.
+                    markers = None;
+                    pending.clear();
+                    continue;
+                };
+                let Some(returned) = std::str::from_utf8(&marker.payload)
+                    .ok()
+                    .and_then(|m| m.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                // Bursts before this marker whose own markers never came back were sent
+                // on a lost connection: they stay unconfirmed.
+                while let Some(burst) = pending.pop_front() {
+                    if burst.marker == returned {
+                        if burst.connection == connects() {
+                            shared.confirmed.fetch_add(burst.lines, Ordering::Relaxed);
+                        }
+                        break;
+                    }
+                    if burst.marker > returned {
+                        pending.push_front(burst);
+                        break;
+                    }
+                }
+                false
+            }
+        };
+        if close_burst && open.lines > 0 && markers.is_some() {
+            let marker = next_marker;
+            next_marker += 1;
+            if client
+                .publish(inbox.clone(), marker.to_string().into())
+                .await
+                .is_ok()
+            {
+                pending.push_back(Burst {
+                    marker,
+                    lines: open.lines,
+                    connection: open.connection,
+                });
+            }
+            open = Open::default();
         }
-        if client.publish(subject, line.into()).await.is_err() {
-            continue;
+        if !receiving && pending.is_empty() {
+            break;
         }
-        unflushed += 1;
-        if (lines.is_empty() || unflushed >= 100) && client.flush().await.is_ok() {
-            confirm(&mut unflushed, connection);
-        }
-    }
-    if unflushed > 0 && client.flush().await.is_ok() {
-        confirm(&mut unflushed, connection);
     }
     shared.done.store(true, Ordering::Relaxed);
+}
+
+/// The next message on `subscriber`, or `None` once it has ended (or there is none).
+async fn next(subscriber: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match subscriber {
+        Some(s) => s.next().await,
+        None => None,
+    }
 }
 
 impl Stage for NatsSink {
@@ -196,7 +281,6 @@ impl Stage for NatsSink {
             .build()?;
         let url = self.settings.url.clone();
         let shared = Arc::new(Shared::default());
-        let events = shared.clone();
         let options = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .client_capacity(64)
@@ -205,9 +289,6 @@ impl Stage for NatsSink {
             })
             .event_callback(move |event| {
                 let url = url.clone();
-                if matches!(event, async_nats::Event::Disconnected) {
-                    events.disconnects.fetch_add(1, Ordering::Relaxed);
-                }
                 async move {
                     match event {
                         async_nats::Event::Disconnected => tracing::warn!(
