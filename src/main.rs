@@ -115,7 +115,8 @@ enum Command {
         /// CRF refine stage (with --eval: what each costs or buys in mean IoU).
         #[arg(long)]
         ablations: bool,
-        /// Where pre- and post-processing run, e.g. host,graph (graph: ONNX graphs on the
+        /// Where pre- and post-processing run, e.g. host,serial,graph (host: overlapped with
+        /// the model where it can be; serial: `overlap = false`; graph: ONNX graphs on the
         /// session's execution provider, `pre_post = "graph"`); one row each.
         #[arg(long, value_enum, value_delimiter = ',')]
         pre_post: Vec<cli::compare::PrePostKind>,

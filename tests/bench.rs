@@ -328,10 +328,11 @@ fn precision_table_scores_every_row() {
         .contains("mean_iou,mean_iou_change,pareto"));
 }
 
-/// `--pre-post host,graph`: one row each, both scored; the in-graph labels agree with the
-/// host's, so mean IoU moves by less than a tenth of a point.
+/// `--pre-post host,serial,graph`: one row each, all scored; the labels of the serial host
+/// path are the overlapped one's, so mean IoU is the same, and the in-graph labels agree
+/// with the host's, so it moves by less than a tenth of a point.
 #[test]
-fn pre_post_rows_compare_host_and_graph() {
+fn pre_post_rows_compare_host_serial_and_graph() {
     let dir = tempfile::tempdir().unwrap();
     let (table, r) = synthetic_table(
         dir.path(),
@@ -339,7 +340,7 @@ fn pre_post_rows_compare_host_and_graph() {
         4,
         &[
             "--pre-post",
-            "host,graph",
+            "host,serial,graph",
             "--frames",
             "4",
             "--warmup",
@@ -350,13 +351,18 @@ fn pre_post_rows_compare_host_and_graph() {
     );
     let rows = r["rows"].as_array().unwrap();
     let setups: Vec<&str> = rows.iter().map(|r| r["setup"].as_str().unwrap()).collect();
-    assert_eq!(setups, ["pre/post host", "pre/post graph"], "{table}");
+    assert_eq!(
+        setups,
+        ["pre/post host", "pre/post serial", "pre/post graph"],
+        "{table}"
+    );
     for row in rows {
         assert!(row["available"].as_bool().unwrap(), "{table}");
         assert!(row["fps"].as_f64().unwrap() > 0.0, "{table}");
         assert!(row["mean_iou"].as_f64().unwrap() > 0.5, "{table}");
     }
-    let change = rows[1]["mean_iou_change"].as_f64().unwrap();
+    assert_eq!(rows[1]["mean_iou_change"].as_f64(), Some(0.0), "{table}");
+    let change = rows[2]["mean_iou_change"].as_f64().unwrap();
     assert!(
         change.abs() < 0.1,
         "graph row moved mean IoU by {change} points: {table}"

@@ -90,8 +90,9 @@ fn device_kit_runs_with_only_its_own_libraries() {
         let r: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         let rows = r["rows"].as_array().unwrap();
-        // cpu and cuda, fp32 and fp16, pre/post on the host and in graphs.
-        assert_eq!(rows.len(), 8, "{table}");
+        // cpu and cuda, fp32 and fp16, pre/post on the host (overlapped and serial) and
+        // in graphs.
+        assert_eq!(rows.len(), 12, "{table}");
         let graph = rows
             .iter()
             .filter(|r| r["setup"] == "pre/post graph")

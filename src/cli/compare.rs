@@ -47,24 +47,32 @@ pub enum ProviderKind {
     Openvino,
 }
 
-/// Where the work around the model runs, to sweep (`pre_post` of the infer stage).
+/// Where the work around the model runs, to sweep (`pre_post` and `overlap` of the infer
+/// stage).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PrePostKind {
+    /// On the host, overlapped with the model where it can be.
     Host,
+    /// On the host, one after the other with the model (`overlap = false`).
+    Serial,
+    /// In ONNX graphs on the session's execution provider.
     Graph,
 }
 
 impl PrePostKind {
-    fn setting(self) -> PrePost {
+    /// `pre_post` and `overlap`.
+    fn setting(self) -> (PrePost, bool) {
         match self {
-            PrePostKind::Host => PrePost::Host,
-            PrePostKind::Graph => PrePost::Graph,
+            PrePostKind::Host => (PrePost::Host, true),
+            PrePostKind::Serial => (PrePost::Host, false),
+            PrePostKind::Graph => (PrePost::Graph, false),
         }
     }
 
     fn label(self) -> &'static str {
         match self {
             PrePostKind::Host => "pre/post host",
+            PrePostKind::Serial => "pre/post serial",
             PrePostKind::Graph => "pre/post graph",
         }
     }
@@ -283,8 +291,9 @@ fn with_model(
     p
 }
 
-/// `pipeline` with its infer stage at `at` running pre- and post-processing `where_`.
-fn set_pre_post(pipeline: &mut Pipeline, at: usize, where_: PrePost) {
+/// `pipeline` with its infer stage at `at` running pre- and post-processing `where_`,
+/// overlapped with the model or not.
+fn set_pre_post(pipeline: &mut Pipeline, at: usize, (where_, overlap): (PrePost, bool)) {
     let infer = pipeline.transforms[at]
         .config
         .as_any()
@@ -293,6 +302,7 @@ fn set_pre_post(pipeline: &mut Pipeline, at: usize, where_: PrePost) {
         .clone();
     pipeline.transforms[at].config = Arc::new(InferConfig {
         pre_post: where_,
+        overlap,
         ..infer
     });
 }
@@ -601,6 +611,13 @@ impl std::fmt::Display for Comparison {
             .max()
             .unwrap_or(5)
             .max(5);
+        let setup = self
+            .rows
+            .iter()
+            .map(|r| r.setup.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
         if self.rounds > 1 {
             writeln!(
                 f,
@@ -611,7 +628,7 @@ impl std::fmt::Display for Comparison {
         let scored = self.rows.iter().any(|r| r.mean_iou.is_some());
         write!(
             f,
-            "{:<width$}  {:<9} {:<9} {:<12} {:>8} {:>10} {:>10} {:>12}",
+            "{:<width$}  {:<9} {:<9} {:<setup$} {:>8} {:>10} {:>10} {:>12}",
             "model",
             "provider",
             "precision",
@@ -628,7 +645,7 @@ impl std::fmt::Display for Comparison {
         for r in &self.rows {
             write!(
                 f,
-                "{:<width$}  {:<9} {:<9} {:<12} ",
+                "{:<width$}  {:<9} {:<9} {:<setup$} ",
                 r.model, r.provider, r.precision, r.setup
             )?;
             if r.available {

@@ -45,6 +45,14 @@ pub struct InferConfig {
     /// and decode their detections on the host).
     #[serde(default)]
     pub pre_post: PrePost,
+    /// Prepare the next batch and finish the last one (argmax, up-sampling) while the model
+    /// runs, on the stage's thread beside the model's (whole frames, `pre_post = "host"`,
+    /// semantic models). With a lossless queue (files) the stage then takes up to
+    /// `OVERLAP_BATCHES` batches of frames already queued at a time; a queue that drops the
+    /// oldest frame (live) is taken from as without overlap, so a live stage still starts
+    /// on the newest frame.
+    #[serde(default = "yes")]
+    pub overlap: bool,
     /// Refuse a frame whose inference would need more memory than this, in MiB (by the
     /// model's `memory_per_megapixel_mib`). Default: three quarters of this machine's memory.
     #[serde(default)]
@@ -60,6 +68,13 @@ pub struct InferConfig {
 fn one() -> usize {
     1
 }
+
+fn yes() -> bool {
+    true
+}
+
+/// Batches of frames one call of an overlapping infer stage takes, when they are queued.
+pub const OVERLAP_BATCHES: usize = 4;
 
 /// Where pre-processing (colour order, normalization, layout, padding or resizing) and
 /// post-processing (up-sampling, argmax) run.
@@ -325,6 +340,7 @@ impl TransformComponent for InferConfig {
             scores: cx.wanted.contains(Facet::Scores),
             max_frame_mib: Some(self.max_frame_mib.unwrap_or_else(default_max_frame_mib)),
             pre_post: self.pre_post,
+            overlap: self.overlaps(),
         };
         let threads = infer_threads(self.threads, self.workers, cx.threads);
         let stages = (0..self.workers)
@@ -347,11 +363,30 @@ impl TransformComponent for InferConfig {
                 }
             }) as crate::runtime::OrderedStep
         });
+        // Overlapping needs several frames in one call; only frames already queued are
+        // taken, so this adds no waiting. A queue that drops the oldest frame (live) keeps
+        // them: a frame taken early could no longer give way to a newer one.
+        let lossless = self.queue.policy(cx.live) == crate::runtime::FullPolicy::Block;
+        let batch = if engine.overlap && lossless {
+            self.batch.max(1) * OVERLAP_BATCHES
+        } else {
+            self.batch
+        };
         Ok(Workers {
             stages,
-            batch: self.batch,
+            batch,
             ordered,
         })
+    }
+}
+
+impl InferConfig {
+    /// Whether the stage overlaps its host work with the model (see `overlap`).
+    fn overlaps(&self) -> bool {
+        self.overlap
+            && self.pre_post == PrePost::Host
+            && self.tiling.is_none()
+            && !self.is_instance()
     }
 }
 

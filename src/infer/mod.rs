@@ -134,13 +134,16 @@ impl Stage for Infer {
             }
             return Ok(());
         }
-        let images: Vec<&RgbImage> = frames.iter().map(|f| f.image.as_ref()).collect();
-        let labels = segmenter.segment_batch_scored(&images)?;
-        for (mut frame, (labels, scores)) in frames.into_iter().zip(labels) {
+        // Each frame goes downstream as soon as its labels are ready.
+        let held: Vec<Arc<RgbImage>> = frames.iter().map(|f| f.image.clone()).collect();
+        let images: Vec<&RgbImage> = held.iter().map(|i| i.as_ref()).collect();
+        let mut frames: Vec<Option<Frame>> = frames.into_iter().map(Some).collect();
+        segmenter.segment_each(&images, |i, labels, scores| {
+            let mut frame = frames[i].take().expect("each frame is emitted once");
             frame.labels = Some(Arc::new(labels));
             frame.scores = scores.map(Arc::new);
             out.send(frame)?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }

@@ -5,7 +5,7 @@
 use half::f16;
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{IoBinding, Session};
-use ort::value::{Tensor, TensorElementType, ValueType};
+use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
 use super::detections::{self, DetectParams, Names, Placement};
 use super::graph;
@@ -20,6 +20,7 @@ use crate::frame::{
     argmax_scores, resample_labels, ClassScores, Geometry, Instance, LabelMap, RgbImage, ScoreKind,
 };
 use crate::instance::merge;
+use crate::runtime::BoxError;
 use crate::tile::{Tile, TileGrid};
 
 /// How a `Segmenter` feeds its model.
@@ -37,6 +38,8 @@ pub struct EngineOptions {
     pub max_frame_mib: Option<u64>,
     /// Where pre- and post-processing run (`graph`: whole frames of semantic models only).
     pub pre_post: PrePost,
+    /// Overlap host pre- and post-processing with the model (`Segmenter::segment_each`).
+    pub overlap: bool,
 }
 
 /// The in-graph pre- and post-processing sessions (`pre_post = "graph"`), chained to the
@@ -156,11 +159,9 @@ pub struct Segmenter {
     fixed_batch: Option<usize>,
     /// Stitch buffers kept between frames.
     pool: Vec<StitchBuffers>,
-    /// The input tensor of the last run, reused while the shape stays the same.
-    input_f32: Option<Tensor<f32>>,
-    input_f16: Option<Tensor<f16>>,
-    /// Staging for half-precision inputs.
-    staging: Vec<f32>,
+    /// Input tensors, reused while the shape stays the same: the model reads one while the
+    /// next batch is written into the other (`segment_each`).
+    inputs: [InputSlot; 2],
     /// Pre- and post-processing on the session's device, when asked for.
     graph: Option<InGraph>,
 }
@@ -230,9 +231,7 @@ impl Segmenter {
             tile,
             fixed_batch,
             pool: Vec::new(),
-            input_f32: None,
-            input_f16: None,
-            staging: Vec::new(),
+            inputs: Default::default(),
         })
     }
 
@@ -335,21 +334,8 @@ impl Segmenter {
                     prepared.push(scaled);
                 }
                 _ => {
-                    let geometry = frame_geometry(image.width, image.height, input.size);
-                    let (mw, mh) = (geometry.model_width, geometry.model_height);
-                    let src = if geometry.stretched {
-                        resize(normalized, mw, mh).map_err(pre)?
-                    } else {
-                        normalized
-                    };
-                    let (w, h) = (src.width.min(mw), src.height.min(mh));
-                    jobs.push(Job {
-                        image: i,
-                        tile: None,
-                        geometry,
-                        size: (mw, mh),
-                        region: (0, 0, w, h),
-                    });
+                    let (job, src) = whole_frame(&self.model, i, image, normalized)?;
+                    jobs.push(job);
                     prepared.push(src);
                 }
             }
@@ -397,7 +383,7 @@ impl Segmenter {
         for chunk in chunks {
             self.load_input(chunk, &prepared, chunk[0].size)?;
             for t in times.iter_mut() {
-                *t += self.run_loaded(chunk.len(), |_| Ok(()))?.1;
+                *t += self.run_loaded(chunk.len(), |_, _| Ok(()))?.1;
             }
         }
         Ok(times)
@@ -422,52 +408,24 @@ impl Segmenter {
         if self.graph.is_some() {
             return self.segment_in_graph(images);
         }
-        let name = self.model.name.clone();
         let (jobs, prepared, mut stitches) = self.prepare(images)?;
         let mut results: Vec<Option<LabelMap>> = images.iter().map(|_| None).collect();
         let mut scores: Vec<Option<ClassScores>> = images.iter().map(|_| None).collect();
-        let kind = match self.model.config.output {
-            OutputConfig::Probabilities { .. } => ScoreKind::Probabilities,
-            _ => ScoreKind::Logits,
-        };
         let keep = self.options.scores;
         for chunk in self.chunks(&jobs) {
             let size = chunk[0].size;
             self.load_input(chunk, &prepared, size)?;
             let (results, stitches, scores) = (&mut results, &mut stitches, &mut scores);
-            self.run_loaded(chunk.len(), |out| {
-                match out {
-                    BatchOut::Scores(out) => {
-                        let (classes, h, w) = (out.classes, out.h, out.w);
-                        for (k, job) in chunk.iter().enumerate() {
-                            let item = out.item(k);
-                            match (&job.tile, &mut stitches[job.image]) {
-                                (Some(tile), Some(stitch)) => stitch.add(tile, item, h, w),
-                                _ => {
-                                    results[job.image] =
-                                        Some(argmax_scores(item, classes, h, w, &job.geometry));
-                                    if keep {
-                                        scores[job.image] = Some(ClassScores {
-                                            kind,
-                                            classes,
-                                            width: w as u32,
-                                            height: h as u32,
-                                            data: item.to_vec(),
-                                            geometry: job.geometry,
-                                        });
-                                    }
-                                }
-                            }
+            self.run_loaded(chunk.len(), |model, out| {
+                for (k, job) in chunk.iter().enumerate() {
+                    match (&out, &job.tile, &mut stitches[job.image]) {
+                        (BatchOut::Scores(out), Some(tile), Some(stitch)) => {
+                            stitch.add(tile, out.item(k), out.h, out.w)
                         }
-                    }
-                    BatchOut::Labels(out) => {
-                        for (k, job) in chunk.iter().enumerate() {
-                            let labels = resample_labels(out.item(k), out.h, out.w, &job.geometry)
-                                .map_err(|v| InferError::Run {
-                                    model: name.clone(),
-                                    reason: format!("class index {v} is outside 0..=255"),
-                                })?;
+                        _ => {
+                            let (labels, kept) = decode_whole(model, &out, k, job, keep)?;
                             results[job.image] = Some(labels);
+                            scores[job.image] = kept;
                         }
                     }
                 }
@@ -486,6 +444,147 @@ impl Segmenter {
             .map(|r| r.expect("every image has a result"))
             .zip(scores)
             .collect())
+    }
+
+    /// Whether `segment_each` overlaps the work around the model with the model.
+    pub fn overlaps(&self) -> bool {
+        self.options.overlap
+            && self.graph.is_none()
+            && self.tile.is_none()
+            && !self.model.is_instance()
+    }
+
+    /// Segments `images` like `segment_batch_scored`, handing each result to `emit` in order
+    /// as soon as it is ready. With `overlaps()`, the model runs each batch on a thread of
+    /// its own while this thread finishes the batch before it (argmax, up-sampling, `emit`)
+    /// and prepares the batch after it (normalization, resizing, the input tensor), into the
+    /// other of two input tensors: pre 0, [model 0 | pre 1], [model 1 | post 0, pre 2], ...,
+    /// post n. Batches are consecutive frames of one size, at most `batch` at a time.
+    pub fn segment_each(
+        &mut self,
+        images: &[&RgbImage],
+        mut emit: impl FnMut(usize, LabelMap, Option<ClassScores>) -> Result<(), BoxError>,
+    ) -> Result<(), BoxError> {
+        if !self.overlaps() || images.len() < 2 {
+            let results = self.segment_batch_scored(images)?;
+            for (i, (labels, scores)) in results.into_iter().enumerate() {
+                emit(i, labels, scores)?;
+            }
+            return Ok(());
+        }
+        for image in images {
+            self.check_memory(image)?;
+        }
+        let batch = self.options.batch.max(1);
+        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+        for (i, image) in images.iter().enumerate() {
+            match groups.last_mut() {
+                Some(g)
+                    if g.len() < batch
+                        && (images[g.start].width, images[g.start].height)
+                            == (image.width, image.height) =>
+                {
+                    g.end = i + 1
+                }
+                _ => groups.push(i..i + 1),
+            }
+        }
+        let keep = self.options.scores;
+        let Segmenter {
+            model,
+            session,
+            inputs,
+            fixed_batch,
+            ..
+        } = self;
+        let (model, fixed_batch) = (&*model, *fixed_batch);
+        // Normalizes the frames of `range` into `slot`; returns their jobs.
+        let pre = |range: &std::ops::Range<usize>,
+                   slot: &mut InputSlot|
+         -> Result<Vec<Job>, InferError> {
+            let mut jobs = Vec::with_capacity(range.len());
+            let mut prepared = Vec::with_capacity(range.len());
+            for (k, image) in images[range.clone()].iter().enumerate() {
+                let normalized = normalize(image, &model.config.input);
+                let (job, src) = whole_frame(model, k, image, normalized)?;
+                jobs.push(job);
+                prepared.push(src);
+            }
+            slot.load(model, fixed_batch, &jobs, &prepared, jobs[0].size)?;
+            Ok(jobs)
+        };
+        // Argmax (and up-sampling) of a batch's output, each frame emitted.
+        let mut post = |range: &std::ops::Range<usize>,
+                        jobs: &[Job],
+                        value: &DynValue|
+         -> Result<(), BoxError> {
+            let out = read_output(model, value, jobs.len())?;
+            for (k, job) in jobs.iter().enumerate() {
+                let (labels, scores) = decode_whole(model, &out, k, job, keep)?;
+                emit(range.start + k, labels, scores)?;
+            }
+            Ok(())
+        };
+        let mut loaded = pre(&groups[0], &mut inputs[0])?;
+        // The batch the model ran last: its frames, jobs and output, not yet post-processed.
+        let mut finished: Option<(std::ops::Range<usize>, Vec<Job>, DynValue)> = None;
+        for (g, range) in groups.iter().enumerate() {
+            let [first, second] = &mut *inputs;
+            let (current, other) = if g % 2 == 0 {
+                (&*first, second)
+            } else {
+                (&*second, first)
+            };
+            let session = &mut *session;
+            let (ran, host) = std::thread::scope(|scope| {
+                let model_run = std::thread::Builder::new()
+                    .name("segstream-model".into())
+                    .spawn_scoped(scope, move || -> Result<DynValue, InferError> {
+                        let mut outputs =
+                            current.run(session, &model.config.input).map_err(|e| {
+                                InferError::Run {
+                                    model: model.name.clone(),
+                                    reason: e.to_string(),
+                                }
+                            })?;
+                        take_output(model, &mut outputs)
+                    });
+                let model_run = match model_run {
+                    Ok(handle) => handle,
+                    Err(e) => {
+                        let reason = format!("cannot start the model's thread: {e}");
+                        return (
+                            Err(InferError::Run {
+                                model: model.name.clone(),
+                                reason,
+                            }),
+                            Ok(None),
+                        );
+                    }
+                };
+                let host = (|| -> Result<Option<Vec<Job>>, BoxError> {
+                    if let Some((range, jobs, value)) = finished.take() {
+                        post(&range, &jobs, &value)?;
+                    }
+                    match groups.get(g + 1) {
+                        Some(next) => Ok(Some(pre(next, other)?)),
+                        None => Ok(None),
+                    }
+                })();
+                let ran = model_run
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (ran, host)
+            });
+            let value = ran?;
+            let next = host?;
+            let jobs = std::mem::replace(&mut loaded, next.unwrap_or_default());
+            finished = Some((range.clone(), jobs, value));
+        }
+        if let Some((range, jobs, value)) = finished {
+            post(&range, &jobs, &value)?;
+        }
+        Ok(())
     }
 
     /// `segment_batch_scored` with pre- and post-processing in graphs: consecutive frames of
@@ -724,13 +823,9 @@ impl Segmenter {
             reason: e.to_string(),
         };
         let started = std::time::Instant::now();
-        let outputs = run_session(
-            &mut self.session,
-            &self.model.config.input,
-            self.input_f32.as_ref(),
-            self.input_f16.as_ref(),
-        )
-        .map_err(run_err)?;
+        let outputs = self.inputs[0]
+            .run(&mut self.session, &self.model.config.input)
+            .map_err(run_err)?;
         let took = started.elapsed();
         Ok((decode_detections(&self.model, &outputs, job)?, took))
     }
@@ -758,21 +853,173 @@ impl Segmenter {
         decode_detections(&self.model, &outputs, &job)
     }
 
-    /// Runs the model on equally sized items, padding up to a fixed batch.
-    /// Writes the items into the input tensor (padding and unused batch slots are zero).
+    /// Writes the items into the first input tensor (padding and unused batch slots are
+    /// zero).
     fn load_input(
         &mut self,
         items: &[Job],
         prepared: &[Normalized],
-        (mw, mh): (u32, u32),
+        size: (u32, u32),
     ) -> Result<(), InferError> {
+        self.inputs[0].load(&self.model, self.fixed_batch, items, prepared, size)
+    }
+
+    /// Runs the session on the loaded input and hands the first `items` results to `read`;
+    /// returns what it returns and how long the session run took.
+    fn run_loaded<R>(
+        &mut self,
+        items: usize,
+        read: impl FnOnce(&Model, BatchOut<'_>) -> Result<R, InferError>,
+    ) -> Result<(R, std::time::Duration), InferError> {
         let name = &self.model.name;
         let run_err = |e: ort::Error| InferError::Run {
             model: name.clone(),
             reason: e.to_string(),
         };
-        let input = &self.model.config.input;
-        let n = self.fixed_batch.unwrap_or(items.len());
+        let started = std::time::Instant::now();
+        let mut outputs = self.inputs[0]
+            .run(&mut self.session, &self.model.config.input)
+            .map_err(run_err)?;
+        let took = started.elapsed();
+        let value = take_output(&self.model, &mut outputs)?;
+        let out = read_output(&self.model, &value, items)?;
+        Ok((read(&self.model, out)?, took))
+    }
+}
+
+/// The job of whole frame `i`, and its model input: `normalized` resized when the frame is
+/// stretched to the model's size (padding is left to `InputSlot::load`).
+fn whole_frame(
+    model: &Model,
+    i: usize,
+    image: &RgbImage,
+    normalized: Normalized,
+) -> Result<(Job, Normalized), InferError> {
+    let geometry = frame_geometry(image.width, image.height, model.config.input.size);
+    let (mw, mh) = (geometry.model_width, geometry.model_height);
+    let src = if geometry.stretched {
+        resize(normalized, mw, mh).map_err(|source| InferError::Preprocess {
+            model: model.name.clone(),
+            source,
+        })?
+    } else {
+        normalized
+    };
+    let (w, h) = (src.width.min(mw), src.height.min(mh));
+    let job = Job {
+        image: i,
+        tile: None,
+        geometry,
+        size: (mw, mh),
+        region: (0, 0, w, h),
+    };
+    Ok((job, src))
+}
+
+/// The label map of whole-frame item `k` of a batch's output, and its class scores when
+/// `keep` asks for them (scores conventions).
+fn decode_whole(
+    model: &Model,
+    out: &BatchOut<'_>,
+    k: usize,
+    job: &Job,
+    keep: bool,
+) -> Result<(LabelMap, Option<ClassScores>), InferError> {
+    match out {
+        BatchOut::Scores(out) => {
+            let (classes, h, w) = (out.classes, out.h, out.w);
+            let item = out.item(k);
+            let labels = argmax_scores(item, classes, h, w, &job.geometry);
+            let kind = match model.config.output {
+                OutputConfig::Probabilities { .. } => ScoreKind::Probabilities,
+                _ => ScoreKind::Logits,
+            };
+            let scores = keep.then(|| ClassScores {
+                kind,
+                classes,
+                width: w as u32,
+                height: h as u32,
+                data: item.to_vec(),
+                geometry: job.geometry,
+            });
+            Ok((labels, scores))
+        }
+        BatchOut::Labels(out) => {
+            let labels =
+                resample_labels(out.item(k), out.h, out.w, &job.geometry).map_err(|v| {
+                    InferError::Run {
+                        model: model.name.clone(),
+                        reason: format!("class index {v} is outside 0..=255"),
+                    }
+                })?;
+            Ok((labels, None))
+        }
+    }
+}
+
+/// The model's (first) output, taken from the run's outputs.
+fn take_output(
+    model: &Model,
+    outputs: &mut ort::session::SessionOutputs<'_>,
+) -> Result<DynValue, InferError> {
+    let output_name = model.config.output.names()[0];
+    outputs.remove(output_name).ok_or_else(|| InferError::Run {
+        model: model.name.clone(),
+        reason: format!("output {output_name:?} missing from the results"),
+    })
+}
+
+/// A semantic model's output for a batch of `items`, read by its convention.
+fn read_output<'v>(
+    model: &Model,
+    value: &'v DynValue,
+    items: usize,
+) -> Result<BatchOut<'v>, InferError> {
+    let output_name = model.config.output.names()[0];
+    let bad = |reason: String| InferError::Run {
+        model: model.name.clone(),
+        reason: format!("output {output_name:?}: {reason}"),
+    };
+    Ok(match &model.config.output {
+        OutputConfig::Logits { .. } | OutputConfig::Probabilities { .. } => {
+            BatchOut::Scores(scores::read(value, model.num_classes(), items).map_err(bad)?)
+        }
+        OutputConfig::Labels { .. } => BatchOut::Labels(labels::read(value, items).map_err(bad)?),
+        OutputConfig::Detections { .. } => {
+            return Err(InferError::Run {
+                model: model.name.clone(),
+                reason: "instance models are not semantic segmenters".into(),
+            })
+        }
+    })
+}
+
+/// An input tensor of the model's element type, reused while its shape stays the same.
+#[derive(Default)]
+struct InputSlot {
+    f32: Option<Tensor<f32>>,
+    f16: Option<Tensor<f16>>,
+    /// Staging for half-precision inputs.
+    staging: Vec<f32>,
+}
+
+impl InputSlot {
+    /// Writes equally sized items into the tensor, padding up to a fixed batch (padding and
+    /// unused batch slots are zero).
+    fn load(
+        &mut self,
+        model: &Model,
+        fixed_batch: Option<usize>,
+        items: &[Job],
+        prepared: &[Normalized],
+        (mw, mh): (u32, u32),
+    ) -> Result<(), InferError> {
+        let run_err = |e: ort::Error| InferError::Run {
+            model: model.name.clone(),
+            reason: e.to_string(),
+        };
+        let input = &model.config.input;
+        let n = fixed_batch.unwrap_or(items.len());
         let item_len = 3 * mw as usize * mh as usize;
         let shape: Vec<i64> = match input.layout {
             Layout::NCHW => vec![n as i64, 3, mh as i64, mw as i64],
@@ -790,23 +1037,21 @@ impl Segmenter {
         let fits = |s: &[i64]| s == &shape[..];
         match input.dtype {
             InputType::Float32 => {
-                if !self.input_f32.as_ref().is_some_and(|t| fits(t.shape())) {
+                if !self.f32.as_ref().is_some_and(|t| fits(t.shape())) {
                     let zeros = vec![0f32; n * item_len];
-                    self.input_f32 =
-                        Some(Tensor::from_array((shape.clone(), zeros)).map_err(run_err)?);
+                    self.f32 = Some(Tensor::from_array((shape.clone(), zeros)).map_err(run_err)?);
                 }
-                let tensor = self.input_f32.as_mut().expect("created above");
+                let tensor = self.f32.as_mut().expect("created above");
                 fill(tensor.extract_tensor_mut().1);
             }
             InputType::Float16 => {
-                if !self.input_f16.as_ref().is_some_and(|t| fits(t.shape())) {
+                if !self.f16.as_ref().is_some_and(|t| fits(t.shape())) {
                     let zeros = vec![f16::ZERO; n * item_len];
-                    self.input_f16 =
-                        Some(Tensor::from_array((shape.clone(), zeros)).map_err(run_err)?);
+                    self.f16 = Some(Tensor::from_array((shape.clone(), zeros)).map_err(run_err)?);
                 }
                 self.staging.resize(n * item_len, 0.0);
                 fill(&mut self.staging);
-                let tensor = self.input_f16.as_mut().expect("created above");
+                let tensor = self.f16.as_mut().expect("created above");
                 for (h, &v) in tensor.extract_tensor_mut().1.iter_mut().zip(&self.staging) {
                     *h = f16::from_f32(v);
                 }
@@ -815,65 +1060,21 @@ impl Segmenter {
         Ok(())
     }
 
-    /// Runs the session on the loaded input and hands the first `items` results to `read`;
-    /// returns what it returns and how long the session run took.
-    fn run_loaded<R>(
-        &mut self,
-        items: usize,
-        read: impl FnOnce(BatchOut<'_>) -> Result<R, InferError>,
-    ) -> Result<(R, std::time::Duration), InferError> {
-        let name = &self.model.name;
-        let run_err = |e: ort::Error| InferError::Run {
-            model: name.clone(),
-            reason: e.to_string(),
-        };
-        let started = std::time::Instant::now();
-        let outputs = run_session(
-            &mut self.session,
-            &self.model.config.input,
-            self.input_f32.as_ref(),
-            self.input_f16.as_ref(),
-        )
-        .map_err(run_err)?;
-        let took = started.elapsed();
-        let output_name = self.model.config.output.names()[0];
-        let value = outputs.get(output_name).ok_or_else(|| InferError::Run {
-            model: name.clone(),
-            reason: format!("output {output_name:?} missing from the results"),
-        })?;
-        let bad = |reason: String| InferError::Run {
-            model: name.clone(),
-            reason: format!("output {output_name:?}: {reason}"),
-        };
-        let out = match &self.model.config.output {
-            OutputConfig::Logits { .. } | OutputConfig::Probabilities { .. } => {
-                BatchOut::Scores(scores::read(value, self.model.num_classes(), items).map_err(bad)?)
+    /// Runs `session` on the loaded tensor.
+    fn run<'s>(
+        &self,
+        session: &'s mut Session,
+        input: &InputConfig,
+    ) -> ort::Result<ort::session::SessionOutputs<'s>> {
+        let name = input.name.as_str();
+        match input.dtype {
+            InputType::Float32 => {
+                session.run(ort::inputs![name => self.f32.as_ref().expect("load ran")])
             }
-            OutputConfig::Labels { .. } => {
-                BatchOut::Labels(labels::read(value, items).map_err(bad)?)
+            InputType::Float16 => {
+                session.run(ort::inputs![name => self.f16.as_ref().expect("load ran")])
             }
-            OutputConfig::Detections { .. } => {
-                return Err(InferError::Run {
-                    model: name.clone(),
-                    reason: "instance models are not semantic segmenters".into(),
-                })
-            }
-        };
-        Ok((read(out)?, took))
-    }
-}
-
-/// Runs `session` on the input tensor `load_input` filled, of the config's element type.
-fn run_session<'s>(
-    session: &'s mut Session,
-    input: &InputConfig,
-    f32_input: Option<&Tensor<f32>>,
-    f16_input: Option<&Tensor<f16>>,
-) -> ort::Result<ort::session::SessionOutputs<'s>> {
-    let name = input.name.as_str();
-    match input.dtype {
-        InputType::Float32 => session.run(ort::inputs![name => f32_input.expect("load_input ran")]),
-        InputType::Float16 => session.run(ort::inputs![name => f16_input.expect("load_input ran")]),
+        }
     }
 }
 

@@ -5,6 +5,7 @@ PyTorch (not segstream's code), runs the model with onnxruntime, maps the scores
 the image (bilinear, half-pixel centres) and takes the argmax. Writes an 8-bit label PNG.
 
     python ort_semantic.py --config configs/x.toml --image in.png --out ref.png
+        [--image in2.png --out ref2.png ...]   (one session, each image in turn)
 """
 
 import argparse
@@ -23,19 +24,37 @@ from PIL import Image
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True, type=pathlib.Path)
-    ap.add_argument("--image", required=True, type=pathlib.Path)
-    ap.add_argument("--out", required=True, type=pathlib.Path)
+    ap.add_argument("--image", required=True, type=pathlib.Path, action="append")
+    ap.add_argument("--out", required=True, type=pathlib.Path, action="append")
     ap.add_argument("--openvino", metavar="PRECISION", choices=["FP32", "BF16"],
                     help="run on ONNX Runtime's OpenVINO plugin EP (CPU) at this precision")
     ap.add_argument("--openvino-library", type=pathlib.Path,
                     help="the OpenVINO plugin library (libonnxruntime_providers_openvino_plugin.so)")
     args = ap.parse_args()
+    if len(args.image) != len(args.out):
+        raise SystemExit("give one --out for each --image")
 
     cfg = tomllib.loads(args.config.read_text())
-    inp, out = cfg["input"], cfg["output"]
     onnx_path = (args.config.parent / cfg["onnx"]).resolve()
+    if args.openvino:
+        ort.register_execution_provider_library("OpenVINO", str(args.openvino_library))
+        so = ort.SessionOptions()
+        devices = [d for d in ort.get_ep_devices() if d.ep_name == "OpenVINOExecutionProvider"
+                   and d.device.type == ort.OrtHardwareDeviceType.CPU]
+        hint = {"FP32": "f32", "BF16": "bf16"}[args.openvino]
+        so.add_provider_for_devices(devices, {
+            "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": hint}})})
+        session = ort.InferenceSession(str(onnx_path), so)
+    else:
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    for image, out_path in zip(args.image, args.out):
+        segment(cfg, session, image, out_path)
 
-    rgb = np.asarray(Image.open(args.image).convert("RGB"), dtype=np.float32)
+
+def segment(cfg: dict, session: ort.InferenceSession, image: pathlib.Path,
+            out_path: pathlib.Path) -> None:
+    inp, out = cfg["input"], cfg["output"]
+    rgb = np.asarray(Image.open(image).convert("RGB"), dtype=np.float32)
     h, w = rgb.shape[:2]
     order = [0, 1, 2] if inp.get("color", "RGB") == "RGB" else [2, 1, 0]
     x = rgb[..., order] / inp.get("scale", 255.0)
@@ -57,17 +76,6 @@ def main() -> None:
 
     layout = inp["layout"]
     feed = t if layout == "NCHW" else t.permute(0, 2, 3, 1)
-    if args.openvino:
-        ort.register_execution_provider_library("OpenVINO", str(args.openvino_library))
-        so = ort.SessionOptions()
-        devices = [d for d in ort.get_ep_devices() if d.ep_name == "OpenVINOExecutionProvider"
-                   and d.device.type == ort.OrtHardwareDeviceType.CPU]
-        hint = {"FP32": "f32", "BF16": "bf16"}[args.openvino]
-        so.add_provider_for_devices(devices, {
-            "load_config": json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": hint}})})
-        session = ort.InferenceSession(str(onnx_path), so)
-    else:
-        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     model_input = next(i for i in session.get_inputs() if i.name == inp["name"])
     feed = feed.numpy()
     if model_input.type == "tensor(float16)":  # FP16 model: cast the normalized input
@@ -99,7 +107,7 @@ def main() -> None:
     else:
         raise SystemExit(f"not a semantic output kind: {out['kind']}")
 
-    Image.fromarray(labels.astype(np.uint8), mode="L").save(args.out)
+    Image.fromarray(labels.astype(np.uint8), mode="L").save(out_path)
     counts = np.bincount(labels.ravel(), minlength=1)
     print(json.dumps({"classes_present": int((counts > 0).sum()), "largest_share": float(counts.max() / labels.size)}))
 
