@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{make_image, read_png, reference, root};
+use common::{config_image_out, make_image, read_png, reference, root};
 use segstream::frame::MatchMetric;
 use segstream::frame::RgbImage;
 use segstream::frame::{Instance, Mask};
@@ -166,16 +166,10 @@ fn image(dir: &Path, w: u32, h: u32, seed: u32) -> (PathBuf, RgbImage) {
 /// Runs the reference on `config` and returns its detections.
 fn reference_detections(config: &Path, image: &Path, extra: &[&str]) -> Vec<Value> {
     let out = tempfile::NamedTempFile::new().unwrap();
-    let mut args = vec![
-        "--config",
-        config.to_str().unwrap(),
-        "--image",
-        image.to_str().unwrap(),
-        "--out",
-        out.path().to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    reference("ort_instances.py", &args);
+    reference(
+        "ort_instances.py",
+        &config_image_out(config, image, out.path(), extra),
+    );
     let v: Value = serde_json::from_str(&std::fs::read_to_string(out.path()).unwrap()).unwrap();
     v["detections"].as_array().unwrap().clone()
 }

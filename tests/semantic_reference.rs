@@ -22,15 +22,7 @@ fn onnxruntime_labels_with(dir: &Path, image: &Path, model_config: &Path, extra:
         model_config.file_stem().unwrap().to_string_lossy(),
         extra.join("_").replace('/', "_")
     ));
-    let mut args = vec![
-        "--config",
-        model_config.to_str().unwrap(),
-        "--image",
-        image.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
+    let args = config_image_out(model_config, image, &out, extra);
     let stats = reference("ort_semantic.py", &args);
     // Guard against a degenerate model, which would let a broken pipeline pass: the
     // reference must show several classes.

@@ -1127,7 +1127,7 @@ fn in_graph(
         device.clone()
     };
     let pre = graph::pre(&model.config.input, &options).map_err(failed)?;
-    let frame_allocator = if host.is_cpu_accessible() && host == MemoryInfo::default() {
+    let frame_allocator = if host == MemoryInfo::default() {
         Allocator::default()
     } else {
         let pinned = MemoryInfo::new(

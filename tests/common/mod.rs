@@ -270,6 +270,26 @@ pub fn label_maps(dir: &Path, source: &Path, model: &Path, infer: &str, frames: 
         .collect()
 }
 
+/// A reference script's arguments for one model config and one image: `--config CONFIG
+/// --image IMAGE --out OUT`, then `extra`.
+pub fn config_image_out<'a>(
+    config: &'a Path,
+    image: &'a Path,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Runs a reference script that writes a label PNG given `--out`, and reads it back.
 pub fn reference_labels(dir: &Path, script: &str, args: &[&str]) -> Png {
     let out = dir.join(format!(
