@@ -604,20 +604,9 @@ impl std::fmt::Display for Comparison {
             self.from_memory,
             &self.machine,
         )?;
-        let width = self
-            .rows
-            .iter()
-            .map(|r| r.model.len())
-            .max()
-            .unwrap_or(5)
-            .max(5);
-        let setup = self
-            .rows
-            .iter()
-            .map(|r| r.setup.len())
-            .max()
-            .unwrap_or(5)
-            .max(5);
+        let widest =
+            |len: fn(&ComparisonRow) -> usize| self.rows.iter().map(len).max().unwrap_or(5).max(5);
+        let (width, setup) = (widest(|r| r.model.len()), widest(|r| r.setup.len()));
         if self.rounds > 1 {
             writeln!(
                 f,
