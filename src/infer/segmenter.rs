@@ -346,18 +346,11 @@ impl Segmenter {
 
     /// Consecutive jobs of the same input size, at most `batch` at a time.
     fn chunks<'j>(&self, jobs: &'j [Job]) -> Vec<&'j [Job]> {
-        let mut chunks = Vec::new();
-        let mut start = 0;
-        while start < jobs.len() {
-            let size = jobs[start].size;
-            let mut end = start + 1;
-            while end < jobs.len() && end - start < self.options.batch && jobs[end].size == size {
-                end += 1;
-            }
-            chunks.push(&jobs[start..end]);
-            start = end;
-        }
-        chunks
+        let sizes: Vec<(u32, u32)> = jobs.iter().map(|j| j.size).collect();
+        batches(&sizes, self.options.batch)
+            .into_iter()
+            .map(|r| &jobs[r])
+            .collect()
     }
 
     /// Times the model alone: `runs` passes of session runs over the input `segment` would
@@ -475,20 +468,7 @@ impl Segmenter {
         for image in images {
             self.check_memory(image)?;
         }
-        let batch = self.options.batch.max(1);
-        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
-        for (i, image) in images.iter().enumerate() {
-            match groups.last_mut() {
-                Some(g)
-                    if g.len() < batch
-                        && (images[g.start].width, images[g.start].height)
-                            == (image.width, image.height) =>
-                {
-                    g.end = i + 1
-                }
-                _ => groups.push(i..i + 1),
-            }
-        }
+        let groups = batches(&frame_sizes(images), self.options.batch);
         let keep = self.options.scores;
         let Segmenter {
             model,
@@ -594,18 +574,8 @@ impl Segmenter {
         images: &[&RgbImage],
     ) -> Result<Vec<(LabelMap, Option<ClassScores>)>, InferError> {
         let mut results = Vec::with_capacity(images.len());
-        let mut start = 0;
-        while start < images.len() {
-            let size = (images[start].width, images[start].height);
-            let mut end = start + 1;
-            while end < images.len()
-                && end - start < self.options.batch
-                && (images[end].width, images[end].height) == size
-            {
-                end += 1;
-            }
-            results.extend(self.run_in_graph(&images[start..end])?);
-            start = end;
+        for range in batches(&frame_sizes(images), self.options.batch) {
+            results.extend(self.run_in_graph(&images[range])?);
         }
         Ok(results)
     }
@@ -885,6 +855,24 @@ impl Segmenter {
         let out = read_output(&self.model, &value, items)?;
         Ok((read(&self.model, out)?, took))
     }
+}
+
+/// Runs of consecutive equal `sizes`, at most `most` (at least 1) long: the batches of one
+/// input shape.
+fn batches(sizes: &[(u32, u32)], most: usize) -> Vec<std::ops::Range<usize>> {
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, size) in sizes.iter().enumerate() {
+        match runs.last_mut() {
+            Some(r) if r.len() < most.max(1) && sizes[r.start] == *size => r.end = i + 1,
+            _ => runs.push(i..i + 1),
+        }
+    }
+    runs
+}
+
+/// Each frame's width and height.
+fn frame_sizes(images: &[&RgbImage]) -> Vec<(u32, u32)> {
+    images.iter().map(|i| (i.width, i.height)).collect()
 }
 
 /// The job of whole frame `i`, and its model input: `normalized` resized when the frame is
