@@ -65,6 +65,26 @@ fn labels_agree_with_densecrf() {
                 },
             },
         ),
+        // The kernels a 1/4-scale refinement works with: a smoothness kernel narrower than a
+        // pixel (one grid cell per pixel).
+        (
+            240,
+            136,
+            4,
+            19,
+            CrfParams {
+                iterations: 5,
+                smooth: Smooth {
+                    sxy: 0.75,
+                    weight: 3.0,
+                },
+                appearance: Appearance {
+                    sxy: 20.0,
+                    srgb: 13.0,
+                    weight: 10.0,
+                },
+            },
+        ),
     ] {
         let dir = tmp.path().join(format!("case{seed}"));
         make(&dir, width, height, seed, classes);

@@ -6,6 +6,7 @@
 use std::arch::x86_64::*;
 
 use super::band::{Kernels, Planes, Sink, CLIP, PAD};
+use super::grid::Corners;
 use super::lanes::{exp8, ln8};
 use crate::frame::ScoreKind;
 
@@ -119,7 +120,7 @@ unsafe fn unary<const B: usize>(mut x: [__m256; B], mask: __m256, kind: ScoreKin
 struct At {
     j: usize,
     i: usize,
-    corners: Option<([(usize, f32); 4], f32)>,
+    corners: Option<Corners>,
 }
 
 /// See [`super::crf`]'s portable band: the same pass, for `cp == 8 * B`. Pixels go in
@@ -169,9 +170,9 @@ pub(super) unsafe fn band<const B: usize>(
             }
             acc2 = [_mm256_setzero_ps(); B];
         } else {
-            if let (Some((g, cells)), Some((corners, norm))) = (grid, a.corners) {
-                let post = g.weight() * norm;
-                for (at, wgt) in corners {
+            if let (Some((g, cells)), Some(c)) = (grid, &a.corners) {
+                let post = g.weight() * c.norm;
+                for &(at, wgt) in c.cells() {
                     gather::<B>(&mut acc, wgt * post, &cells[at..]);
                 }
             }
@@ -221,9 +222,22 @@ pub(super) unsafe fn band<const B: usize>(
                 _mm256_storeu_ps(q[j * cp..j * cp + cp].as_mut_ptr().add(8 * bk), *p);
             }
         }
-        if let (Some((into, from)), Some((corners, norm))) = (&mut sink.cells, a.corners) {
-            for (at, wgt) in corners {
-                scatter::<B>(&mut into[at - *from..], wgt * norm, p);
+        if let (Some((into, from)), Some(c)) = (&mut sink.cells, &a.corners) {
+            match c.single() {
+                Some(at) => {
+                    let (n, row) = (
+                        _mm256_set1_ps(c.norm),
+                        into[at - *from..][..cp].as_mut_ptr(),
+                    );
+                    for (b, p) in p.iter().enumerate() {
+                        _mm256_storeu_ps(row.add(8 * b), _mm256_mul_ps(n, *p));
+                    }
+                }
+                None => {
+                    for &(at, wgt) in c.cells() {
+                        scatter::<B>(&mut into[at - *from..], wgt * c.norm, p);
+                    }
+                }
             }
         }
         if let (Some(into), Some((l, _))) = (&mut sink.vertices, lattice) {

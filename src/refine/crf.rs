@@ -259,7 +259,11 @@ pub fn mean_field_in(
             (g.cell_row(y0), g.cell_row(y1 - 1) + 2)
         };
         if splat {
-            if let Some(g) = &grid {
+            if let Some(g) = grid.as_ref().filter(|g| g.exact()) {
+                // Each pixel writes its own cell: one buffer, in disjoint bands of rows.
+                cell_parts.resize_with(1, Vec::new);
+                cell_parts[0].resize(g.len(cp), 0.0);
+            } else if let Some(g) = &grid {
                 cell_parts.resize_with(bands, Vec::new);
                 cell_parts.par_iter_mut().enumerate().for_each(|(b, v)| {
                     let (c0, c1) = cell_range(b);
@@ -305,7 +309,12 @@ pub fn mean_field_in(
             }
         }
         let mut cell_into: Vec<Option<(&mut [f32], usize)>> = (0..bands).map(|_| None).collect();
-        if splat && grid.is_some() {
+        if let Some(g) = grid.as_ref().filter(|g| splat && g.exact()) {
+            let band_cells = band_rows * g.row_len(cp);
+            for (b, v) in cell_parts[0].chunks_mut(band_cells).enumerate() {
+                cell_into[b] = Some((v, b * band_cells));
+            }
+        } else if splat && grid.is_some() {
             for (b, v) in cell_parts.iter_mut().enumerate() {
                 let from = cell_range(b).0 * grid.as_ref().map_or(0, |g| g.row_len(cp));
                 cell_into[b] = Some((&mut v[..], from));
@@ -338,7 +347,10 @@ pub fn mean_field_in(
             break;
         }
         // The splats, summed over bands and blurred, are what the next pass slices.
-        if let Some(g) = &grid {
+        if let Some(g) = grid.as_ref().filter(|g| g.exact()) {
+            cells.resize(g.len(cp), 0.0);
+            g.blur_from(&cell_parts[0], cells, cell_scratch, cp);
+        } else if let Some(g) = &grid {
             let parts: Vec<(&[f32], usize)> = (cell_parts.iter().enumerate())
                 .map(|(b, part)| (&part[..], cell_range(b).0 * g.row_len(cp)))
                 .collect();
@@ -575,9 +587,9 @@ mod simd {
                 None => {
                     cur.copy_from_slice(b);
                     if let Some((g, cells)) = grid {
-                        let (corners, norm) = g.corners(x, y, cp);
-                        let post = g.weight() * norm;
-                        for (at, wgt) in corners {
+                        let c = g.corners(x, y, cp);
+                        let post = g.weight() * c.norm;
+                        for &(at, wgt) in c.cells() {
                             axpy::<F>(&mut cur, wgt * post, &cells[at..at + cp]);
                         }
                     }
@@ -597,10 +609,20 @@ mod simd {
                 q[j * cp..j * cp + cp].copy_from_slice(&cur);
             }
             if let (Some((into, from)), Some((g, _))) = (&mut sink.cells, grid) {
-                let (corners, norm) = g.corners(x, y, cp);
-                for (at, wgt) in corners {
-                    let row = &mut into[at - *from..at - *from + cp];
-                    axpy::<F>(row, wgt * norm, &cur);
+                let c = g.corners(x, y, cp);
+                match c.single() {
+                    Some(at) => {
+                        let row = &mut into[at - *from..at - *from + cp];
+                        for (o, &v) in row.iter_mut().zip(&cur) {
+                            *o = c.norm * v;
+                        }
+                    }
+                    None => {
+                        for &(at, wgt) in c.cells() {
+                            let row = &mut into[at - *from..at - *from + cp];
+                            axpy::<F>(row, wgt * c.norm, &cur);
+                        }
+                    }
                 }
             }
             if let (Some(into), Some(l)) = (&mut sink.vertices, lattice.map(|(l, _)| l)) {
@@ -703,36 +725,42 @@ mod tests {
                     scores[c * n + i] = v;
                 }
             }
-            let run = |portable: bool| {
-                one.install(|| {
-                    PORTABLE.with(|p| p.set(portable));
-                    let params = CrfParams::default();
-                    let r = mean_field(&image, &scores, classes, kind, &params, &|| false);
-                    PORTABLE.with(|p| p.set(false));
-                    r.unwrap()
-                })
-            };
-            let (fast, portable) = (run(false), run(true));
-            let worst = fast
-                .probabilities
-                .iter()
-                .zip(&portable.probabilities)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(
-                worst < 1e-4,
-                "{classes} classes: probabilities differ by {worst}"
-            );
-            let same = fast
-                .labels
-                .iter()
-                .zip(&portable.labels)
-                .filter(|(a, b)| a == b)
-                .count();
-            assert!(
-                same * 1000 >= n * 999,
-                "{classes} classes: {same} of {n} agree"
-            );
+            // DeepLab's kernels, and those of a CRF at 1/4 scale (a smoothness kernel
+            // narrower than a pixel: one grid cell per pixel).
+            let mut quarter = CrfParams::default();
+            quarter.smooth.sxy /= 4.0;
+            quarter.appearance.sxy /= 4.0;
+            for params in [CrfParams::default(), quarter] {
+                let run = |portable: bool| {
+                    one.install(|| {
+                        PORTABLE.with(|p| p.set(portable));
+                        let r = mean_field(&image, &scores, classes, kind, &params, &|| false);
+                        PORTABLE.with(|p| p.set(false));
+                        r.unwrap()
+                    })
+                };
+                let (fast, portable) = (run(false), run(true));
+                let worst = fast
+                    .probabilities
+                    .iter()
+                    .zip(&portable.probabilities)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    worst < 1e-4,
+                    "{classes} classes: probabilities differ by {worst}"
+                );
+                let same = fast
+                    .labels
+                    .iter()
+                    .zip(&portable.labels)
+                    .filter(|(a, b)| a == b)
+                    .count();
+                assert!(
+                    same * 1000 >= n * 999,
+                    "{classes} classes: {same} of {n} agree"
+                );
+            }
         }
     }
 

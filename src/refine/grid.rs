@@ -7,7 +7,10 @@
 //! Here pixels are splatted bilinearly onto a grid with one cell per `sxy` pixels, the cells
 //! are blurred with a short sampled Gaussian, and values are sliced back bilinearly. The
 //! blur's width is chosen so that splat, blur and slice together spread exactly as far as
-//! the lattice's kernel (a variance of `sxy²`). Every step is separable, so the symmetric
+//! the lattice's kernel (a variance of `sxy²`). A kernel narrower than a pixel (the CRF at
+//! reduced scale) gets one cell per pixel instead, and the blur alone spreads it: each
+//! pixel is its own cell, so a pass writes cells rather than adds to them, and no copies
+//! per band are needed. Every step is separable, so the symmetric
 //! normalization `(K 1)^-1/2` is a column factor times a row factor, computed in one
 //! dimension.
 
@@ -24,7 +27,8 @@ struct Axis {
 }
 
 impl Axis {
-    fn new(len: usize, spacing: f32, taps: &[f32]) -> Axis {
+    /// `exact`: pixels sit on cells (spacing 1), and the axis has one cell per pixel.
+    fn new(len: usize, spacing: f32, taps: &[f32], exact: bool) -> Axis {
         let (mut cell, mut frac) = (Vec::with_capacity(len), Vec::with_capacity(len));
         for x in 0..len {
             let u = x as f32 / spacing;
@@ -32,12 +36,17 @@ impl Axis {
             cell.push(c as u32);
             frac.push(u - c);
         }
-        let cells = cell.last().map_or(1, |&c| c as usize + 2);
+        let cells = match exact {
+            true => len.max(1),
+            false => cell.last().map_or(1, |&c| c as usize + 2),
+        };
         // K 1 along the axis: splat ones, blur, slice.
         let mut splat = vec![0f32; cells];
         for (&c, &f) in cell.iter().zip(&frac) {
             splat[c as usize] += 1.0 - f;
-            splat[c as usize + 1] += f;
+            if f > 0.0 {
+                splat[c as usize + 1] += f;
+            }
         }
         let r = taps.len() - 1;
         let blurred: Vec<f32> = (0..cells)
@@ -50,7 +59,12 @@ impl Axis {
             .iter()
             .zip(&frac)
             .map(|(&c, &f)| {
-                let k1 = (1.0 - f) * blurred[c as usize] + f * blurred[c as usize + 1];
+                let next = if f > 0.0 {
+                    blurred[c as usize + 1]
+                } else {
+                    0.0
+                };
+                let k1 = (1.0 - f) * blurred[c as usize] + f * next;
                 1.0 / (k1 + 1e-20).sqrt()
             })
             .collect();
@@ -64,15 +78,37 @@ impl Axis {
 }
 
 /// The spread of a sampled Gaussian of deviation `s` (cells), normalized: its variance and
-/// taps out to three deviations.
+/// its taps, as far as they are at least 1/1000 of the centre's (`e^(-k²/2s²) ≥ 10^-3`).
 fn sampled(s: f32) -> (f32, Vec<f32>) {
-    let r = (3.0 * s).ceil().max(1.0) as usize;
+    let r = ((2.0 * 1000f32.ln()).sqrt() * s).floor().max(1.0) as usize;
     let taps: Vec<f32> = (0..=r)
         .map(|k| (-((k * k) as f32) / (2.0 * s * s)).exp())
         .collect();
     let total = taps[0] + 2.0 * taps[1..].iter().sum::<f32>();
     let var = 2.0 * (1..=r).map(|k| taps[k] * (k * k) as f32).sum::<f32>() / total;
     (var, taps)
+}
+
+/// A pixel's cells: the offsets of their rows in a cell buffer and their weights (the first
+/// `count` of four; one where pixels sit on cells), and the pixel's normalization.
+#[derive(Clone, Copy)]
+pub(crate) struct Corners {
+    cells: [(usize, f32); 4],
+    count: usize,
+    pub(crate) norm: f32,
+}
+
+impl Corners {
+    #[inline(always)]
+    pub(crate) fn cells(&self) -> &[(usize, f32)] {
+        &self.cells[..self.count]
+    }
+
+    /// The pixel's one cell, on an exact grid ([`Grid::exact`]).
+    #[inline(always)]
+    pub(crate) fn single(&self) -> Option<usize> {
+        (self.count == 1).then_some(self.cells[0].0)
+    }
 }
 
 /// A Gaussian position kernel with symmetric normalization, for one frame size.
@@ -83,17 +119,30 @@ pub struct Grid {
     taps: Vec<f32>,
     /// Potts weight.
     weight: f32,
+    /// Whether pixels sit on cells (one cell per pixel): a pixel then splats into one cell.
+    exact: bool,
 }
 
 impl Grid {
     pub fn new(width: usize, height: usize, sxy: f32, weight: f32) -> Grid {
-        // One cell per standard deviation: the bilinear splat and slice each spread by a
-        // variance of spacing²/6, the blur adds the rest, 2/3 of a cell squared. Its
-        // deviation is found by bisection, as a sampled Gaussian's variance is not σ².
-        // Kernels narrower than half a pixel keep cells of half a pixel (and spread a little
-        // wider than asked).
-        let spacing = sxy.max(0.5);
-        let want = (sxy / spacing).powi(2) - 1.0 / 3.0;
+        // One cell per standard deviation, or per pixel for kernels narrower than a pixel
+        // (a CRF at reduced scale; finer cells would outnumber the pixels they filter).
+        // The bilinear splat and the slice each spread a pixel at fraction f of a cell by
+        // a variance of f(1 - f) cells² (1/6 on average when fractions are spread evenly,
+        // nothing where pixels sit on cells); the blur adds the rest, found by bisection
+        // as a sampled Gaussian's variance is not σ².
+        let spacing = sxy.max(1.0);
+        let exact = spacing == 1.0;
+        let along = width.max(height).max(1);
+        let spread = (0..along)
+            .map(|x| {
+                let u = x as f32 / spacing;
+                let f = u - u.floor();
+                f * (1.0 - f)
+            })
+            .sum::<f32>()
+            / along as f32;
+        let want = (sxy / spacing).powi(2) - 2.0 * spread;
         let (mut lo, mut hi) = (0.05f32, 2.0f32);
         for _ in 0..40 {
             let mid = 0.5 * (lo + hi);
@@ -108,16 +157,23 @@ impl Grid {
             false => vec![1.0],
         };
         Grid {
-            x: Axis::new(width, spacing, &taps),
-            y: Axis::new(height, spacing, &taps),
+            x: Axis::new(width, spacing, &taps, exact),
+            y: Axis::new(height, spacing, &taps, exact),
             taps,
             weight,
+            exact,
         }
     }
 
     /// Cells, as rows of `cp` values: `cells_x * cells_y * cp` floats.
     pub(crate) fn len(&self, cp: usize) -> usize {
         self.x.cells * self.y.cells * cp
+    }
+
+    /// Whether there is one cell per pixel, each pixel's alone: a pass then writes every
+    /// cell once, without adding to what was there.
+    pub(crate) fn exact(&self) -> bool {
+        self.exact
     }
 
     /// The first of the two cell rows pixel row `y` splats into.
@@ -130,24 +186,24 @@ impl Grid {
         self.x.cells * cp
     }
 
-    /// Pixel `(x, y)`'s four cells (offsets of their rows in a cell buffer) and weights,
-    /// and its normalization.
+    /// Pixel `(x, y)`'s cells for rows of `cp` values.
     #[inline(always)]
-    pub(crate) fn corners(&self, x: usize, y: usize, cp: usize) -> ([(usize, f32); 4], f32) {
+    pub(crate) fn corners(&self, x: usize, y: usize, cp: usize) -> Corners {
         let (cx, fx) = (self.x.cell[x] as usize, self.x.frac[x]);
         let (cy, fy) = (self.y.cell[y] as usize, self.y.frac[y]);
         let cw = self.x.cells;
         let at = (cy * cw + cx) * cp;
         let below = cw * cp;
-        (
-            [
+        Corners {
+            cells: [
                 (at, (1.0 - fx) * (1.0 - fy)),
                 (at + cp, fx * (1.0 - fy)),
                 (at + below, (1.0 - fx) * fy),
                 (at + below + cp, fx * fy),
             ],
-            self.x.norm[x] * self.y.norm[y],
-        )
+            count: if self.exact { 1 } else { 4 },
+            norm: self.x.norm[x] * self.y.norm[y],
+        }
     }
 
     /// The kernel's Potts weight.
@@ -159,14 +215,29 @@ impl Grid {
     /// Blurs the cells in `values` along both axes (zero beyond the grid); `scratch` is
     /// working space.
     pub(crate) fn blur(&self, values: &mut [f32], scratch: &mut Vec<f32>, cp: usize) {
-        let (cw, ch) = (self.x.cells, self.y.cells);
-        scratch.resize(values.len(), 0.0);
+        self.blur_x(values, scratch, cp);
+        self.blur_y(scratch, values, cp);
+    }
+
+    /// `out` = the cells in `src` blurred along both axes.
+    pub(crate) fn blur_from(
+        &self,
+        src: &[f32],
+        out: &mut [f32],
+        scratch: &mut Vec<f32>,
+        cp: usize,
+    ) {
+        self.blur_x(src, scratch, cp);
+        self.blur_y(scratch, out, cp);
+    }
+
+    /// `out` = `src` blurred along x, each cell row independently.
+    fn blur_x(&self, src: &[f32], out: &mut Vec<f32>, cp: usize) {
+        let cw = self.x.cells;
+        out.resize(src.len(), 0.0);
         let r = self.taps.len() - 1;
         let taps = &self.taps;
-        // Along x: each cell row independently.
-        let src = &values[..];
-        scratch
-            .par_chunks_mut(cw * cp)
+        out.par_chunks_mut(cw * cp)
             .enumerate()
             .for_each(|(row, out)| {
                 let base = row * cw * cp;
@@ -185,10 +256,14 @@ impl Grid {
                     };
                 }
             });
-        // Along y: each output row from the rows within reach.
-        let src = &scratch[..];
-        values
-            .par_chunks_mut(cw * cp)
+    }
+
+    /// `out` = `src` blurred along y, each output row from the rows within reach.
+    fn blur_y(&self, src: &[f32], out: &mut [f32], cp: usize) {
+        let (cw, ch) = (self.x.cells, self.y.cells);
+        let r = self.taps.len() - 1;
+        let taps = &self.taps;
+        out.par_chunks_mut(cw * cp)
             .enumerate()
             .for_each(|(row, out)| {
                 let lo = row.saturating_sub(r);
@@ -223,7 +298,7 @@ mod tests {
     #[test]
     fn spread_matches_the_lattice() {
         let (w, h) = (96usize, 96usize);
-        for s in [1.5f32, 3.0, 5.0] {
+        for s in [0.75f32, 1.0, 1.5, 2.0, 3.0, 5.0] {
             let l = Lattice::new(w * h, 2, |i, f| {
                 f[0] = (i % w) as f32 / s;
                 f[1] = (i / w) as f32 / s;
@@ -241,16 +316,15 @@ mod tests {
                     .sum::<f32>();
                 // The grid's response to the same impulse, along x.
                 let mut cells = vec![0f32; g.len(1)];
-                let (corners, _) = g.corners(p.0, p.1, 1);
-                for (at, wgt) in corners {
+                for &(at, wgt) in g.corners(p.0, p.1, 1).cells() {
                     cells[at] += wgt;
                 }
                 let mut scratch = Vec::new();
                 g.blur_scalar(&mut cells, &mut scratch);
                 let resp: Vec<f32> = (0..w * h)
                     .map(|i| {
-                        let (c, _) = g.corners(i % w, i / w, 1);
-                        c.iter().map(|&(at, wgt)| wgt * cells[at]).sum()
+                        let c = g.corners(i % w, i / w, 1);
+                        c.cells().iter().map(|&(at, wgt)| wgt * cells[at]).sum()
                     })
                     .collect();
                 let total: f32 = resp.iter().sum();
@@ -272,8 +346,7 @@ mod tests {
         let mut cells = vec![0f32; g.len(1)];
         for y in 0..30 {
             for x in 0..40 {
-                let (c, _) = g.corners(x, y, 1);
-                for (at, wgt) in c {
+                for &(at, wgt) in g.corners(x, y, 1).cells() {
                     cells[at] += wgt;
                 }
             }
@@ -281,7 +354,8 @@ mod tests {
         let mut scratch = Vec::new();
         g.blur_scalar(&mut cells, &mut scratch);
         for (x, y) in [(0, 0), (20, 15), (39, 29), (5, 22)] {
-            let (c, n) = g.corners(x, y, 1);
+            let c = g.corners(x, y, 1);
+            let (n, c) = (c.norm, c.cells());
             let k1: f32 = c.iter().map(|&(at, wgt)| wgt * cells[at]).sum();
             assert!((n - 1.0 / k1.sqrt()).abs() < 1e-4 * n, "({x}, {y})");
         }

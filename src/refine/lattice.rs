@@ -213,9 +213,76 @@ pub struct LatticeBuffers {
     post: Vec<f32>,
     neighbours: Vec<[u32; 2]>,
     simplex: Vec<u128>,
-    keys: Vec<u128>,
+    numbering: Vec<Numbering>,
+}
+
+/// One task's share of numbering the vertices: the points of one run, numbered on their
+/// own (vertex ids from 1 in order of first use), then renumbered into the whole lattice's
+/// order. After the merge the first task's map and keys are the lattice's.
+#[derive(Default)]
+struct Numbering {
+    /// Vertex key to id.
     vertices: Map<u32>,
+    /// Simplex key to the first of the run's points inside it.
     simplices: Map<u32>,
+    /// Keys by id - 1.
+    keys: Vec<u128>,
+    /// This run's ids to the lattice's (index 0 stays 0).
+    remap: Vec<u32>,
+}
+
+impl Numbering {
+    /// Numbers the vertices of points `simplex` (one run), writing each point's `dp1`
+    /// vertex ids into `offset`. Neighbouring points mostly share their simplex, so
+    /// simplices are looked up first and vertices only for new simplices.
+    fn number(&mut self, e: &Elevation, simplex: &[u128], offset: &mut [u32]) {
+        let dp1 = e.d + 1;
+        self.vertices.clear();
+        self.simplices.clear();
+        self.keys.clear();
+        let mut vkeys = [0u128; MAX_DIM + 1];
+        let mut last = u128::MAX;
+        for (i, &s) in simplex.iter().enumerate() {
+            let from = if s == last {
+                Some(i - 1)
+            } else {
+                self.simplices.get(&s).map(|&p| p as usize)
+            };
+            match from {
+                Some(p) => offset.copy_within(p * dp1..(p + 1) * dp1, i * dp1),
+                None => {
+                    e.vertices(s, &mut vkeys);
+                    for (r, key) in vkeys.iter().enumerate().take(dp1) {
+                        let next = self.keys.len() as u32 + 1;
+                        let keys = &mut self.keys;
+                        let id = *self.vertices.entry(*key).or_insert_with(|| {
+                            keys.push(*key);
+                            next
+                        });
+                        offset[i * dp1 + r] = id;
+                    }
+                    self.simplices.insert(s, i as u32);
+                }
+            }
+            last = s;
+        }
+    }
+
+    /// Gives `run`'s vertices ids in this (the first run's) numbering, new ones after the
+    /// ones already here in `run`'s order: the order of first use over all points.
+    fn absorb(&mut self, run: &mut Numbering) {
+        run.remap.clear();
+        run.remap.push(0);
+        for &key in &run.keys {
+            let next = self.keys.len() as u32 + 1;
+            let keys = &mut self.keys;
+            let id = *self.vertices.entry(key).or_insert_with(|| {
+                keys.push(key);
+                next
+            });
+            run.remap.push(id);
+        }
+    }
 }
 
 /// Working space of [`Lattice::splat_blur`], kept between calls.
@@ -280,7 +347,7 @@ pub struct Lattice {
     /// Per axis and vertex, the two neighbours along the axis (rows, 0 when absent).
     neighbours: Vec<[u32; 2]>,
     /// Build-time storage, handed back by `into_buffers`.
-    spare: (Vec<u128>, Vec<u128>, Map<u32>, Map<u32>),
+    spare: (Vec<u128>, Vec<Numbering>),
 }
 
 impl Lattice {
@@ -311,9 +378,7 @@ impl Lattice {
             mut post,
             mut neighbours,
             mut simplex,
-            mut keys,
-            mut vertices,
-            mut simplices,
+            mut numbering,
         } = buffers;
 
         // Where every point lies, in parallel.
@@ -336,38 +401,37 @@ impl Lattice {
             return Err(LatticeError(largest));
         }
 
-        // Number the vertices in order of first use. Neighbouring points mostly share their
-        // simplex, so simplices are looked up first and vertices only for new simplices.
-        vertices.clear();
-        keys.clear();
-        simplices.clear();
+        // Number the vertices in order of first use: runs of points in parallel, each on
+        // its own, then each later run's vertices renumbered after the runs before it (the
+        // same numbering as one pass over all points).
         refill(&mut offset, n * dp1);
-        let mut vkeys = [0u128; MAX_DIM + 1];
-        let mut last = u128::MAX;
-        for i in 0..n {
-            let s = simplex[i];
-            let from = if s == last {
-                Some(i - 1)
-            } else {
-                simplices.get(&s).map(|&p| p as usize)
-            };
-            match from {
-                Some(p) => offset.copy_within(p * dp1..(p + 1) * dp1, i * dp1),
-                None => {
-                    e.vertices(s, &mut vkeys);
-                    for (r, key) in vkeys.iter().enumerate().take(dp1) {
-                        let next = keys.len() as u32 + 1;
-                        let id = *vertices.entry(*key).or_insert_with(|| {
-                            keys.push(*key);
-                            next
-                        });
-                        offset[i * dp1 + r] = id;
-                    }
-                    simplices.insert(s, i as u32);
-                }
-            }
-            last = s;
+        let runs = rayon::current_num_threads().clamp(1, n.div_ceil(4 * CHUNK).max(1));
+        let per = n.div_ceil(runs).max(1);
+        let runs = n.div_ceil(per).max(1);
+        numbering.resize_with(runs, Numbering::default);
+        if n == 0 {
+            numbering[0].number(&e, &[], &mut []);
         }
+        offset
+            .par_chunks_mut(per * dp1)
+            .zip(simplex.par_chunks(per))
+            .zip(numbering.par_iter_mut())
+            .for_each(|((offset, simplex), run)| run.number(&e, simplex, offset));
+        if let Some((first, later)) = numbering.split_first_mut() {
+            for run in later.iter_mut() {
+                first.absorb(run);
+            }
+        }
+        offset
+            .par_chunks_mut(per * dp1)
+            .zip(numbering.par_iter())
+            .skip(1)
+            .for_each(|(offset, run)| {
+                for o in offset {
+                    *o = run.remap[*o as usize];
+                }
+            });
+        let (keys, vertices) = (&numbering[0].keys, &numbering[0].vertices);
         let m = keys.len();
 
         // Blur neighbours along each axis: all coordinates -1 except axis j at +d, and the
@@ -408,13 +472,13 @@ impl Lattice {
             pre,
             post,
             neighbours,
-            spare: (simplex, keys, vertices, simplices),
+            spare: (simplex, numbering),
         })
     }
 
     /// The lattice's storage, for building the next one in.
     pub fn into_buffers(self) -> LatticeBuffers {
-        let (simplex, keys, vertices, simplices) = self.spare;
+        let (simplex, numbering) = self.spare;
         LatticeBuffers {
             offset: self.offset,
             bary: self.bary,
@@ -422,9 +486,7 @@ impl Lattice {
             post: self.post,
             neighbours: self.neighbours,
             simplex,
-            keys,
-            vertices,
-            simplices,
+            numbering,
         }
     }
 
@@ -690,6 +752,39 @@ mod tests {
             .offset
             .iter()
             .all(|&o| o >= 1 && o as usize <= l.vertices()));
+    }
+
+    /// Numbering runs of points in parallel gives the numbering of one pass over them all.
+    #[test]
+    fn parallel_numbering_is_the_serial_one() {
+        let (w, h) = (200usize, 180usize);
+        let feature = |i: usize, f: &mut [f32; MAX_DIM]| {
+            let (x, y) = (i % w, i / w);
+            f[0] = x as f32 / 7.0;
+            f[1] = y as f32 / 7.0;
+            f[2] = ((x * 13 + y * 7) % 97) as f32 / 9.0;
+            f[3] = ((x / 5 + y / 3) % 11) as f32 / 2.0;
+            f[4] = ((x * y) % 31) as f32 / 5.0;
+        };
+        let pool = |t| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+        };
+        let one = pool(1).install(|| Lattice::new(w * h, 5, feature).unwrap());
+        for threads in [2, 3, 4] {
+            let many = pool(threads).install(|| Lattice::new(w * h, 5, feature).unwrap());
+            assert_eq!(many.vertices(), one.vertices(), "{threads} threads");
+            assert!(
+                many.offset == one.offset,
+                "{threads} threads: vertex ids differ"
+            );
+            assert!(
+                many.neighbours == one.neighbours,
+                "{threads} threads: neighbours"
+            );
+        }
     }
 
     #[test]
