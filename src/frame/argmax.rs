@@ -85,34 +85,111 @@ pub fn argmax_scores(scores: &[f32], classes: usize, h: usize, w: usize, g: &Geo
         return LabelMap::new(fw as u32, fh as u32, labels);
     }
 
-    // Where the four source samples around an output pixel share their argmax, the
-    // interpolated scores have it too (each is a convex mix of the four): only pixels near a
-    // class boundary interpolate every class. Rows run in parallel.
+    // Each output pixel mixes the four source samples around it; the classes that can win
+    // there are found once per block of four samples (see `Candidates`), so most pixels
+    // compare one class, and pixels near a class boundary a few. Rows run in parallel.
     let ty = taps(fh, h, sy);
     let tx = taps(fw, w, sx);
-    let low = source_argmax(scores, classes, plane);
+    let cells = candidates(scores, classes, h, w);
     labels.par_chunks_mut(fw).zip(&ty).for_each(|(row, t)| {
         let (r0, r1) = (t.i0 * w, t.i1 * w);
+        let cells = &cells[t.i0 * w..(t.i0 + 1) * w];
         for (l, s) in row.iter_mut().zip(&tx) {
-            let a = low[r0 + s.i0];
-            if a == low[r0 + s.i1] && a == low[r1 + s.i0] && a == low[r1 + s.i1] {
-                *l = a;
+            let cell = &cells[s.i0];
+            if cell.count == 1 {
+                *l = cell.classes[0];
                 continue;
             }
-            let (mut best, mut arg) = (f32::NEG_INFINITY, 0usize);
-            for c in 0..classes {
+            let mix = |c: usize| {
                 let p = &scores[c * plane..(c + 1) * plane];
                 let c0 = p[r0 + s.i0] + t.w1 * (p[r1 + s.i0] - p[r0 + s.i0]);
                 let c1 = p[r0 + s.i1] + t.w1 * (p[r1 + s.i1] - p[r0 + s.i1]);
-                let v = c0 + s.w1 * (c1 - c0);
+                c0 + s.w1 * (c1 - c0)
+            };
+            let (mut best, mut arg) = (f32::NEG_INFINITY, 0usize);
+            let mut consider = |c: usize| {
+                let v = mix(c);
                 if v > best {
                     (best, arg) = (v, c);
                 }
+            };
+            match cell.count {
+                0 => (0..classes).for_each(&mut consider),
+                n => cell.classes[..n as usize]
+                    .iter()
+                    .for_each(|&c| consider(c as usize)),
             }
             *l = arg as u8;
         }
     });
     LabelMap::new(fw as u32, fh as u32, labels)
+}
+
+/// The classes that can win anywhere between source samples `(x, y)`, `(x + 1, y)`,
+/// `(x, y + 1)` and `(x + 1, y + 1)` (clamped at the edges), in ascending order: any mix of
+/// the four gives class `c` at least its smallest value `lo_c` and at most its largest
+/// `hi_c`, so a class whose `hi_c` is below the largest `lo` can never win. `count` 1 also
+/// where the four samples share their argmax; 0 means more than four (every class is
+/// compared).
+#[derive(Clone, Copy, Default)]
+struct Candidates {
+    count: u8,
+    classes: [u8; 4],
+}
+
+fn candidates(scores: &[f32], classes: usize, h: usize, w: usize) -> Vec<Candidates> {
+    let plane = h * w;
+    let low = source_argmax(scores, classes, plane);
+    let mut cells = vec![Candidates::default(); plane];
+    cells.par_chunks_mut(w).enumerate().for_each_init(
+        || (vec![0f32; w], vec![0f32; w]),
+        |(floor, top), (y, out)| {
+            let y1 = (y + 1).min(h - 1);
+            let corners = |p: &[f32], x: usize| {
+                let x1 = (x + 1).min(w - 1);
+                [p[y * w + x], p[y * w + x1], p[y1 * w + x], p[y1 * w + x1]]
+            };
+            floor.fill(f32::NEG_INFINITY);
+            top.fill(f32::NEG_INFINITY);
+            for c in 0..classes {
+                let p = &scores[c * plane..(c + 1) * plane];
+                for (x, (f, t)) in floor.iter_mut().zip(top.iter_mut()).enumerate() {
+                    let v = corners(p, x);
+                    *f = f.max(v[0].min(v[1]).min(v[2].min(v[3])));
+                    *t = t.max(v[0].max(v[1]).max(v[2].max(v[3])));
+                }
+            }
+            // A margin for the rounding of the mix (a few ulp of the largest magnitude).
+            for (f, t) in floor.iter_mut().zip(top.iter()) {
+                *f -= 1e-5 * (1.0 + f.abs().max(t.abs()));
+            }
+            for c in 0..classes {
+                let p = &scores[c * plane..(c + 1) * plane];
+                for (x, (cell, &f)) in out.iter_mut().zip(floor.iter()).enumerate() {
+                    let v = corners(p, x);
+                    if v[0].max(v[1]).max(v[2].max(v[3])) >= f {
+                        if (cell.count as usize) < 4 {
+                            cell.classes[cell.count as usize] = c as u8;
+                        }
+                        cell.count = cell.count.saturating_add(1);
+                    }
+                }
+            }
+            for (x, cell) in out.iter_mut().enumerate() {
+                let x1 = (x + 1).min(w - 1);
+                let a = low[y * w + x];
+                if a == low[y * w + x1] && a == low[y1 * w + x] && a == low[y1 * w + x1] {
+                    *cell = Candidates {
+                        count: 1,
+                        classes: [a, 0, 0, 0],
+                    };
+                } else if cell.count > 4 {
+                    cell.count = 0;
+                }
+            }
+        },
+    );
+    cells
 }
 
 /// The argmax of every source sample (ties to the lowest class).
@@ -245,6 +322,11 @@ mod tests {
                         + next() * 0.5
                 })
                 .collect();
+            let cells = candidates(&scores, classes, h, w);
+            assert!(
+                cells.iter().any(|c| c.count > 1),
+                "some blocks compare a few classes"
+            );
             let got = argmax_scores(&scores, classes, h, w, &g);
             let want = upsample_then_argmax(&scores, classes, h, w, &g);
             let differ = got
@@ -268,6 +350,32 @@ mod tests {
         let scores = vec![1.0f32; 3 * 4];
         let l = argmax_scores(&scores, 3, 2, 2, &geometry(2, 2, 2, 2, false));
         assert_eq!(l.data, vec![0; 4]);
+        let l = argmax_scores(&scores, 3, 2, 2, &geometry(5, 5, 2, 2, true));
+        assert_eq!(l.data, vec![0; 25]);
+    }
+
+    /// Where many classes are close around a block of samples, every class is compared, and
+    /// the result is still the definition's.
+    #[test]
+    fn many_close_classes_fall_back_to_every_class() {
+        let (h, w, classes) = (6usize, 7usize, 12usize);
+        let scores: Vec<f32> = (0..classes * h * w)
+            .map(|i| {
+                let (c, y, x) = (i / (h * w), (i / w) % h, i % w);
+                1.0 + 0.01 * (((c * 7 + y * 3 + x * 5) % 11) as f32)
+            })
+            .collect();
+        let cells = candidates(&scores, classes, h, w);
+        assert!(
+            cells.iter().any(|c| c.count == 0),
+            "some blocks compare every class"
+        );
+        let g = geometry(29, 23, 7, 6, true);
+        let got = argmax_scores(&scores, classes, h, w, &g);
+        let want = upsample_then_argmax(&scores, classes, h, w, &g);
+        for (i, (a, (b, margin))) in got.data.iter().zip(&want).enumerate() {
+            assert!(a == b || *margin <= 1e-5, "pixel {i}: {a} vs {b}");
+        }
     }
 
     #[test]
