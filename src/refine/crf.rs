@@ -21,7 +21,7 @@ use std::cell::RefCell;
 
 pub use super::band::CLIP;
 use super::band::{Kernels, Planes, Sink, PAD};
-use super::grid::Grid;
+use super::grid::{Grid, GridBuffers};
 use super::lanes::sum_into;
 use super::lattice::{
     FilterBuffers, Lattice, LatticeBuffers, LatticeError, MAX_DIM, SCATTER_LIMIT,
@@ -122,11 +122,8 @@ pub struct Workspace {
     q: Vec<f32>,
     lattice: LatticeBuffers,
     filter: FilterBuffers,
-    /// The smoothness kernel's blurred cells, scratch for the blur, and per-band copies of
-    /// the cells each pass splats into.
-    cells: Vec<f32>,
-    cell_scratch: Vec<f32>,
-    cell_parts: Vec<Vec<f32>>,
+    /// The smoothness kernel's cells.
+    cells: GridBuffers,
 }
 
 thread_local! {
@@ -235,8 +232,6 @@ pub fn mean_field_in(
         q,
         filter,
         cells,
-        cell_scratch,
-        cell_parts,
         ..
     } = ws;
     base.resize(n * cp, 0.0);
@@ -250,26 +245,10 @@ pub fn mean_field_in(
     for pass in 0..=iterations {
         let last = pass == iterations;
         let splat = !last;
-        // Where this pass splats: the cells a band touches (its rows reach into the next
-        // band's first cell row, so each copy starts at its own first cell row), and the
-        // lattice's vertex rows.
-        let cell_range = |b: usize| -> (usize, usize) {
-            let g = grid.as_ref().expect("grid");
-            let (y0, y1) = (b * band_rows, ((b + 1) * band_rows).min(h));
-            (g.cell_row(y0), g.cell_row(y1 - 1) + 2)
-        };
+        // Where this pass splats: the grid's cells and the lattice's vertex rows.
         if splat {
-            if let Some(g) = grid.as_ref().filter(|g| g.exact()) {
-                // Each pixel writes its own cell: one buffer, in disjoint bands of rows.
-                cell_parts.resize_with(1, Vec::new);
-                cell_parts[0].resize(g.len(cp), 0.0);
-            } else if let Some(g) = &grid {
-                cell_parts.resize_with(bands, Vec::new);
-                cell_parts.par_iter_mut().enumerate().for_each(|(b, v)| {
-                    let (c0, c1) = cell_range(b);
-                    v.clear();
-                    v.resize(g.row_len(cp) * (c1 - c0), 0.0);
-                });
+            if let Some(g) = &grid {
+                cells.reset(g, bands, band_rows, cp);
             }
             if let (Ok(l), true) = (&lattice, fused) {
                 filter.partials.resize_with(bands, Vec::new);
@@ -279,11 +258,15 @@ pub fn mean_field_in(
                 });
             }
         }
+        let (blurred, cell_into) = match &grid {
+            Some(g) => cells.split(g, band_rows, cp),
+            None => (&[][..], Vec::new()),
+        };
         let kernels = Kernels {
             w,
             cp,
             classes,
-            grid: grid.as_ref().map(|g| (g, &cells[..])),
+            grid: grid.as_ref().map(|g| (g, blurred)),
             lattice: lattice.as_ref().ok().map(|l| (l, &filter.values[..])),
         };
         // Per band: its rows of -U (written by pass 0) and of Q (when stored), its splat
@@ -308,18 +291,9 @@ pub fn mean_field_in(
                 q_parts[b] = Some(part);
             }
         }
-        let mut cell_into: Vec<Option<(&mut [f32], usize)>> = (0..bands).map(|_| None).collect();
-        if let Some(g) = grid.as_ref().filter(|g| splat && g.exact()) {
-            let band_cells = band_rows * g.row_len(cp);
-            for (b, v) in cell_parts[0].chunks_mut(band_cells).enumerate() {
-                cell_into[b] = Some((v, b * band_cells));
-            }
-        } else if splat && grid.is_some() {
-            for (b, v) in cell_parts.iter_mut().enumerate() {
-                let from = cell_range(b).0 * grid.as_ref().map_or(0, |g| g.row_len(cp));
-                cell_into[b] = Some((&mut v[..], from));
-            }
-        }
+        let mut cell_into = cell_into.into_iter().filter(|_| splat);
+        let cell_into: Vec<Option<(&mut [f32], usize)>> =
+            (0..bands).map(|_| cell_into.next()).collect();
         let mut vertex_into: Vec<Option<&mut [f32]>> = (0..bands).map(|_| None).collect();
         if splat && fused && lattice.is_ok() {
             for (b, v) in filter.partials.iter_mut().enumerate() {
@@ -347,16 +321,8 @@ pub fn mean_field_in(
             break;
         }
         // The splats, summed over bands and blurred, are what the next pass slices.
-        if let Some(g) = grid.as_ref().filter(|g| g.exact()) {
-            cells.resize(g.len(cp), 0.0);
-            g.blur_from(&cell_parts[0], cells, cell_scratch, cp);
-        } else if let Some(g) = &grid {
-            let parts: Vec<(&[f32], usize)> = (cell_parts.iter().enumerate())
-                .map(|(b, part)| (&part[..], cell_range(b).0 * g.row_len(cp)))
-                .collect();
-            cells.resize(g.len(cp), 0.0);
-            sum_into(cells, &parts);
-            g.blur(cells, cell_scratch, cp);
+        if let Some(g) = &grid {
+            cells.blur(g, band_rows, cp);
         }
         if let Ok(l) = &lattice {
             if fused {

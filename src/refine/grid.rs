@@ -16,6 +16,8 @@
 
 use rayon::prelude::*;
 
+use super::lanes::sum_into;
+
 /// One axis of the grid: per pixel, its cell and the weight of the next cell.
 struct Axis {
     cell: Vec<u32>,
@@ -170,15 +172,12 @@ impl Grid {
         self.x.cells * self.y.cells * cp
     }
 
-    /// Whether there is one cell per pixel, each pixel's alone: a pass then writes every
-    /// cell once, without adding to what was there.
-    pub(crate) fn exact(&self) -> bool {
-        self.exact
-    }
-
-    /// The first of the two cell rows pixel row `y` splats into.
-    pub(crate) fn cell_row(&self, y: usize) -> usize {
-        self.y.cell[y] as usize
+    /// The cell rows band `b` of `band_rows` pixel rows splats into, `c0..c1`: from its
+    /// first row's first cell row to its last row's second.
+    fn band_cells(&self, b: usize, band_rows: usize) -> (usize, usize) {
+        let h = self.y.cell.len();
+        let (y0, y1) = (b * band_rows, ((b + 1) * band_rows).min(h));
+        (self.y.cell[y0] as usize, self.y.cell[y1 - 1] as usize + 2)
     }
 
     /// Floats in one row of cells.
@@ -286,6 +285,73 @@ impl Grid {
                     };
                 }
             });
+    }
+}
+
+/// What a grid filters with, kept from frame to frame: the cells each band of a pass splats
+/// into, the blurred cells the next pass slices, and scratch for the blur.
+///
+/// On an exact grid the bands write disjoint rows of one shared buffer (each pixel its own
+/// cell); otherwise a band's pixels reach into the next band's first cell row, so each band
+/// splats into a copy of the cell rows it touches and the copies are summed before the blur.
+#[derive(Default)]
+pub(crate) struct GridBuffers {
+    parts: Vec<Vec<f32>>,
+    cells: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+impl GridBuffers {
+    /// Zeroed splat buffers for `bands` bands of `band_rows` pixel rows.
+    pub(crate) fn reset(&mut self, g: &Grid, bands: usize, band_rows: usize, cp: usize) {
+        if g.exact {
+            // Every cell is written by the pass: no zeroing.
+            self.parts.resize_with(1, Vec::new);
+            self.parts[0].resize(g.len(cp), 0.0);
+            return;
+        }
+        self.parts.resize_with(bands, Vec::new);
+        self.parts.par_iter_mut().enumerate().for_each(|(b, v)| {
+            let (c0, c1) = g.band_cells(b, band_rows);
+            v.clear();
+            v.resize(g.row_len(cp) * (c1 - c0), 0.0);
+        });
+    }
+
+    /// The blurred cells a pass slices, and per band where it splats (after [`Self::reset`]):
+    /// its buffer and the offset of the buffer's first value among the grid's cells.
+    pub(crate) fn split(
+        &mut self,
+        g: &Grid,
+        band_rows: usize,
+        cp: usize,
+    ) -> (&[f32], Vec<(&mut [f32], usize)>) {
+        let into = if g.exact {
+            let band = band_rows * g.row_len(cp);
+            (self.parts.iter_mut().take(1))
+                .flat_map(|v| v.chunks_mut(band).enumerate())
+                .map(|(b, v)| (v, b * band))
+                .collect()
+        } else {
+            (self.parts.iter_mut().enumerate())
+                .map(|(b, v)| (&mut v[..], g.band_cells(b, band_rows).0 * g.row_len(cp)))
+                .collect()
+        };
+        (&self.cells, into)
+    }
+
+    /// The splats of a pass, summed over bands and blurred: what the next pass slices.
+    pub(crate) fn blur(&mut self, g: &Grid, band_rows: usize, cp: usize) {
+        self.cells.resize(g.len(cp), 0.0);
+        if g.exact {
+            g.blur_from(&self.parts[0], &mut self.cells, &mut self.scratch, cp);
+            return;
+        }
+        let parts: Vec<(&[f32], usize)> = (self.parts.iter().enumerate())
+            .map(|(b, part)| (&part[..], g.band_cells(b, band_rows).0 * g.row_len(cp)))
+            .collect();
+        sum_into(&mut self.cells, &parts);
+        g.blur(&mut self.cells, &mut self.scratch, cp);
     }
 }
 

@@ -252,14 +252,8 @@ impl Numbering {
                 Some(p) => offset.copy_within(p * dp1..(p + 1) * dp1, i * dp1),
                 None => {
                     e.vertices(s, &mut vkeys);
-                    for (r, key) in vkeys.iter().enumerate().take(dp1) {
-                        let next = self.keys.len() as u32 + 1;
-                        let keys = &mut self.keys;
-                        let id = *self.vertices.entry(*key).or_insert_with(|| {
-                            keys.push(*key);
-                            next
-                        });
-                        offset[i * dp1 + r] = id;
+                    for (r, &key) in vkeys.iter().enumerate().take(dp1) {
+                        offset[i * dp1 + r] = self.id(key);
                     }
                     self.simplices.insert(s, i as u32);
                 }
@@ -274,14 +268,19 @@ impl Numbering {
         run.remap.clear();
         run.remap.push(0);
         for &key in &run.keys {
-            let next = self.keys.len() as u32 + 1;
-            let keys = &mut self.keys;
-            let id = *self.vertices.entry(key).or_insert_with(|| {
-                keys.push(key);
-                next
-            });
-            run.remap.push(id);
+            run.remap.push(self.id(key));
         }
+    }
+
+    /// Vertex `key`'s id, the next one if it is new.
+    #[inline(always)]
+    fn id(&mut self, key: u128) -> u32 {
+        let next = self.keys.len() as u32 + 1;
+        let keys = &mut self.keys;
+        *self.vertices.entry(key).or_insert_with(|| {
+            keys.push(key);
+            next
+        })
     }
 }
 
