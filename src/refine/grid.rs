@@ -211,85 +211,97 @@ impl Grid {
         self.weight
     }
 
-    /// Blurs the cells in `values` along both axes (zero beyond the grid); `scratch` is
-    /// working space.
-    pub(crate) fn blur(&self, values: &mut [f32], scratch: &mut Vec<f32>, cp: usize) {
-        self.blur_x(values, scratch, cp);
-        self.blur_y(scratch, values, cp);
-    }
-
-    /// `out` = the cells in `src` blurred along both axes.
-    pub(crate) fn blur_from(
-        &self,
-        src: &[f32],
-        out: &mut [f32],
-        scratch: &mut Vec<f32>,
-        cp: usize,
-    ) {
-        self.blur_x(src, scratch, cp);
-        self.blur_y(scratch, out, cp);
-    }
-
-    /// `out` = `src` blurred along x, each cell row independently.
-    fn blur_x(&self, src: &[f32], out: &mut Vec<f32>, cp: usize) {
-        let cw = self.x.cells;
-        out.resize(src.len(), 0.0);
-        let r = self.taps.len() - 1;
-        let taps = &self.taps;
-        out.par_chunks_mut(cw * cp)
-            .enumerate()
-            .for_each(|(row, out)| {
-                let base = row * cw * cp;
-                for (i, o) in out.chunks_exact_mut(cp).enumerate() {
-                    let lo = i.saturating_sub(r);
-                    let count = (i + r).min(cw - 1) + 1 - lo;
-                    let src = src[base..].as_ptr();
-                    // SAFETY: cells lo..lo + count lie in this cell row.
-                    unsafe {
-                        super::lanes::sum(
-                            count,
-                            |e| (src.add((lo + e) * cp), taps[(lo + e).abs_diff(i)]),
-                            cp,
-                            o,
-                        )
-                    };
-                }
-            });
-    }
-
-    /// `out` = `src` blurred along y, each output row from the rows within reach.
-    fn blur_y(&self, src: &[f32], out: &mut [f32], cp: usize) {
+    /// `out` = the cells in `src` blurred along both axes (zero beyond the grid).
+    ///
+    /// In bands of cell rows, one task each: a band blurs the source rows it reaches along
+    /// x into a ring of `2r + 1` rows and sums each output row down from the ring, so the
+    /// x-blurred cells stay in cache (a band's first and last `r` rows are x-blurred by
+    /// its neighbour too).
+    pub(crate) fn blur_from(&self, src: &[f32], out: &mut [f32], cp: usize) {
         let (cw, ch) = (self.x.cells, self.y.cells);
+        let row_len = cw * cp;
         let r = self.taps.len() - 1;
+        let span = 2 * r + 1;
         let taps = &self.taps;
-        out.par_chunks_mut(cw * cp)
+        let bands = (2 * rayon::current_num_threads()).clamp(1, ch);
+        let band_rows = ch.div_ceil(bands);
+        out[..ch * row_len]
+            .par_chunks_mut(band_rows * row_len)
             .enumerate()
-            .for_each(|(row, out)| {
-                let lo = row.saturating_sub(r);
-                let count = (row + r).min(ch - 1) + 1 - lo;
-                for (i, o) in out.chunks_exact_mut(cp).enumerate() {
-                    let src = src.as_ptr();
-                    // SAFETY: rows lo..lo + count are grid rows, cell i inside each.
-                    unsafe {
-                        super::lanes::sum(
-                            count,
-                            |e| {
-                                (
-                                    src.add(((lo + e) * cw + i) * cp),
-                                    taps[(lo + e).abs_diff(row)],
-                                )
-                            },
-                            cp,
-                            o,
-                        )
-                    };
+            .for_each(|(b, out)| {
+                let mut ring = vec![0f32; span * row_len];
+                let mut rows: Vec<(*const f32, f32)> = Vec::with_capacity(span);
+                let y0 = b * band_rows;
+                // Source rows up to `next` are in the ring, row j in slot j % span.
+                let mut next = y0.saturating_sub(r);
+                for (k, o) in out.chunks_exact_mut(row_len).enumerate() {
+                    let y = y0 + k;
+                    let (lo, hi) = (y.saturating_sub(r), (y + r).min(ch - 1));
+                    while next <= hi {
+                        let slot = &mut ring[(next % span) * row_len..][..row_len];
+                        self.blur_row(&src[next * row_len..][..row_len], slot, cp);
+                        next += 1;
+                    }
+                    rows.clear();
+                    rows.extend(
+                        (lo..=hi)
+                            .map(|j| (ring[(j % span) * row_len..].as_ptr(), taps[j.abs_diff(y)])),
+                    );
+                    // SAFETY: each ring slot holds a whole row of `row_len` floats.
+                    unsafe { super::lanes::sum(rows.len(), |e| rows[e], row_len, o) };
                 }
             });
+    }
+
+    /// `out` = one row of cells blurred along x: cells with every tap inside the row as
+    /// one weighted sum of the row shifted by whole cells, the `r` cells at each end one
+    /// by one.
+    fn blur_row(&self, src: &[f32], out: &mut [f32], cp: usize) {
+        let cw = self.x.cells;
+        let r = self.taps.len() - 1;
+        let taps = &self.taps;
+        let from = src.as_ptr();
+        let cell = |i: usize, o: &mut [f32]| {
+            let lo = i.saturating_sub(r);
+            let count = (i + r).min(cw - 1) + 1 - lo;
+            // SAFETY: cells lo..lo + count lie in this cell row.
+            unsafe {
+                super::lanes::sum(
+                    count,
+                    |e| (from.add((lo + e) * cp), taps[(lo + e).abs_diff(i)]),
+                    cp,
+                    o,
+                )
+            };
+        };
+        if cw <= 2 * r {
+            for (i, o) in out.chunks_exact_mut(cp).enumerate() {
+                cell(i, o);
+            }
+            return;
+        }
+        let (head, rest) = out.split_at_mut(r * cp);
+        let (inner, tail) = rest.split_at_mut((cw - 2 * r) * cp);
+        for (i, o) in head.chunks_exact_mut(cp).enumerate() {
+            cell(i, o);
+        }
+        // SAFETY: shifted by e cells (e ≤ 2r), the inner run stays inside the row.
+        unsafe {
+            super::lanes::sum(
+                2 * r + 1,
+                |e| (from.add(e * cp), taps[e.abs_diff(r)]),
+                inner.len(),
+                inner,
+            )
+        };
+        for (i, o) in tail.chunks_exact_mut(cp).enumerate() {
+            cell(cw - r + i, o);
+        }
     }
 }
 
 /// What a grid filters with, kept from frame to frame: the cells each band of a pass splats
-/// into, the blurred cells the next pass slices, and scratch for the blur.
+/// into, their sum, and the blurred cells the next pass slices.
 ///
 /// On an exact grid the bands write disjoint rows of one shared buffer (each pixel its own
 /// cell); otherwise a band's pixels reach into the next band's first cell row, so each band
@@ -297,8 +309,8 @@ impl Grid {
 #[derive(Default)]
 pub(crate) struct GridBuffers {
     parts: Vec<Vec<f32>>,
+    sum: Vec<f32>,
     cells: Vec<f32>,
-    scratch: Vec<f32>,
 }
 
 impl GridBuffers {
@@ -344,14 +356,15 @@ impl GridBuffers {
     pub(crate) fn blur(&mut self, g: &Grid, band_rows: usize, cp: usize) {
         self.cells.resize(g.len(cp), 0.0);
         if g.exact {
-            g.blur_from(&self.parts[0], &mut self.cells, &mut self.scratch, cp);
+            g.blur_from(&self.parts[0], &mut self.cells, cp);
             return;
         }
         let parts: Vec<(&[f32], usize)> = (self.parts.iter().enumerate())
             .map(|(b, part)| (&part[..], g.band_cells(b, band_rows).0 * g.row_len(cp)))
             .collect();
-        sum_into(&mut self.cells, &parts);
-        g.blur(&mut self.cells, &mut self.scratch, cp);
+        self.sum.resize(g.len(cp), 0.0);
+        sum_into(&mut self.sum, &parts);
+        g.blur_from(&self.sum, &mut self.cells, cp);
     }
 }
 
@@ -385,8 +398,7 @@ mod tests {
                 for &(at, wgt) in g.corners(p.0, p.1, 1).cells() {
                     cells[at] += wgt;
                 }
-                let mut scratch = Vec::new();
-                g.blur_scalar(&mut cells, &mut scratch);
+                g.blur_scalar(&mut cells);
                 let resp: Vec<f32> = (0..w * h)
                     .map(|i| {
                         let c = g.corners(i % w, i / w, 1);
@@ -417,8 +429,7 @@ mod tests {
                 }
             }
         }
-        let mut scratch = Vec::new();
-        g.blur_scalar(&mut cells, &mut scratch);
+        g.blur_scalar(&mut cells);
         for (x, y) in [(0, 0), (20, 15), (39, 29), (5, 22)] {
             let c = g.corners(x, y, 1);
             let (n, c) = (c.norm, c.cells());
@@ -428,14 +439,15 @@ mod tests {
     }
 
     impl Grid {
-        fn blur_scalar(&self, cells: &mut [f32], scratch: &mut Vec<f32>) {
+        fn blur_scalar(&self, cells: &mut [f32]) {
             // cp = 1 is not a whole block; pad each cell to 8 lanes.
-            let mut wide: Vec<f32> = cells
+            let wide: Vec<f32> = cells
                 .iter()
                 .flat_map(|&v| [v, 0., 0., 0., 0., 0., 0., 0.])
                 .collect();
-            self.blur(&mut wide, scratch, 8);
-            for (c, w) in cells.iter_mut().zip(wide.chunks_exact(8)) {
+            let mut out = vec![0f32; wide.len()];
+            self.blur_from(&wide, &mut out, 8);
+            for (c, w) in cells.iter_mut().zip(out.chunks_exact(8)) {
                 *c = w[0];
             }
         }
