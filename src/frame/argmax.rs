@@ -91,38 +91,71 @@ pub fn argmax_scores(scores: &[f32], classes: usize, h: usize, w: usize, g: &Geo
     let ty = taps(fh, h, sy);
     let tx = taps(fw, w, sx);
     let cells = candidates(scores, classes, h, w);
+    // Runs of output pixels between the same source columns: a run whose block has one
+    // candidate is filled at once.
+    let mut runs: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+    for (x, s) in tx.iter().enumerate() {
+        match runs.last_mut() {
+            Some((i0, r)) if *i0 == s.i0 => r.end = x + 1,
+            _ => runs.push((s.i0, x..x + 1)),
+        }
+    }
     labels.par_chunks_mut(fw).zip(&ty).for_each(|(row, t)| {
         let (r0, r1) = (t.i0 * w, t.i1 * w);
         let cells = &cells[t.i0 * w..(t.i0 + 1) * w];
-        for (l, s) in row.iter_mut().zip(&tx) {
-            let cell = &cells[s.i0];
+        for (i0, run) in &runs {
+            let cell = &cells[*i0];
             if cell.count == 1 {
-                *l = cell.classes[0];
+                row[run.clone()].fill(cell.classes[0]);
                 continue;
             }
-            let mix = |c: usize| {
-                let p = &scores[c * plane..(c + 1) * plane];
-                let c0 = p[r0 + s.i0] + t.w1 * (p[r1 + s.i0] - p[r0 + s.i0]);
-                let c1 = p[r0 + s.i1] + t.w1 * (p[r1 + s.i1] - p[r0 + s.i1]);
-                c0 + s.w1 * (c1 - c0)
-            };
-            let (mut best, mut arg) = (f32::NEG_INFINITY, 0usize);
-            let mut consider = |c: usize| {
-                let v = mix(c);
-                if v > best {
-                    (best, arg) = (v, c);
-                }
-            };
-            match cell.count {
-                0 => (0..classes).for_each(&mut consider),
-                n => cell.classes[..n as usize]
-                    .iter()
-                    .for_each(|&c| consider(c as usize)),
+            for x in run.clone() {
+                let at = Mix {
+                    s: &tx[x],
+                    t,
+                    r0,
+                    r1,
+                };
+                row[x] = pixel(scores, plane, classes, cell, at);
             }
-            *l = arg as u8;
         }
     });
     LabelMap::new(fw as u32, fh as u32, labels)
+}
+
+/// One output pixel of a block with several candidates (`count` 0: every class): the
+/// candidates' mixed values compared, ties to the lower class.
+#[inline]
+fn pixel(scores: &[f32], plane: usize, classes: usize, cell: &Candidates, at: Mix) -> u8 {
+    let Mix { s, t, r0, r1 } = at;
+    let mix = |c: usize| {
+        let p = &scores[c * plane..(c + 1) * plane];
+        let c0 = p[r0 + s.i0] + t.w1 * (p[r1 + s.i0] - p[r0 + s.i0]);
+        let c1 = p[r0 + s.i1] + t.w1 * (p[r1 + s.i1] - p[r0 + s.i1]);
+        c0 + s.w1 * (c1 - c0)
+    };
+    let (mut best, mut arg) = (f32::NEG_INFINITY, 0usize);
+    let mut consider = |c: usize| {
+        let v = mix(c);
+        if v > best {
+            (best, arg) = (v, c);
+        }
+    };
+    match cell.count {
+        0 => (0..classes).for_each(&mut consider),
+        n => (cell.classes[..n as usize].iter()).for_each(|&c| consider(c as usize)),
+    }
+    arg as u8
+}
+
+/// Where an output pixel reads: its column and row taps, and the offsets of its two source
+/// rows in a plane.
+#[derive(Clone, Copy)]
+struct Mix<'a> {
+    s: &'a Tap,
+    t: &'a Tap,
+    r0: usize,
+    r1: usize,
 }
 
 /// The classes that can win anywhere between source samples `(x, y)`, `(x + 1, y)`,
@@ -142,38 +175,40 @@ fn candidates(scores: &[f32], classes: usize, h: usize, w: usize) -> Vec<Candida
     let low = source_argmax(scores, classes, plane);
     let mut cells = vec![Candidates::default(); plane];
     cells.par_chunks_mut(w).enumerate().for_each_init(
-        || (vec![0f32; w], vec![0f32; w]),
-        |(floor, top), (y, out)| {
+        || (vec![0f32; w], vec![0f32; w], vec![0f32; classes * w]),
+        |(floor, span, tops), (y, out)| {
             let y1 = (y + 1).min(h - 1);
-            let corners = |p: &[f32], x: usize| {
-                let x1 = (x + 1).min(w - 1);
-                [p[y * w + x], p[y * w + x1], p[y1 * w + x], p[y1 * w + x1]]
-            };
             floor.fill(f32::NEG_INFINITY);
-            top.fill(f32::NEG_INFINITY);
-            for c in 0..classes {
+            // Per class, the smallest and largest of each block's four samples (the smallest
+            // kept only as the running largest over classes), written as comparisons so
+            // the loops vectorize.
+            for (c, top) in tops.chunks_exact_mut(w).enumerate() {
                 let p = &scores[c * plane..(c + 1) * plane];
-                for (x, (f, t)) in floor.iter_mut().zip(top.iter_mut()).enumerate() {
-                    let v = corners(p, x);
-                    *f = f.max(v[0].min(v[1]).min(v[2].min(v[3])));
-                    *t = t.max(v[0].max(v[1]).max(v[2].max(v[3])));
+                let (a, b) = (&p[y * w..(y + 1) * w], &p[y1 * w..(y1 + 1) * w]);
+                // Down the column pair first: `span` holds the column minima, `top` maxima.
+                for (((lo, hi), &a), &b) in span.iter_mut().zip(top.iter_mut()).zip(a).zip(b) {
+                    (*lo, *hi) = if a < b { (a, b) } else { (b, a) };
+                }
+                // Then across to the next column (the last column is its own neighbour).
+                for x in 0..w - 1 {
+                    let (l, l1) = (span[x], span[x + 1]);
+                    let (t, t1) = (top[x], top[x + 1]);
+                    span[x] = if l1 < l { l1 } else { l };
+                    top[x] = if t1 > t { t1 } else { t };
+                }
+                for (f, &l) in floor.iter_mut().zip(span.iter()) {
+                    *f = if l > *f { l } else { *f };
                 }
             }
             // A margin for the rounding of the mix (a few ulp of the largest magnitude).
-            for (f, t) in floor.iter_mut().zip(top.iter()) {
-                *f -= 1e-5 * (1.0 + f.abs().max(t.abs()));
-            }
-            for c in 0..classes {
-                let p = &scores[c * plane..(c + 1) * plane];
-                for (x, (cell, &f)) in out.iter_mut().zip(floor.iter()).enumerate() {
-                    let v = corners(p, x);
-                    if v[0].max(v[1]).max(v[2].max(v[3])) >= f {
-                        if (cell.count as usize) < 4 {
-                            cell.classes[cell.count as usize] = c as u8;
-                        }
-                        cell.count = cell.count.saturating_add(1);
-                    }
+            span.fill(f32::NEG_INFINITY);
+            for top in tops.chunks_exact(w) {
+                for (m, &t) in span.iter_mut().zip(top) {
+                    *m = if t > *m { t } else { *m };
                 }
+            }
+            for (f, &t) in floor.iter_mut().zip(span.iter()) {
+                *f -= 1e-5 * (1.0 + f.abs().max(t.abs()));
             }
             for (x, cell) in out.iter_mut().enumerate() {
                 let x1 = (x + 1).min(w - 1);
@@ -183,9 +218,19 @@ fn candidates(scores: &[f32], classes: usize, h: usize, w: usize) -> Vec<Candida
                         count: 1,
                         classes: [a, 0, 0, 0],
                     };
-                } else if cell.count > 4 {
-                    cell.count = 0;
+                    continue;
                 }
+                let f = floor[x];
+                let mut count = 0usize;
+                for c in 0..classes {
+                    if tops[c * w + x] >= f {
+                        if count < 4 {
+                            cell.classes[count] = c as u8;
+                        }
+                        count += 1;
+                    }
+                }
+                cell.count = if count > 4 { 0 } else { count as u8 };
             }
         },
     );
