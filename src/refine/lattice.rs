@@ -181,6 +181,86 @@ impl Elevation {
         }
     }
 
+    /// [`Self::enclose`] for eight points at once, `f[dim][lane]`: the same operations in
+    /// the same order on each lane (so the same bits), written over lanes so they
+    /// vectorize; the barycentric store by rank becomes a select per rank.
+    #[inline(always)]
+    fn enclose8<const D: usize>(&self, f: &[[f32; 8]; MAX_DIM]) -> [Enclosing; 8] {
+        type L = [f32; 8];
+        let d = D;
+        let dp1 = (d + 1) as f32;
+        let down = 1.0 / dp1;
+        let mut elevated = [[0f32; 8]; MAX_DIM + 1];
+        let mut sm: L = [0.0; 8];
+        for j in (1..=d).rev() {
+            for l in 0..8 {
+                let cf = f[j - 1][l] * self.scale[j - 1];
+                elevated[j][l] = sm[l] - j as f32 * cf;
+                sm[l] += cf;
+            }
+        }
+        elevated[0] = sm;
+        let mut rem0 = [[0f32; 8]; MAX_DIM + 1];
+        let mut sum: L = [0.0; 8];
+        for i in 0..=d {
+            for l in 0..8 {
+                // Exactly `round_even` (adding and subtracting 2^23 + 2^22 rounds to even).
+                let v = (down * elevated[i][l]).round_ties_even();
+                rem0[i][l] = v * dp1;
+                sum[l] += v;
+            }
+        }
+        let mut rank = [[0f32; 8]; MAX_DIM + 1];
+        for i in 0..d {
+            for j in i + 1..=d {
+                for l in 0..8 {
+                    let di = elevated[i][l] - rem0[i][l];
+                    let dj = elevated[j][l] - rem0[j][l];
+                    let lt = (di < dj) as u32 as f32;
+                    rank[i][l] += lt;
+                    rank[j][l] += 1.0 - lt;
+                }
+            }
+        }
+        for i in 0..=d {
+            for l in 0..8 {
+                let r = rank[i][l] + sum[l];
+                let shift = dp1 * ((r < 0.0) as u32 as f32 - (r >= dp1) as u32 as f32);
+                rank[i][l] = r + shift;
+                rem0[i][l] += shift;
+            }
+        }
+        let mut by_rank = [[0f32; 8]; MAX_DIM + 1];
+        for (k, by_rank) in by_rank.iter_mut().enumerate().take(d + 1) {
+            let want = (d - k) as f32;
+            for i in 0..=d {
+                for l in 0..8 {
+                    let v = (elevated[i][l] - rem0[i][l]) * down;
+                    by_rank[l] = if rank[i][l] == want { v } else { by_rank[l] };
+                }
+            }
+        }
+        std::array::from_fn(|l| {
+            let mut bary = [0f32; MAX_DIM + 1];
+            bary[0] = by_rank[0][l] + (1.0 - by_rank[d][l]);
+            for k in 1..=d {
+                bary[k] = by_rank[k][l] - by_rank[k - 1][l];
+            }
+            let mut simplex = 0u128;
+            let mut largest = 0f32;
+            for i in 0..d {
+                largest = largest.max(rem0[i][l].abs());
+                simplex |= (rem0[i][l] as i32 as u16 as u128) << (16 * i);
+                simplex |= (rank[i][l] as u32 as u128) << (16 * MAX_DIM + 3 * i);
+            }
+            Enclosing {
+                simplex,
+                bary,
+                largest,
+            }
+        })
+    }
+
     /// The keys of a simplex's `d + 1` vertices, by remainder.
     fn vertices(&self, simplex: u128, out: &mut [u128; MAX_DIM + 1]) {
         let d = self.d;
@@ -312,13 +392,59 @@ fn locate<const D: usize>(
     simplex: &mut [u128],
     weight: &mut [f32],
 ) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if super::lanes::avx2() {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<const D: usize>(
+            e: &Elevation,
+            feature: &(impl Fn(usize, &mut [f32; MAX_DIM]) + Sync),
+            first: usize,
+            simplex: &mut [u128],
+            weight: &mut [f32],
+        ) -> f32 {
+            locate_in::<D>(e, feature, first, simplex, weight)
+        }
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { avx2::<D>(e, feature, first, simplex, weight) };
+    }
+    locate_in::<D>(e, feature, first, simplex, weight)
+}
+
+/// [`locate`]'s body: eight points at a time, the rest one by one.
+#[inline(always)]
+fn locate_in<const D: usize>(
+    e: &Elevation,
+    feature: &(impl Fn(usize, &mut [f32; MAX_DIM]) + Sync),
+    first: usize,
+    simplex: &mut [u128],
+    weight: &mut [f32],
+) -> f32 {
     let mut f = [0f32; MAX_DIM];
     let mut largest = 0f32;
-    for (k, (s, w)) in simplex
-        .iter_mut()
-        .zip(weight.chunks_exact_mut(D + 1))
+    let eights = simplex.len() / 8;
+    let (s8, s1) = simplex.split_at_mut(eights * 8);
+    let (w8, w1) = weight.split_at_mut(eights * 8 * (D + 1));
+    for (g, (s, w)) in s8
+        .chunks_exact_mut(8)
+        .zip(w8.chunks_exact_mut(8 * (D + 1)))
         .enumerate()
     {
+        let mut lanes = [[0f32; 8]; MAX_DIM];
+        for l in 0..8 {
+            feature(first + g * 8 + l, &mut f);
+            for (j, lane) in lanes.iter_mut().enumerate().take(D) {
+                lane[l] = f[j];
+            }
+        }
+        let enc = e.enclose8::<D>(&lanes);
+        for ((s, w), enc) in s.iter_mut().zip(w.chunks_exact_mut(D + 1)).zip(&enc) {
+            *s = enc.simplex;
+            w.copy_from_slice(&enc.bary[..D + 1]);
+            largest = largest.max(enc.largest);
+        }
+    }
+    let first = first + eights * 8;
+    for (k, (s, w)) in s1.iter_mut().zip(w1.chunks_exact_mut(D + 1)).enumerate() {
         feature(first + k, &mut f);
         let enc = e.enclose::<D>(&f);
         *s = enc.simplex;
@@ -707,6 +833,51 @@ pub(crate) mod simd {
 
 #[cfg(test)]
 mod tests {
+    /// Eight points at a time give the bits one point at a time gives.
+    #[test]
+    fn eight_lanes_enclose_as_one() {
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng >> 40) as f32 / (1u64 << 24) as f32
+        };
+        fn check<const D: usize>(next: &mut impl FnMut() -> f32) {
+            let e = super::Elevation::new(D);
+            for round in 0..200 {
+                let span = [0.01f32, 1.0, 30.0, 400.0][round % 4];
+                let mut lanes = [[0f32; 8]; super::MAX_DIM];
+                for lane in lanes.iter_mut().take(D) {
+                    for v in lane.iter_mut() {
+                        *v = (next() - 0.5) * span;
+                    }
+                }
+                // Exact ties between remainders too.
+                if round % 5 == 0 {
+                    lanes[0] = [0.0; 8];
+                }
+                let eight = e.enclose8::<D>(&lanes);
+                for (l, got) in eight.iter().enumerate() {
+                    let mut f = [0f32; super::MAX_DIM];
+                    for j in 0..D {
+                        f[j] = lanes[j][l];
+                    }
+                    let want = e.enclose::<D>(&f);
+                    assert_eq!(got.simplex, want.simplex, "d {D}, round {round}, lane {l}");
+                    let (g, w) = (&got.bary[..=D], &want.bary[..=D]);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(g), bits(w), "d {D}, round {round}, lane {l}");
+                    assert_eq!(got.largest.to_bits(), want.largest.to_bits());
+                }
+            }
+        }
+        check::<1>(&mut next);
+        check::<2>(&mut next);
+        check::<3>(&mut next);
+        check::<5>(&mut next);
+    }
+
     use super::*;
 
     /// Filtering a constant gives (nearly) the same constant everywhere away from borders:
