@@ -392,22 +392,17 @@ fn locate<const D: usize>(
     simplex: &mut [u128],
     weight: &mut [f32],
 ) -> f32 {
+    let mut run = || locate_in::<D>(e, feature, first, simplex, weight);
     #[cfg(target_arch = "x86_64")]
     if super::lanes::avx2() {
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2<const D: usize>(
-            e: &Elevation,
-            feature: &(impl Fn(usize, &mut [f32; MAX_DIM]) + Sync),
-            first: usize,
-            simplex: &mut [u128],
-            weight: &mut [f32],
-        ) -> f32 {
-            locate_in::<D>(e, feature, first, simplex, weight)
+        unsafe fn avx2<R>(run: impl FnOnce() -> R) -> R {
+            run()
         }
         // SAFETY: the CPU has AVX2 and FMA.
-        return unsafe { avx2::<D>(e, feature, first, simplex, weight) };
+        return unsafe { avx2(run) };
     }
-    locate_in::<D>(e, feature, first, simplex, weight)
+    run()
 }
 
 /// [`locate`]'s body: eight points at a time, the rest one by one.
