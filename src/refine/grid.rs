@@ -217,7 +217,14 @@ impl Grid {
     /// x into a ring of `2r + 1` rows and sums each output row down from the ring, so the
     /// x-blurred cells stay in cache (a band's first and last `r` rows are x-blurred by
     /// its neighbour too).
-    pub(crate) fn blur_from(&self, src: &[f32], out: &mut [f32], cp: usize) {
+    /// `rings` holds each band's ring between calls (every slot is written before it is read).
+    pub(crate) fn blur_from(
+        &self,
+        src: &[f32],
+        out: &mut [f32],
+        rings: &mut Vec<Vec<f32>>,
+        cp: usize,
+    ) {
         let (cw, ch) = (self.x.cells, self.y.cells);
         let row_len = cw * cp;
         let r = self.taps.len() - 1;
@@ -225,11 +232,13 @@ impl Grid {
         let taps = &self.taps;
         let bands = (2 * rayon::current_num_threads()).clamp(1, ch);
         let band_rows = ch.div_ceil(bands);
+        rings.resize_with(ch.div_ceil(band_rows), Vec::new);
         out[..ch * row_len]
             .par_chunks_mut(band_rows * row_len)
+            .zip(rings.par_iter_mut())
             .enumerate()
-            .for_each(|(b, out)| {
-                let mut ring = vec![0f32; span * row_len];
+            .for_each(|(b, (out, ring))| {
+                ring.resize(span * row_len, 0.0);
                 let mut rows: Vec<(*const f32, f32)> = Vec::with_capacity(span);
                 let y0 = b * band_rows;
                 // Source rows up to `next` are in the ring, row j in slot j % span.
@@ -301,7 +310,7 @@ impl Grid {
 }
 
 /// What a grid filters with, kept from frame to frame: the cells each band of a pass splats
-/// into, their sum, and the blurred cells the next pass slices.
+/// into, their sum, the blurred cells the next pass slices, and the blur's rings.
 ///
 /// On an exact grid the bands write disjoint rows of one shared buffer (each pixel its own
 /// cell); otherwise a band's pixels reach into the next band's first cell row, so each band
@@ -311,6 +320,8 @@ pub(crate) struct GridBuffers {
     parts: Vec<Vec<f32>>,
     sum: Vec<f32>,
     cells: Vec<f32>,
+    /// The blur's rings, one per band.
+    rings: Vec<Vec<f32>>,
 }
 
 impl GridBuffers {
@@ -356,7 +367,7 @@ impl GridBuffers {
     pub(crate) fn blur(&mut self, g: &Grid, band_rows: usize, cp: usize) {
         self.cells.resize(g.len(cp), 0.0);
         if g.exact {
-            g.blur_from(&self.parts[0], &mut self.cells, cp);
+            g.blur_from(&self.parts[0], &mut self.cells, &mut self.rings, cp);
             return;
         }
         let parts: Vec<(&[f32], usize)> = (self.parts.iter().enumerate())
@@ -364,7 +375,7 @@ impl GridBuffers {
             .collect();
         self.sum.resize(g.len(cp), 0.0);
         sum_into(&mut self.sum, &parts);
-        g.blur_from(&self.sum, &mut self.cells, cp);
+        g.blur_from(&self.sum, &mut self.cells, &mut self.rings, cp);
     }
 }
 
@@ -446,7 +457,7 @@ mod tests {
                 .flat_map(|&v| [v, 0., 0., 0., 0., 0., 0., 0.])
                 .collect();
             let mut out = vec![0f32; wide.len()];
-            self.blur_from(&wide, &mut out, 8);
+            self.blur_from(&wide, &mut out, &mut Vec::new(), 8);
             for (c, w) in cells.iter_mut().zip(out.chunks_exact(8)) {
                 *c = w[0];
             }

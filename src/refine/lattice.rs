@@ -71,7 +71,10 @@ fn unpack(key: u128, d: usize, out: &mut [i32]) {
 /// Rounds to the nearest integer, ties to even (as SSE's rounding does), without the libm
 /// call `round_ties_even` becomes on the x86-64 baseline: adding and subtracting 1.5 · 2²³
 /// leaves the rounded value for magnitudes up to 2²², which covers every coordinate below
-/// `KEY_LIMIT`; larger ones (refused later anyway) take the slow path.
+/// `KEY_LIMIT`; larger ones (refused later anyway) take the slow path. (For the one-point
+/// reference: [`Elevation::enclose8`] uses `round_ties_even`, one instruction under AVX2
+/// and a library call in the portable fallback.)
+#[cfg(test)]
 #[inline(always)]
 fn round_even(v: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
@@ -108,8 +111,9 @@ impl Elevation {
         Elevation { d, scale }
     }
 
-    /// `D` is the dimension (`self.d`), a constant so the small loops unroll.
-    #[inline(always)]
+    /// `D` is the dimension (`self.d`), a constant so the small loops unroll. One point at
+    /// a time, as densecrf computes it: the reference the tests hold [`Self::enclose8`] to.
+    #[cfg(test)]
     fn enclose<const D: usize>(&self, f: &[f32; MAX_DIM]) -> Enclosing {
         let d = D;
         let dp1 = (d + 1) as f32;
@@ -405,7 +409,7 @@ fn locate<const D: usize>(
     run()
 }
 
-/// [`locate`]'s body: eight points at a time, the rest one by one.
+/// [`locate`]'s body: eight points at a time.
 #[inline(always)]
 fn locate_in<const D: usize>(
     e: &Elevation,
@@ -416,17 +420,15 @@ fn locate_in<const D: usize>(
 ) -> f32 {
     let mut f = [0f32; MAX_DIM];
     let mut largest = 0f32;
-    let eights = simplex.len() / 8;
-    let (s8, s1) = simplex.split_at_mut(eights * 8);
-    let (w8, w1) = weight.split_at_mut(eights * 8 * (D + 1));
-    for (g, (s, w)) in s8
-        .chunks_exact_mut(8)
-        .zip(w8.chunks_exact_mut(8 * (D + 1)))
+    for (g, (s, w)) in simplex
+        .chunks_mut(8)
+        .zip(weight.chunks_mut(8 * (D + 1)))
         .enumerate()
     {
+        // A last group of fewer than eight points repeats its last point in the spare lanes.
         let mut lanes = [[0f32; 8]; MAX_DIM];
         for l in 0..8 {
-            feature(first + g * 8 + l, &mut f);
+            feature(first + g * 8 + l.min(s.len() - 1), &mut f);
             for (j, lane) in lanes.iter_mut().enumerate().take(D) {
                 lane[l] = f[j];
             }
@@ -437,14 +439,6 @@ fn locate_in<const D: usize>(
             w.copy_from_slice(&enc.bary[..D + 1]);
             largest = largest.max(enc.largest);
         }
-    }
-    let first = first + eights * 8;
-    for (k, (s, w)) in s1.iter_mut().zip(w1.chunks_exact_mut(D + 1)).enumerate() {
-        feature(first + k, &mut f);
-        let enc = e.enclose::<D>(&f);
-        *s = enc.simplex;
-        w.copy_from_slice(&enc.bary[..D + 1]);
-        largest = largest.max(enc.largest);
     }
     largest
 }

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use crate::frame::argmax::{taps, Tap};
 use crate::frame::{
     argmax_scores, ClassScores, Frame, Geometry, Instance, LabelMap, RgbImage, ScoreKind,
 };
@@ -180,18 +181,6 @@ fn downsample(image: &RgbImage, scale: u32, ww: u32, wh: u32) -> RgbImage {
     RgbImage::new(ww, wh, data)
 }
 
-/// Bilinear taps (half-pixel centres) of `out` samples reading `n` with `step` source
-/// samples per output sample.
-fn taps(out: usize, n: usize, step: f64) -> Vec<(usize, usize, f32)> {
-    (0..out)
-        .map(|d| {
-            let src = ((d as f64 + 0.5) * step - 0.5).max(0.0);
-            let i0 = (src.floor() as usize).min(n - 1);
-            (i0, (i0 + 1).min(n - 1), (src - i0 as f64) as f32)
-        })
-        .collect()
-}
-
 /// The scores at `ww x wh`, a grid over the `fw x fh` frame, bilinearly as the argmax of
 /// `infer` maps them (stretched or padded model input).
 fn resample(s: &ClassScores, fw: u32, fh: u32, ww: u32, wh: u32, out: &mut Vec<f32>) {
@@ -219,10 +208,18 @@ fn resample(s: &ClassScores, fw: u32, fh: u32, ww: u32, wh: u32, out: &mut Vec<f
         |column, (r, row)| {
             let (c, y) = (r / wh, r % wh);
             let plane = &s.data[c * w * h..(c + 1) * w * h];
-            let (i0, i1, t) = ty[y];
+            let Tap { i0, i1, w1: t } = ty[y];
             let (a, b) = (&plane[i0 * w..(i0 + 1) * w], &plane[i1 * w..(i1 + 1) * w]);
             if down {
-                for (o, &(j0, j1, u)) in row.iter_mut().zip(&tx) {
+                for (
+                    o,
+                    &Tap {
+                        i0: j0,
+                        i1: j1,
+                        w1: u,
+                    },
+                ) in row.iter_mut().zip(&tx)
+                {
                     let v0 = a[j0] + t * (b[j0] - a[j0]);
                     let v1 = a[j1] + t * (b[j1] - a[j1]);
                     *o = v0 + u * (v1 - v0);
@@ -232,7 +229,15 @@ fn resample(s: &ClassScores, fw: u32, fh: u32, ww: u32, wh: u32, out: &mut Vec<f
             for ((v, &a), &b) in column.iter_mut().zip(a).zip(b) {
                 *v = a + t * (b - a);
             }
-            for (o, &(j0, j1, t)) in row.iter_mut().zip(&tx) {
+            for (
+                o,
+                &Tap {
+                    i0: j0,
+                    i1: j1,
+                    w1: t,
+                },
+            ) in row.iter_mut().zip(&tx)
+            {
                 *o = column[j0] + t * (column[j1] - column[j0]);
             }
         },
