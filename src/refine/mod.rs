@@ -200,48 +200,19 @@ fn resample(s: &ClassScores, fw: u32, fh: u32, ww: u32, wh: u32, out: &mut Vec<f
     let (ww, wh) = (ww as usize, wh as usize);
     // Every element is written below.
     out.resize(s.classes * ww * wh, 0.0);
-    // Down-sampling (the usual case) reads only the columns the taps name; up-sampling
-    // mixes each source column once.
-    let down = w > ww;
-    out.par_chunks_mut(ww).enumerate().for_each_init(
-        || vec![0f32; if down { 0 } else { w }],
-        |column, (r, row)| {
-            let (c, y) = (r / wh, r % wh);
-            let plane = &s.data[c * w * h..(c + 1) * w * h];
-            let Tap { i0, i1, w1: t } = ty[y];
-            let (a, b) = (&plane[i0 * w..(i0 + 1) * w], &plane[i1 * w..(i1 + 1) * w]);
-            if down {
-                for (
-                    o,
-                    &Tap {
-                        i0: j0,
-                        i1: j1,
-                        w1: u,
-                    },
-                ) in row.iter_mut().zip(&tx)
-                {
-                    let v0 = a[j0] + t * (b[j0] - a[j0]);
-                    let v1 = a[j1] + t * (b[j1] - a[j1]);
-                    *o = v0 + u * (v1 - v0);
-                }
-                return;
-            }
-            for ((v, &a), &b) in column.iter_mut().zip(a).zip(b) {
-                *v = a + t * (b - a);
-            }
-            for (
-                o,
-                &Tap {
-                    i0: j0,
-                    i1: j1,
-                    w1: t,
-                },
-            ) in row.iter_mut().zip(&tx)
-            {
-                *o = column[j0] + t * (column[j1] - column[j0]);
-            }
-        },
-    );
+    // Each output sample mixes its four source samples directly: down-sampling (the usual
+    // case) then reads only the columns the taps name.
+    out.par_chunks_mut(ww).enumerate().for_each(|(r, row)| {
+        let (c, y) = (r / wh, r % wh);
+        let plane = &s.data[c * w * h..(c + 1) * w * h];
+        let Tap { i0, i1, w1: t } = ty[y];
+        let (a, b) = (&plane[i0 * w..(i0 + 1) * w], &plane[i1 * w..(i1 + 1) * w]);
+        for (o, x) in row.iter_mut().zip(&tx) {
+            let v0 = a[x.i0] + t * (b[x.i0] - a[x.i0]);
+            let v1 = a[x.i1] + t * (b[x.i1] - a[x.i1]);
+            *o = v0 + x.w1 * (v1 - v0);
+        }
+    });
 }
 
 /// The refine stage.
