@@ -79,6 +79,7 @@ pub static SINKS: &[Entry<dyn SinkComponent>] = &[
     entry!("mkv", sink::mkv::MkvConfig),
     entry!("png", sink::png::PngConfig),
     entry!("jsonl", sink::jsonl::JsonlConfig),
+    entry!("coco_truth", sink::coco::CocoTruthConfig),
     entry!("mqtt", sink::mqtt::MqttConfig),
     entry!("nats", sink::nats::NatsConfig),
     entry!("null", sink::null::NullConfig),

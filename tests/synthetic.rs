@@ -162,3 +162,61 @@ fn trained_default_segments_unseen_synthetic_seeds() {
         }
     }
 }
+
+/// The `coco_truth` sink's file, read by pycocotools, holds each visible car and pedestrian
+/// as a mask whose union per class is exactly that class in the truth label map.
+#[test]
+fn coco_truth_matches_the_label_maps_in_pycocotools() {
+    let dir = tempfile::tempdir().unwrap();
+    let (truth, coco) = (dir.path().join("truth"), dir.path().join("truth.json"));
+    let p = pipeline_file(
+        dir.path(),
+        "coco.toml",
+        &format!(
+            "[source]\ntype = \"synthetic\"\nwidth = 320\nheight = 180\nframes = 6\nseed = 5\n\n\
+             [[sinks]]\ntype = \"png\"\ndir = {truth:?}\nwhat = \"truth\"\n\n\
+             [[sinks]]\ntype = \"coco_truth\"\npath = {coco:?}\n"
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap()]),
+        Duration::from_secs(120),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got: Value = serde_json::from_str(&reference(
+        "coco_truth.py",
+        &[coco.to_str().unwrap(), truth.to_str().unwrap()],
+    ))
+    .unwrap();
+    assert_eq!(got["problems"], serde_json::json!([]), "{got}");
+    assert_eq!(got["images"], 6);
+    assert!(got["annotations"].as_u64().unwrap() >= 6 * 4, "{got}");
+    assert_eq!(got["categories"]["car"], 13);
+    assert_eq!(got["categories"]["person"], 11);
+}
+
+/// Instance truth from a source that has none is a one-line error before the run starts.
+#[test]
+fn coco_truth_without_a_source_truth_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline_file(
+        dir.path(),
+        "coco.toml",
+        &format!(
+            "[source]\ntype = \"test\"\nframes = 2\n\n\
+             [[sinks]]\ntype = \"coco_truth\"\npath = {:?}\n",
+            dir.path().join("t.json")
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    let err = stderr(&o);
+    assert_ne!(o.status.code(), Some(0), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("coco_truth needs a source with ground truth"),
+        "{err}"
+    );
+}

@@ -1,5 +1,29 @@
 //! The class names (and colours) a pipeline's models use.
 
+/// The 19 Cityscapes training classes by train id: the label space of the synthetic
+/// scene's truth (`Frame::truth`, `Frame::truth_instances`).
+pub const CITYSCAPES: [&str; 19] = [
+    "road",
+    "sidewalk",
+    "building",
+    "wall",
+    "fence",
+    "pole",
+    "traffic light",
+    "traffic sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
+];
+
 /// Class names of a pipeline's semantic and instance models.
 #[derive(Clone, Debug, Default)]
 pub struct Classes {

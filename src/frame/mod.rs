@@ -14,7 +14,7 @@ mod scores;
 
 pub use argmax::{argmax_scores, resample_labels};
 pub use bbox::{box_ios, box_iou, overlap, MatchMetric};
-pub use classes::Classes;
+pub use classes::{Classes, CITYSCAPES};
 pub use facet::{Facet, Facets};
 pub use image::{LabelMap, RgbImage};
 pub use instance::{Instance, Mask};
@@ -48,6 +48,9 @@ pub struct Frame {
     pub overlay: Option<Arc<RgbImage>>,
     /// The true label map, when the source knows it (the synthetic scene does).
     pub truth: Option<Arc<LabelMap>>,
+    /// The true objects, when the source knows them (the synthetic scene does): class in
+    /// the label space of `truth`, score 1, exact masks.
+    pub truth_instances: Option<Arc<Vec<Instance>>>,
     /// Set on the last frame of a stream that ends while the run goes on (one file of a
     /// batch), so per-stream sinks finish that stream's outputs there.
     pub end: Option<StreamEnd>,
@@ -76,6 +79,7 @@ impl Frame {
             instances: None,
             overlay: None,
             truth: None,
+            truth_instances: None,
             end: None,
         }
     }

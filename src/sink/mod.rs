@@ -3,6 +3,7 @@
 
 mod audio;
 mod broker;
+pub mod coco;
 pub mod display;
 pub mod jsonl;
 pub mod mkv;

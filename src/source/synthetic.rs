@@ -4,8 +4,11 @@
 //!
 //! Road with moving lane dashes, sidewalks, terrain, buildings with windows, sky, trees,
 //! poles with signs, cars driving across and pedestrians walking, drawn back to front. Every
-//! pixel's colour and its Cityscapes train id are written together, so the truth is exact.
-//! Seeded and deterministic: the same seed and frame index always give the same picture.
+//! pixel's colour and its Cityscapes train id are written together, so the truth is exact;
+//! cars and pedestrians are things, and each pixel of one also records which object it is,
+//! so the frame carries its true instances too (`Frame::truth_instances`: exact masks after
+//! occlusion, in drawing order). Seeded and deterministic: the same seed and frame index
+//! always give the same picture.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +17,7 @@ use serde::Deserialize;
 
 use crate::component::{BuildContext, CheckContext, Component, SourceComponent};
 use crate::config::Problems;
-use crate::frame::{Facet, Facets, Frame, LabelMap, RgbImage};
+use crate::frame::{Facet, Facets, Frame, Instance, LabelMap, Mask, RgbImage};
 use crate::runtime::{BoxError, Output, Source};
 
 /// Cityscapes train ids used by the scene.
@@ -54,6 +57,11 @@ struct Canvas {
     h: i32,
     rgb: Vec<u8>,
     labels: Vec<u8>,
+    /// Per pixel, the object drawn there: 0 for stuff, else its number from 1.
+    objects: Vec<u8>,
+    /// The object now being drawn (0 while drawing stuff) and its class.
+    object: u8,
+    things: Vec<u8>,
     seed: u64,
 }
 
@@ -72,6 +80,66 @@ impl Canvas {
             *dst = (v as i16 + noise).clamp(0, 255) as u8;
         }
         self.labels[i] = label;
+        self.objects[i] = self.object;
+    }
+
+    /// Starts a new thing of `class`: what is drawn until the next call belongs to it.
+    fn begin_thing(&mut self, class: u8) {
+        self.things.push(class);
+        self.object = self.things.len() as u8;
+    }
+
+    /// Each thing's exact mask (what is left of it after occlusion) and its pixel box;
+    /// things hidden entirely are left out.
+    fn instances(&self) -> Vec<Instance> {
+        let n = self.things.len();
+        let (mut x0, mut y0) = (vec![i32::MAX; n], vec![i32::MAX; n]);
+        let (mut x1, mut y1) = (vec![-1i32; n], vec![-1i32; n]);
+        for y in 0..self.h {
+            for x in 0..self.w {
+                let o = self.objects[(y * self.w + x) as usize] as usize;
+                if o > 0 {
+                    let k = o - 1;
+                    x0[k] = x0[k].min(x);
+                    y0[k] = y0[k].min(y);
+                    x1[k] = x1[k].max(x);
+                    y1[k] = y1[k].max(y);
+                }
+            }
+        }
+        (0..n)
+            .filter(|&k| x1[k] >= 0)
+            .map(|k| {
+                let (width, height) = ((x1[k] - x0[k] + 1) as u32, (y1[k] - y0[k] + 1) as u32);
+                let mut data = Vec::with_capacity((width * height) as usize);
+                for y in y0[k]..=y1[k] {
+                    let row = (y * self.w) as usize;
+                    data.extend(
+                        self.objects[row + x0[k] as usize..=row + x1[k] as usize]
+                            .iter()
+                            .map(|&o| u8::from(o as usize == k + 1)),
+                    );
+                }
+                Instance {
+                    class: self.things[k] as u32,
+                    score: 1.0,
+                    bbox: [
+                        x0[k] as f32,
+                        y0[k] as f32,
+                        x1[k] as f32 + 1.0,
+                        y1[k] as f32 + 1.0,
+                    ],
+                    mask: Mask {
+                        x: x0[k] as u32,
+                        y: y0[k] as u32,
+                        width,
+                        height,
+                        data,
+                    },
+                    id: k as u32 + 1,
+                }
+            })
+            .collect()
     }
 
     fn rect(&mut self, x0: f32, y0: f32, x1: f32, y1: f32, colour: [u8; 3], label: u8) {
@@ -94,14 +162,35 @@ impl Canvas {
     }
 }
 
-/// Renders frame `t` of the scene for `seed`.
+/// Renders frame `t` of the scene for `seed`: the picture and its label map.
 pub fn render(width: u32, height: u32, seed: u64, t: u64) -> (RgbImage, LabelMap) {
+    let scene = render_scene(width, height, seed, t);
+    (scene.image, scene.labels)
+}
+
+/// One rendered frame and its truth.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scene {
+    pub image: RgbImage,
+    /// Cityscapes train id per pixel.
+    pub labels: LabelMap,
+    /// The visible cars and pedestrians: class (train id), score 1, pixel box, exact mask,
+    /// and `id` the object's number in the scene (the same object keeps it from frame to
+    /// frame while it stays in view).
+    pub instances: Vec<Instance>,
+}
+
+/// Renders frame `t` of the scene for `seed`, with its instances.
+pub fn render_scene(width: u32, height: u32, seed: u64, t: u64) -> Scene {
     let (w, h) = (width as f32, height as f32);
     let mut c = Canvas {
         w: width as i32,
         h: height as i32,
         rgb: vec![0; (width * height * 3) as usize],
         labels: vec![0; (width * height) as usize],
+        objects: vec![0; (width * height) as usize],
+        object: 0,
+        things: Vec::new(),
         seed,
     };
     let mut rng = Rng(seed ^ 0x5EED);
@@ -238,6 +327,7 @@ pub fn render(width: u32, height: u32, seed: u64, t: u64) -> (RgbImage, LabelMap
             rng.range(30.0, 220.0) as u8,
             rng.range(30.0, 220.0) as u8,
         ];
+        c.begin_thing(class::CAR);
         c.rect(x, y - ch, x + cw, y - ch * 0.35, body, class::CAR);
         c.rect(
             x + cw * 0.2,
@@ -271,6 +361,7 @@ pub fn render(width: u32, height: u32, seed: u64, t: u64) -> (RgbImage, LabelMap
             rng.range(30.0, 120.0) as u8,
             rng.range(30.0, 200.0) as u8,
         ];
+        c.begin_thing(class::PERSON);
         c.rect(
             x - scale * 0.03,
             base_y - scale * 0.28,
@@ -295,10 +386,12 @@ pub fn render(width: u32, height: u32, seed: u64, t: u64) -> (RgbImage, LabelMap
             class::PERSON,
         );
     }
-    (
-        RgbImage::new(width, height, c.rgb),
-        LabelMap::new(width, height, c.labels),
-    )
+    let instances = c.instances();
+    Scene {
+        image: RgbImage::new(width, height, c.rgb),
+        labels: LabelMap::new(width, height, c.labels),
+        instances,
+    }
 }
 
 /// The synthetic source: frames with their truth attached.
@@ -316,11 +409,12 @@ impl Source for Synthetic {
             if out.stop_requested() {
                 break;
             }
-            let (image, truth) = render(self.width, self.height, self.seed, seq);
-            let mut frame = Frame::new(0, seq, image);
+            let scene = render_scene(self.width, self.height, self.seed, seq);
+            let mut frame = Frame::new(0, seq, scene.image);
             frame.pts = Some(Duration::from_secs_f64(seq as f64 / self.fps as f64));
             frame.rate = Some((self.fps as i32, 1));
-            frame.truth = Some(Arc::new(truth));
+            frame.truth = Some(Arc::new(scene.labels));
+            frame.truth_instances = Some(Arc::new(scene.instances));
             out.send(frame)?;
         }
         Ok(())
@@ -459,5 +553,59 @@ mod tests {
         }
         let allowed = [0, 1, 2, 5, 7, 8, 9, 10, 11, 13];
         assert!(truth.data.iter().all(|l| allowed.contains(l)));
+    }
+
+    /// The instances tile the thing pixels of the label map exactly: every car and person
+    /// pixel belongs to exactly one instance of that class, and no other pixel to any.
+    #[test]
+    fn instances_cover_the_things_exactly() {
+        let (mut people, mut cars) = (0, 0);
+        for seed in 0..20 {
+            let scene = render_scene(320, 180, seed, seed * 7);
+            let labels = &scene.labels;
+            let mut owner = vec![0u32; labels.data.len()];
+            for inst in &scene.instances {
+                assert!(inst.mask.area() > 0);
+                let m = &inst.mask;
+                assert_eq!(
+                    inst.bbox,
+                    [
+                        m.x as f32,
+                        m.y as f32,
+                        (m.x + m.width) as f32,
+                        (m.y + m.height) as f32
+                    ]
+                );
+                for y in m.y..m.y + m.height {
+                    for x in m.x..m.x + m.width {
+                        if m.get(x, y) {
+                            let i = (y * labels.width + x) as usize;
+                            assert_eq!(owner[i], 0, "two instances on one pixel");
+                            owner[i] = inst.id;
+                            assert_eq!(labels.data[i] as u32, inst.class);
+                        }
+                    }
+                }
+            }
+            for (i, &l) in labels.data.iter().enumerate() {
+                let thing = l == class::CAR || l == class::PERSON;
+                assert_eq!(thing, owner[i] != 0, "seed {seed}, pixel {i}");
+            }
+            people += scene
+                .instances
+                .iter()
+                .filter(|i| i.class == class::PERSON as u32)
+                .count();
+            cars += scene
+                .instances
+                .iter()
+                .filter(|i| i.class == class::CAR as u32)
+                .count();
+        }
+        assert!(
+            people >= 36 && people <= 40,
+            "{people} pedestrians in 20 scenes"
+        );
+        assert!(cars >= 30 && cars <= 60, "{cars} cars in 20 scenes");
     }
 }
