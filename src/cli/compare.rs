@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use segstream::infer::{
-    provider_name, InferConfig, InputType, PrePost, ProviderConfig, Task, TilingConfig,
+    provider_name, InferConfig, InputType, PrePost, ProviderConfig, TilingConfig,
 };
 use segstream::pipeline::{Part, Pipeline};
 use segstream::refine::RefineConfig;
@@ -116,7 +116,12 @@ pub struct ComparisonRow {
     /// the same model's float32 CPU row.
     pub mean_iou: Option<f64>,
     pub mean_iou_change: Option<f64>,
-    /// No other row is at least as fast and as accurate, and better in one (with `--eval`).
+    /// With `--eval`, for instance models: mask AP (COCO, IoU .50:.95) against the source's
+    /// true instances, and its change in points from the model's float32 CPU row.
+    pub mask_ap: Option<f64>,
+    pub mask_ap_change: Option<f64>,
+    /// No other row of the same task is at least as fast and as accurate, and better in
+    /// one (with `--eval`; accuracy is mean IoU, or mask AP for instance models).
     pub pareto: Option<bool>,
     /// The full bench report of this combination.
     pub report: Option<BenchReport>,
@@ -242,6 +247,16 @@ fn mean_iou(report: &BenchReport) -> Option<f64> {
     report.accuracy.as_ref()?["metrics"]["mean_iou"].as_f64()
 }
 
+/// Mask AP in a bench report's accuracy, if instances were scored.
+fn mask_ap(report: &BenchReport) -> Option<f64> {
+    report.accuracy.as_ref()?["instances"]["ap"].as_f64()
+}
+
+/// A row's accuracy: mean IoU (task 0), or mask AP (task 1) for a model without labels.
+fn accuracy(row: &ComparisonRow) -> Option<(u8, f64)> {
+    row.mean_iou.map(|m| (0, m)).or(row.mask_ap.map(|a| (1, a)))
+}
+
 /// One row to run: what it is called, and the pipeline it runs (or why it cannot).
 struct Job {
     row: ComparisonRow,
@@ -263,6 +278,8 @@ fn empty_row(model: String, provider: String, precision: String, setup: &str) ->
         bottleneck: None,
         mean_iou: None,
         mean_iou_change: None,
+        mask_ap: None,
+        mask_ap_change: None,
         pareto: None,
         report: None,
     }
@@ -442,13 +459,6 @@ pub fn compare(
                     Some(p) => variant(&m, p),
                     None => Ok(m),
                 });
-                let chosen = match chosen {
-                    Ok(m) if m.config.task != Task::Semantic => Err(format!(
-                        "{} is not a semantic segmentation model",
-                        m.config_path.display()
-                    )),
-                    other => other,
-                };
                 let first = jobs.is_empty();
                 let mut extra = Vec::new();
                 let pipeline = chosen.and_then(|m| {
@@ -512,6 +522,7 @@ pub fn compare(
                 row.latency_p50_ms = report.latency.as_ref().map(|l| l.p50_ms);
                 row.bottleneck = Some(report.bottleneck.clone());
                 row.mean_iou = mean_iou(&report);
+                row.mask_ap = mask_ap(&report);
                 row.report = Some(report);
             }
             Err(reason) => row.reason = Some(reason),
@@ -531,8 +542,8 @@ pub fn compare(
     })
 }
 
-/// Mean IoU change from each model's float32 CPU row, and the Pareto front over FPS and
-/// mean IoU.
+/// Accuracy change from each model's float32 CPU row, and the Pareto front over FPS and
+/// accuracy among rows of the same task.
 fn score(rows: &mut [ComparisonRow]) {
     let baseline = |model: &str, rows: &[ComparisonRow]| {
         rows.iter()
@@ -542,19 +553,34 @@ fn score(rows: &mut [ComparisonRow]) {
                     && r.precision == "float32"
                     && (r.setup == "-" || r.setup == PrePostKind::Host.label())
             })
-            .and_then(|r| r.mean_iou)
+            .cloned()
     };
-    let changes: Vec<Option<f64>> = rows
+    let change = |got: Option<f64>, base: Option<f64>| Some((got? - base?) * 100.0);
+    let changes: Vec<(Option<f64>, Option<f64>)> = rows
         .iter()
-        .map(|r| Some((r.mean_iou? - baseline(&r.model, rows)?) * 100.0))
+        .map(|r| {
+            let base = baseline(&r.model, rows);
+            (
+                change(r.mean_iou, base.as_ref().and_then(|b| b.mean_iou)),
+                change(r.mask_ap, base.as_ref().and_then(|b| b.mask_ap)),
+            )
+        })
         .collect();
-    let points: Vec<Option<(f64, f64)>> =
-        rows.iter().map(|r| Some((r.fps?, r.mean_iou?))).collect();
+    let points: Vec<Option<(f64, u8, f64)>> = rows
+        .iter()
+        .map(|r| {
+            let (task, acc) = accuracy(r)?;
+            Some((r.fps?, task, acc))
+        })
+        .collect();
     for (i, row) in rows.iter_mut().enumerate() {
-        row.mean_iou_change = changes[i];
-        row.pareto = points[i].map(|(fps, iou)| {
+        (row.mean_iou_change, row.mask_ap_change) = changes[i];
+        row.pareto = points[i].map(|(fps, task, acc)| {
             !points.iter().enumerate().any(|(j, q)| {
-                j != i && q.is_some_and(|(f, u)| f >= fps && u >= iou && (f > fps || u > iou))
+                j != i
+                    && q.is_some_and(|(f, t, a)| {
+                        t == task && f >= fps && a >= acc && (f > fps || a > acc)
+                    })
             })
         });
     }
@@ -565,13 +591,14 @@ impl Comparison {
     pub fn to_csv(&self) -> String {
         let mut out = String::from(
             "model,provider,precision,setup,available,fps,model_only_fps,efficiency,\
-             latency_p50_ms,mean_iou,mean_iou_change,pareto,bottleneck,reason\n",
+             latency_p50_ms,mean_iou,mean_iou_change,mask_ap,mask_ap_change,pareto,bottleneck,\
+             reason\n",
         );
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.4}"));
         for r in &self.rows {
             let reason = r.reason.as_deref().unwrap_or("").replace('"', "'");
             out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
                 r.model,
                 r.provider,
                 r.precision,
@@ -583,6 +610,8 @@ impl Comparison {
                 opt(r.latency_p50_ms),
                 opt(r.mean_iou),
                 opt(r.mean_iou_change),
+                opt(r.mask_ap),
+                opt(r.mask_ap_change),
                 r.pareto.map_or(String::new(), |p| p.to_string()),
                 r.bottleneck.as_deref().unwrap_or(""),
                 reason
@@ -614,7 +643,8 @@ impl std::fmt::Display for Comparison {
                 self.rounds
             )?;
         }
-        let scored = self.rows.iter().any(|r| r.mean_iou.is_some());
+        let scored = self.rows.iter().any(|r| accuracy(r).is_some());
+        let masks = self.rows.iter().any(|r| r.mask_ap.is_some());
         write!(
             f,
             "{:<width$}  {:<9} {:<9} {:<setup$} {:>8} {:>10} {:>10} {:>12}",
@@ -628,7 +658,11 @@ impl std::fmt::Display for Comparison {
             "latency p50"
         )?;
         if scored {
-            write!(f, " {:>9} {:>7} {:>6}", "mean IoU", "change", "pareto")?;
+            write!(f, " {:>9}", "mean IoU")?;
+            if masks {
+                write!(f, " {:>8}", "mask AP")?;
+            }
+            write!(f, " {:>7} {:>6}", "change", "pareto")?;
         }
         writeln!(f, "  bottleneck")?;
         for r in &self.rows {
@@ -648,11 +682,21 @@ impl std::fmt::Display for Comparison {
                     v(r.latency_p50_ms, 1),
                 )?;
                 if scored {
+                    let pct =
+                        |x: Option<f64>| x.map_or("-".into(), |x| format!("{:.2}%", x * 100.0));
+                    write!(f, " {:>9}", pct(r.mean_iou))?;
+                    if masks {
+                        write!(f, " {:>8}", pct(r.mask_ap))?;
+                    }
+                    let change = if r.mean_iou.is_some() {
+                        r.mean_iou_change
+                    } else {
+                        r.mask_ap_change
+                    };
                     write!(
                         f,
-                        " {:>8}% {:>+7.2} {:>6}",
-                        v(r.mean_iou.map(|m| m * 100.0), 2),
-                        r.mean_iou_change.unwrap_or(f64::NAN),
+                        " {:>+7.2} {:>6}",
+                        change.unwrap_or(f64::NAN),
                         match r.pareto {
                             Some(true) => "*",
                             _ => "",
@@ -671,8 +715,9 @@ impl std::fmt::Display for Comparison {
         if scored {
             writeln!(
                 f,
-                "change: mean IoU points from the model's float32 CPU row; pareto (*): no \
-                 other row is both faster and more accurate"
+                "change: mean IoU (mask AP for instance models) points from the model's \
+                 float32 CPU row; pareto (*): no other row of the same task is both faster \
+                 and more accurate"
             )?;
         }
         Ok(())

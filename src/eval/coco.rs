@@ -20,6 +20,32 @@ use serde_json::Value;
 
 use super::rle::Rle;
 use super::EvalError;
+use crate::frame::{Classes, CITYSCAPES};
+
+/// The Cityscapes train ids that are things (person, rider, car, truck, bus, train,
+/// motorcycle, bicycle): the classes true instances may have.
+const THINGS: std::ops::RangeInclusive<usize> = 11..=18;
+
+/// The COCO category each true instance class (a Cityscapes train id, as the synthetic
+/// source gives them) is scored under: the instance model's class index of the same name,
+/// or without an instance model the train id itself. Indexed by train id, with the name;
+/// `None` for stuff and for things the model does not name.
+pub fn truth_categories(classes: &Classes) -> Vec<Option<(u32, &'static str)>> {
+    let mut out = vec![None; CITYSCAPES.len()];
+    for class in THINGS {
+        let name = CITYSCAPES[class];
+        out[class] = if classes.instance.is_empty() {
+            Some((class as u32, name))
+        } else {
+            classes
+                .instance
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(name))
+                .map(|i| (i as u32, name))
+        };
+    }
+    out
+}
 
 /// How prediction frames are paired with ground-truth images.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -224,19 +250,10 @@ pub fn evaluate(pred: &Path, truth: &Path, match_by: MatchBy) -> Result<CocoMetr
     })?;
 
     let images: HashMap<i64, &GtImage> = gt.images.iter().map(|i| (i.id, i)).collect();
-    let image_ids: Vec<i64> = images
-        .keys()
-        .copied()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let categories: Vec<i64> = gt
-        .categories
-        .iter()
-        .map(|c| c.id)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let mut scorer = Scorer::new(gt.categories.iter().map(|c| (c.id, c.name.clone())));
+    for &id in images.keys() {
+        scorer.add_image(id);
+    }
     let by_file_name: HashMap<u64, i64> = gt
         .images
         .iter()
@@ -247,32 +264,28 @@ pub fn evaluate(pred: &Path, truth: &Path, match_by: MatchBy) -> Result<CocoMetr
         })
         .collect();
 
-    let mut gts: HashMap<(i64, i64), Vec<GtObject>> = HashMap::new();
-    let mut ground_truth = 0;
     for (n, ann) in gt.annotations.iter().enumerate() {
         let Some(image) = images.get(&ann.image_id) else {
             continue;
         };
-        if categories.binary_search(&ann.category_id).is_err() {
+        if !scorer.has_category(ann.category_id) {
             continue;
         }
         let what = format!("{} annotation {n} (id {})", truth.display(), ann.id);
         let rle = gt_rle(ann, image, &what)?;
         let area = ann.area.unwrap_or(rle.area() as f64);
-        ground_truth += 1;
-        gts.entry((ann.image_id, ann.category_id))
-            .or_default()
-            .push(GtObject {
+        scorer.push_truth(
+            (ann.image_id, ann.category_id),
+            GtObject {
                 id: ann.id,
                 rle,
                 area,
                 crowd: ann.iscrowd != 0,
-            });
+            },
+        );
     }
 
     let file = std::fs::File::open(pred).map_err(|e| read_err(pred, e.to_string()))?;
-    let mut dts: HashMap<(i64, i64), Vec<Detection>> = HashMap::new();
-    let mut detections = 0i64;
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| read_err(pred, e.to_string()))?;
         if line.trim().is_empty() {
@@ -313,8 +326,8 @@ pub fn evaluate(pred: &Path, truth: &Path, match_by: MatchBy) -> Result<CocoMetr
         })?;
         let image = images[&image_id];
         for inst in frame.instances {
-            detections += 1;
-            if categories.binary_search(&inst.category_id).is_err() {
+            scorer.detections += 1;
+            if !scorer.has_category(inst.category_id) {
                 continue;
             }
             let [h, w] = inst.segmentation.size;
@@ -329,168 +342,249 @@ pub fn evaluate(pred: &Path, truth: &Path, match_by: MatchBy) -> Result<CocoMetr
             }
             let rle = Rle::from_counts_string(&inst.segmentation.counts, h, w)
                 .map_err(|r| invalid(what.clone(), r.to_string()))?;
-            dts.entry((image_id, inst.category_id))
-                .or_default()
-                .push(Detection {
-                    id: detections,
-                    area: rle.area() as f64,
-                    rle,
-                    score: inst.score,
-                });
+            scorer.push_detection(image_id, inst.category_id, inst.score, rle);
+        }
+    }
+    Ok(scorer.metrics())
+}
+
+/// Ground truth and detections gathered image by image, then scored as COCOeval scores
+/// them: what `evaluate` reads from files, and what `run --eval` gathers from frames.
+pub struct Scorer {
+    images: BTreeSet<i64>,
+    /// Category ids, ascending, and their names.
+    categories: Vec<(i64, String)>,
+    gts: HashMap<(i64, i64), Vec<GtObject>>,
+    dts: HashMap<(i64, i64), Vec<Detection>>,
+    /// Detections seen, of any category (also their ids, from 1).
+    detections: i64,
+    ground_truth: usize,
+}
+
+impl Scorer {
+    /// A scorer over `categories` (id, name); objects of other categories are left out.
+    pub fn new(categories: impl IntoIterator<Item = (i64, String)>) -> Scorer {
+        let mut categories: Vec<(i64, String)> = categories.into_iter().collect();
+        categories.sort_by_key(|c| c.0);
+        categories.dedup_by_key(|c| c.0);
+        Scorer {
+            images: BTreeSet::new(),
+            categories,
+            gts: HashMap::new(),
+            dts: HashMap::new(),
+            detections: 0,
+            ground_truth: 0,
         }
     }
 
-    let thresholds = linspace(0.5, 0.95, 10);
-    let recall_points = linspace(0.0, 1.0, 101);
-    let (t_n, r_n, k_n, a_n, m_n) = (
-        thresholds.len(),
-        recall_points.len(),
-        categories.len(),
-        AREA_RANGES.len(),
-        MAX_DETS.len(),
-    );
-    // precision[t][r][k][a][m] and recall[t][k][a][m], -1 where undefined, as COCOeval.
-    let p_at = |t: usize, r: usize, k: usize, a: usize, m: usize| {
-        ((((t * r_n + r) * k_n + k) * a_n + a) * m_n) + m
-    };
-    let r_at = |t: usize, k: usize, a: usize, m: usize| (((t * k_n + k) * a_n + a) * m_n) + m;
-    let mut precision = vec![-1.0f64; t_n * r_n * k_n * a_n * m_n];
-    let mut recall = vec![-1.0f64; t_n * k_n * a_n * m_n];
-    let max_det = *MAX_DETS.last().expect("three limits");
+    fn has_category(&self, id: i64) -> bool {
+        self.categories.binary_search_by_key(&id, |c| c.0).is_ok()
+    }
 
-    for (k, &cat) in categories.iter().enumerate() {
-        // evaluateImg for every image and area range.
-        let mut evals: Vec<Vec<Option<ImageEval>>> = (0..a_n).map(|_| Vec::new()).collect();
-        for &img in &image_ids {
-            let no_gt = Vec::new();
-            let no_dt = Vec::new();
-            let g = gts.get(&(img, cat)).unwrap_or(&no_gt);
-            let d = dts.get(&(img, cat)).unwrap_or(&no_dt);
-            if g.is_empty() && d.is_empty() {
-                for e in &mut evals {
-                    e.push(None);
-                }
-                continue;
-            }
-            let mut order: Vec<usize> = (0..d.len()).collect();
-            order.sort_by(|&a, &b| d[b].score.total_cmp(&d[a].score));
-            order.truncate(max_det);
-            let dt: Vec<&Detection> = order.iter().map(|&i| &d[i]).collect();
-            let ious: Vec<Vec<f64>> = dt
-                .iter()
-                .map(|d| g.iter().map(|g| d.rle.iou(&g.rle, g.crowd)).collect())
-                .collect();
-            for (a, &(lo, hi)) in AREA_RANGES.iter().enumerate() {
-                evals[a].push(Some(evaluate_image(g, &dt, &ious, lo, hi, &thresholds)));
-            }
+    /// Counts image `id` (an image without objects still counts).
+    pub fn add_image(&mut self, id: i64) {
+        self.images.insert(id);
+    }
+
+    fn push_truth(&mut self, key: (i64, i64), object: GtObject) {
+        self.ground_truth += 1;
+        self.gts.entry(key).or_default().push(object);
+    }
+
+    /// A true object of `category` in image `image` (not crowd; area its pixel count).
+    pub fn add_truth(&mut self, image: i64, category: i64, rle: Rle) {
+        if self.has_category(category) {
+            let id = self.ground_truth as i64 + 1;
+            let area = rle.area() as f64;
+            self.push_truth(
+                (image, category),
+                GtObject {
+                    id,
+                    rle,
+                    area,
+                    crowd: false,
+                },
+            );
         }
-        // accumulate.
-        for (a, evals) in evals.iter().enumerate() {
-            for (m, &limit) in MAX_DETS.iter().enumerate() {
-                let mut rows: Vec<(f64, usize, usize)> = Vec::new(); // score, image, detection
-                let mut counted = 0;
-                for (i, e) in evals.iter().enumerate() {
-                    let Some(e) = e else { continue };
-                    counted += e.counted;
-                    rows.extend(
-                        e.scores
-                            .iter()
-                            .take(limit)
-                            .enumerate()
-                            .map(|(j, &s)| (s, i, j)),
-                    );
-                }
-                if counted == 0 {
+    }
+
+    fn push_detection(&mut self, image: i64, category: i64, score: f64, rle: Rle) {
+        self.dts
+            .entry((image, category))
+            .or_default()
+            .push(Detection {
+                id: self.detections,
+                area: rle.area() as f64,
+                rle,
+                score,
+            });
+    }
+
+    /// A detection of `category` with `score` in image `image`.
+    pub fn add_detection(&mut self, image: i64, category: i64, score: f64, rle: Rle) {
+        self.detections += 1;
+        if self.has_category(category) {
+            self.push_detection(image, category, score, rle);
+        }
+    }
+
+    /// The COCO figures over everything added.
+    pub fn metrics(&self) -> CocoMetrics {
+        let image_ids: Vec<i64> = self.images.iter().copied().collect();
+        let categories: Vec<i64> = self.categories.iter().map(|c| c.0).collect();
+        let (gts, dts) = (&self.gts, &self.dts);
+        let thresholds = linspace(0.5, 0.95, 10);
+        let recall_points = linspace(0.0, 1.0, 101);
+        let (t_n, r_n, k_n, a_n, m_n) = (
+            thresholds.len(),
+            recall_points.len(),
+            categories.len(),
+            AREA_RANGES.len(),
+            MAX_DETS.len(),
+        );
+        // precision[t][r][k][a][m] and recall[t][k][a][m], -1 where undefined, as COCOeval.
+        let p_at = |t: usize, r: usize, k: usize, a: usize, m: usize| {
+            ((((t * r_n + r) * k_n + k) * a_n + a) * m_n) + m
+        };
+        let r_at = |t: usize, k: usize, a: usize, m: usize| (((t * k_n + k) * a_n + a) * m_n) + m;
+        let mut precision = vec![-1.0f64; t_n * r_n * k_n * a_n * m_n];
+        let mut recall = vec![-1.0f64; t_n * k_n * a_n * m_n];
+        let max_det = *MAX_DETS.last().expect("three limits");
+
+        for (k, &cat) in categories.iter().enumerate() {
+            // evaluateImg for every image and area range.
+            let mut evals: Vec<Vec<Option<ImageEval>>> = (0..a_n).map(|_| Vec::new()).collect();
+            for &img in &image_ids {
+                let no_gt = Vec::new();
+                let no_dt = Vec::new();
+                let g = gts.get(&(img, cat)).unwrap_or(&no_gt);
+                let d = dts.get(&(img, cat)).unwrap_or(&no_dt);
+                if g.is_empty() && d.is_empty() {
+                    for e in &mut evals {
+                        e.push(None);
+                    }
                     continue;
                 }
-                rows.sort_by(|x, y| y.0.total_cmp(&x.0));
-                for t in 0..t_n {
-                    let (mut tp, mut fp) = (0.0f64, 0.0f64);
-                    let mut rc = Vec::with_capacity(rows.len());
-                    let mut pr = Vec::with_capacity(rows.len());
-                    for &(_, i, j) in &rows {
-                        let e = evals[i].as_ref().expect("rows come from evaluated images");
-                        if !e.ignored[t][j] {
-                            if e.matches[t][j] != 0 {
-                                tp += 1.0;
-                            } else {
-                                fp += 1.0;
+                let mut order: Vec<usize> = (0..d.len()).collect();
+                order.sort_by(|&a, &b| d[b].score.total_cmp(&d[a].score));
+                order.truncate(max_det);
+                let dt: Vec<&Detection> = order.iter().map(|&i| &d[i]).collect();
+                let ious: Vec<Vec<f64>> = dt
+                    .iter()
+                    .map(|d| g.iter().map(|g| d.rle.iou(&g.rle, g.crowd)).collect())
+                    .collect();
+                for (a, &(lo, hi)) in AREA_RANGES.iter().enumerate() {
+                    evals[a].push(Some(evaluate_image(g, &dt, &ious, lo, hi, &thresholds)));
+                }
+            }
+            // accumulate.
+            for (a, evals) in evals.iter().enumerate() {
+                for (m, &limit) in MAX_DETS.iter().enumerate() {
+                    let mut rows: Vec<(f64, usize, usize)> = Vec::new(); // score, image, detection
+                    let mut counted = 0;
+                    for (i, e) in evals.iter().enumerate() {
+                        let Some(e) = e else { continue };
+                        counted += e.counted;
+                        rows.extend(
+                            e.scores
+                                .iter()
+                                .take(limit)
+                                .enumerate()
+                                .map(|(j, &s)| (s, i, j)),
+                        );
+                    }
+                    if counted == 0 {
+                        continue;
+                    }
+                    rows.sort_by(|x, y| y.0.total_cmp(&x.0));
+                    for t in 0..t_n {
+                        let (mut tp, mut fp) = (0.0f64, 0.0f64);
+                        let mut rc = Vec::with_capacity(rows.len());
+                        let mut pr = Vec::with_capacity(rows.len());
+                        for &(_, i, j) in &rows {
+                            let e = evals[i].as_ref().expect("rows come from evaluated images");
+                            if !e.ignored[t][j] {
+                                if e.matches[t][j] != 0 {
+                                    tp += 1.0;
+                                } else {
+                                    fp += 1.0;
+                                }
+                            }
+                            rc.push(tp / counted as f64);
+                            pr.push(tp / (fp + tp + f64::EPSILON));
+                        }
+                        recall[r_at(t, k, a, m)] = rc.last().copied().unwrap_or(0.0);
+                        for i in (1..pr.len()).rev() {
+                            if pr[i] > pr[i - 1] {
+                                pr[i - 1] = pr[i];
                             }
                         }
-                        rc.push(tp / counted as f64);
-                        pr.push(tp / (fp + tp + f64::EPSILON));
-                    }
-                    recall[r_at(t, k, a, m)] = rc.last().copied().unwrap_or(0.0);
-                    for i in (1..pr.len()).rev() {
-                        if pr[i] > pr[i - 1] {
-                            pr[i - 1] = pr[i];
+                        for (r, &point) in recall_points.iter().enumerate() {
+                            let at = rc.partition_point(|&v| v < point);
+                            precision[p_at(t, r, k, a, m)] = pr.get(at).copied().unwrap_or(0.0);
                         }
-                    }
-                    for (r, &point) in recall_points.iter().enumerate() {
-                        let at = rc.partition_point(|&v| v < point);
-                        precision[p_at(t, r, k, a, m)] = pr.get(at).copied().unwrap_or(0.0);
                     }
                 }
             }
         }
-    }
 
-    let mean = |v: &mut dyn Iterator<Item = f64>| {
-        let (mut sum, mut n) = (0.0, 0usize);
-        for x in v.filter(|&x| x > -1.0) {
-            sum += x;
-            n += 1;
+        let mean = |v: &mut dyn Iterator<Item = f64>| {
+            let (mut sum, mut n) = (0.0, 0usize);
+            for x in v.filter(|&x| x > -1.0) {
+                sum += x;
+                n += 1;
+            }
+            (n > 0).then(|| sum / n as f64)
+        };
+        let ap = |t: Option<usize>, a: usize, ks: &[usize]| {
+            let ts: Vec<usize> = t.map_or((0..t_n).collect(), |t| vec![t]);
+            let mut it = ts
+                .iter()
+                .flat_map(|&t| (0..r_n).flat_map(move |r| ks.iter().map(move |&k| (t, r, k))))
+                .map(|(t, r, k)| precision[p_at(t, r, k, a, 2)]);
+            mean(&mut it)
+        };
+        let all: Vec<usize> = (0..k_n).collect();
+        let ar = |a: usize, m: usize| {
+            let mut it = (0..t_n)
+                .flat_map(|t| (0..k_n).map(move |k| (t, k)))
+                .map(|(t, k)| recall[r_at(t, k, a, m)]);
+            mean(&mut it)
+        };
+        let t_of = |v: f64| thresholds.iter().position(|&t| t == v);
+        let names: HashMap<i64, &str> = self
+            .categories
+            .iter()
+            .map(|c| (c.0, c.1.as_str()))
+            .collect();
+        CocoMetrics {
+            images: image_ids.len(),
+            detections: self.detections as usize,
+            ground_truth: self.ground_truth,
+            ap: ap(None, 0, &all),
+            ap50: t_of(0.5).and_then(|t| ap(Some(t), 0, &all)),
+            ap75: t_of(0.75).and_then(|t| ap(Some(t), 0, &all)),
+            ap_small: ap(None, 1, &all),
+            ap_medium: ap(None, 2, &all),
+            ap_large: ap(None, 3, &all),
+            ar1: ar(0, 0),
+            ar10: ar(0, 1),
+            ar100: ar(0, 2),
+            ar_small: ar(1, 2),
+            ar_medium: ar(2, 2),
+            ar_large: ar(3, 2),
+            per_category: categories
+                .iter()
+                .enumerate()
+                .map(|(k, &id)| CategoryAp {
+                    id,
+                    name: names.get(&id).copied().unwrap_or_default().to_owned(),
+                    ap: ap(None, 0, &[k]),
+                    ap50: t_of(0.5).and_then(|t| ap(Some(t), 0, &[k])),
+                })
+                .collect(),
         }
-        (n > 0).then(|| sum / n as f64)
-    };
-    let ap = |t: Option<usize>, a: usize, ks: &[usize]| {
-        let ts: Vec<usize> = t.map_or((0..t_n).collect(), |t| vec![t]);
-        let mut it = ts
-            .iter()
-            .flat_map(|&t| (0..r_n).flat_map(move |r| ks.iter().map(move |&k| (t, r, k))))
-            .map(|(t, r, k)| precision[p_at(t, r, k, a, 2)]);
-        mean(&mut it)
-    };
-    let all: Vec<usize> = (0..k_n).collect();
-    let ar = |a: usize, m: usize| {
-        let mut it = (0..t_n)
-            .flat_map(|t| (0..k_n).map(move |k| (t, k)))
-            .map(|(t, k)| recall[r_at(t, k, a, m)]);
-        mean(&mut it)
-    };
-    let t_of = |v: f64| thresholds.iter().position(|&t| t == v);
-    let names: HashMap<i64, &str> = gt
-        .categories
-        .iter()
-        .map(|c| (c.id, c.name.as_str()))
-        .collect();
-    Ok(CocoMetrics {
-        images: image_ids.len(),
-        detections: detections as usize,
-        ground_truth,
-        ap: ap(None, 0, &all),
-        ap50: t_of(0.5).and_then(|t| ap(Some(t), 0, &all)),
-        ap75: t_of(0.75).and_then(|t| ap(Some(t), 0, &all)),
-        ap_small: ap(None, 1, &all),
-        ap_medium: ap(None, 2, &all),
-        ap_large: ap(None, 3, &all),
-        ar1: ar(0, 0),
-        ar10: ar(0, 1),
-        ar100: ar(0, 2),
-        ar_small: ar(1, 2),
-        ar_medium: ar(2, 2),
-        ar_large: ar(3, 2),
-        per_category: categories
-            .iter()
-            .enumerate()
-            .map(|(k, &id)| CategoryAp {
-                id,
-                name: names.get(&id).copied().unwrap_or_default().to_owned(),
-                ap: ap(None, 0, &[k]),
-                ap50: t_of(0.5).and_then(|t| ap(Some(t), 0, &[k])),
-            })
-            .collect(),
-    })
+    }
 }
 
 /// COCOeval's `evaluateImg` for one image, category and area range; `dt` in score order,

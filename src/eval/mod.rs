@@ -209,24 +209,44 @@ fn png_names(dir: &Path) -> Result<Vec<String>, EvalError> {
 /// that carried both labels and ground truth.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunEval {
-    /// Frames scored.
+    /// Frames scored (labels, instances or both).
     pub frames: u64,
-    /// Frames that arrived without labels or without ground truth.
+    /// Frames that arrived without labels or instances, or without ground truth.
     pub unscored: u64,
+    /// The label maps' figures (empty without a semantic model).
     pub metrics: Metrics,
+    /// Mask AP and the other COCO figures, with an instance model on a source that knows
+    /// its instances: the same as `eval --instances` on the run's `jsonl` and `coco_truth`
+    /// files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<coco::CocoMetrics>,
 }
 
 impl std::fmt::Display for RunEval {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.4}", v * 100.0));
-        write!(
-            f,
-            "accuracy over {} frames: mean IoU {}%, pixel accuracy {}%, mean Dice {}%",
-            self.frames,
-            pct(self.metrics.mean_iou),
-            pct(self.metrics.pixel_accuracy),
-            pct(self.metrics.mean_dice)
-        )?;
+        write!(f, "accuracy over {} frames: ", self.frames)?;
+        let semantic = self.metrics.pixels > 0 || self.instances.is_none();
+        if semantic {
+            write!(
+                f,
+                "mean IoU {}%, pixel accuracy {}%, mean Dice {}%",
+                pct(self.metrics.mean_iou),
+                pct(self.metrics.pixel_accuracy),
+                pct(self.metrics.mean_dice)
+            )?;
+        }
+        if let Some(m) = &self.instances {
+            write!(
+                f,
+                "{}mask AP {}% (AP50 {}%, AP75 {}%, {} objects)",
+                if semantic { ", " } else { "" },
+                pct(m.ap),
+                pct(m.ap50),
+                pct(m.ap75),
+                m.ground_truth
+            )?;
+        }
         if self.unscored > 0 {
             write!(f, " ({} frames without labels or truth)", self.unscored)?;
         }

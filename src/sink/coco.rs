@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::component::{BuildContext, CheckContext, Component, Need, SinkComponent};
 use crate::config::Problems;
+use crate::eval::coco::truth_categories;
 use crate::frame::{Classes, Facet, Frame, CITYSCAPES};
 use crate::instance::rle;
 use crate::runtime::{BoxError, Output, QueueConfig, Stage};
@@ -72,7 +73,7 @@ impl SinkComponent for CocoTruthConfig {
         output: Option<&Path>,
     ) -> Result<Box<dyn Stage>, BoxError> {
         let path = output.unwrap_or(&self.path).to_owned();
-        Ok(Box::new(CocoTruthSink::new(path, cx.classes)?))
+        Ok(Box::new(CocoTruthSink::new(path, cx.classes)))
     }
 }
 
@@ -139,8 +140,9 @@ struct Info {
 
 pub struct CocoTruthSink {
     path: PathBuf,
-    /// Category id per truth class (Cityscapes train id); `None` for classes not written.
-    category: Vec<Option<u32>>,
+    /// Category id and name per truth class (Cityscapes train id); `None` for classes not
+    /// written.
+    category: Vec<Option<(u32, &'static str)>>,
     categories: Vec<Category>,
     images: Vec<Image>,
     annotations: Vec<Annotation>,
@@ -152,35 +154,22 @@ pub struct CocoTruthSink {
 /// How long frames may wait before the file is rewritten.
 const REWRITE_EVERY: Duration = Duration::from_secs(1);
 
-/// The Cityscapes train ids that are things (person, rider, car, truck, bus, train,
-/// motorcycle, bicycle): the classes the file may hold.
-const THINGS: std::ops::RangeInclusive<usize> = 11..=18;
-
 impl CocoTruthSink {
-    pub fn new(path: PathBuf, classes: &Classes) -> Result<Self, CocoTruthError> {
-        let mut category = vec![None; CITYSCAPES.len()];
-        let mut categories = Vec::new();
-        for class in THINGS {
-            let name = CITYSCAPES[class];
-            let id = if classes.instance.is_empty() {
-                Some(class as u32)
-            } else {
-                classes
-                    .instance
-                    .iter()
-                    .position(|n| n.eq_ignore_ascii_case(name))
-                    .map(|i| i as u32)
-            };
-            if let Some(id) = id {
-                category[class] = Some(id);
-                categories.push(Category {
+    pub fn new(path: PathBuf, classes: &Classes) -> Self {
+        let category = truth_categories(classes);
+        let categories = category
+            .iter()
+            .enumerate()
+            .filter_map(|(class, c)| {
+                let (id, name) = (*c)?;
+                Some(Category {
                     id,
                     name: name.to_owned(),
                     supercategory: if class <= 12 { "human" } else { "vehicle" },
-                });
-            }
-        }
-        Ok(CocoTruthSink {
+                })
+            })
+            .collect();
+        CocoTruthSink {
             path,
             category,
             categories,
@@ -188,7 +177,7 @@ impl CocoTruthSink {
             annotations: Vec::new(),
             written: None,
             dirty: false,
-        })
+        }
     }
 
     fn write(&mut self) -> Result<(), CocoTruthError> {
@@ -234,7 +223,7 @@ impl Stage for CocoTruthSink {
             .ok_or(CocoTruthError::Missing { seq: frame.seq })?;
         let (width, height) = (frame.image.width, frame.image.height);
         for inst in truth.iter() {
-            let Some(category_id) = self.category.get(inst.class as usize).copied().flatten()
+            let Some((category_id, _)) = self.category.get(inst.class as usize).copied().flatten()
             else {
                 let name = CITYSCAPES.get(inst.class as usize).copied().unwrap_or("?");
                 return Err(Box::new(CocoTruthError::Unnamed { name }));

@@ -603,9 +603,9 @@ mod tests {
                 .count();
         }
         assert!(
-            people >= 36 && people <= 40,
+            (36..=40).contains(&people),
             "{people} pedestrians in 20 scenes"
         );
-        assert!(cars >= 30 && cars <= 60, "{cars} cars in 20 scenes");
+        assert!((30..=60).contains(&cars), "{cars} cars in 20 scenes");
     }
 }
