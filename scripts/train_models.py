@@ -53,21 +53,25 @@ LR = 4e-3
 THREADS = 2
 
 
+def run_synthetic(segstream: str, tmp: str, seed: int, frames: int, sinks: str, size=(WIDTH, HEIGHT)):
+    """`segstream run` on the first `frames` frames of synthetic seed `seed`, into `sinks`
+    (the pipeline file's [[sinks]] tables)."""
+    pipeline = os.path.join(tmp, "render.toml")
+    with open(pipeline, "w") as fh:
+        fh.write(f'[source]\ntype = "synthetic"\nwidth = {size[0]}\nheight = {size[1]}\n'
+                 f"frames = {frames}\nseed = {seed}\n" + sinks)
+    subprocess.run([segstream, "run", pipeline, "--status-interval", "0", "--log-level", "error"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def render(segstream: str, seeds, out_dir: str, log):
     """Frame 0 and its truth for every seed, drawn by segstream's synthetic source."""
     images, truths = [], []
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         for seed in seeds:
-            pipeline = os.path.join(tmp, "render.toml")
-            with open(pipeline, "w") as fh:
-                fh.write(
-                    f'[source]\ntype = "synthetic"\nwidth = {WIDTH}\nheight = {HEIGHT}\n'
-                    f"frames = 1\nseed = {seed}\n"
-                    f'[[sinks]]\ntype = "png"\ndir = "{tmp}/frame"\nwhat = "frame"\n'
-                    f'[[sinks]]\ntype = "png"\ndir = "{tmp}/truth"\nwhat = "truth"\n'
-                )
-            subprocess.run([segstream, "run", pipeline, "--status-interval", "0", "--log-level", "error"],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            run_synthetic(segstream, tmp, seed, 1,
+                          f'[[sinks]]\ntype = "png"\ndir = "{tmp}/frame"\nwhat = "frame"\n'
+                          f'[[sinks]]\ntype = "png"\ndir = "{tmp}/truth"\nwhat = "truth"\n')
             images.append(np.asarray(Image.open(os.path.join(tmp, "frame", "000000.png")).convert("RGB")))
             truths.append(np.asarray(Image.open(os.path.join(tmp, "truth", "000000.png"))))
     log("  rendered %d frames %dx%d with segstream" % (len(images), WIDTH, HEIGHT))

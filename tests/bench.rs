@@ -369,3 +369,57 @@ fn pre_post_rows_compare_host_serial_and_graph() {
     );
     assert_eq!(rows[0]["mean_iou_change"].as_f64(), Some(0.0), "{table}");
 }
+
+/// Instance models take part in the table: the trained Mask R-CNN's row is scored by mask AP
+/// against the synthetic scene's true instances (its change from its own float32 CPU row,
+/// and its Pareto mark among instance rows only), beside the semantic model's mean IoU.
+#[test]
+fn models_table_scores_instance_models_by_mask_ap() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("t.csv");
+    let (table, r) = synthetic_table(
+        dir.path(),
+        (640, 360),
+        5,
+        &[
+            "--models",
+            "deeplabv3plus_mobilenet_v2_synthetic",
+            "maskrcnn_mobilenet_v3_synthetic",
+            "--frames",
+            "6",
+            "--warmup",
+            "1",
+            "--model-runs",
+            "2",
+            "--csv",
+            csv.to_str().unwrap(),
+        ],
+    );
+    let rows = r["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{table}");
+    let (seg, inst) = (&rows[0], &rows[1]);
+    for row in rows {
+        assert!(row["available"].as_bool().unwrap(), "{table}");
+        assert_eq!(row["pareto"], true, "{table}");
+    }
+    assert!(seg["mean_iou"].as_f64().unwrap() > 0.8, "{table}");
+    assert!(seg["mask_ap"].is_null(), "{table}");
+    assert_eq!(seg["mean_iou_change"].as_f64(), Some(0.0), "{table}");
+    let ap = inst["mask_ap"].as_f64().unwrap();
+    assert!(ap > 0.4, "{table}");
+    assert_eq!(
+        inst["report"]["accuracy"]["instances"]["ap"].as_f64(),
+        Some(ap)
+    );
+    assert!(inst["mean_iou"].is_null(), "{table}");
+    assert_eq!(inst["mask_ap_change"].as_f64(), Some(0.0), "{table}");
+    assert!(table.contains("mask AP"), "{table}");
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .contains("mask_ap,mask_ap_change"),
+        "{csv}"
+    );
+}

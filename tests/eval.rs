@@ -70,19 +70,7 @@ const COCO_STATS: [&str; 12] = [
 ];
 
 fn coco_eval(dir: &std::path::Path, extra: &[&str]) -> Value {
-    let (pred, gt) = (dir.join("pred.jsonl"), dir.join("gt.json"));
-    let mut args = vec![
-        "eval",
-        "--instances",
-        pred.to_str().unwrap(),
-        "--coco-truth",
-        gt.to_str().unwrap(),
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    let o = run_with_deadline(segstream(&args), std::time::Duration::from_secs(60));
-    assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_slice(&o.stdout).unwrap()
+    eval_instances(&dir.join("pred.jsonl"), &dir.join("gt.json"), extra)
 }
 
 fn assert_same_as_cocoeval(got: &Value, expected: &Value) {

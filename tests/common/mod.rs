@@ -303,6 +303,23 @@ pub fn reference_labels(dir: &Path, script: &str, args: &[&str]) -> Png {
 }
 
 /// `segstream eval --pred PRED --truth TRUTH [extra]`, run to completion.
+/// `segstream eval --instances PRED --coco-truth TRUTH --json [extra]`, which must succeed;
+/// its JSON figures.
+pub fn eval_instances(pred: &Path, truth: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "eval",
+        "--instances",
+        pred.to_str().unwrap(),
+        "--coco-truth",
+        truth.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let o = run_with_deadline(segstream(&args), Duration::from_secs(60));
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 pub fn eval_command(pred: &Path, truth: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "eval",
