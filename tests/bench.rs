@@ -325,7 +325,7 @@ fn precision_table_scores_every_row() {
         .lines()
         .next()
         .unwrap()
-        .contains("mean_iou,mean_iou_change,pareto"));
+        .contains("mean_iou,mean_iou_change,mask_ap,mask_ap_change,pareto"));
 }
 
 /// `--pre-post host,serial,graph`: one row each, all scored; the labels of the serial host
