@@ -146,7 +146,7 @@ fn sigkilled_file_to_mp4_run_keeps_every_frame_up_to_a_second_before() {
     let _timed = timed();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.mp4");
-    make_video(&input, 1800, 640, 360, "pattern=ball");
+    make_video(&input, 3600, 640, 360, "pattern=ball");
     for (k, after) in [1.5, 2.5, 3.5].into_iter().enumerate() {
         let out = dir.path().join(format!("out{k}.mp4"));
         let jsonl = dir.path().join(format!("out{k}.jsonl"));
