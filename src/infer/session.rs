@@ -283,6 +283,25 @@ pub fn session_builder(
                 })?;
         }
     }
+    if providers.iter().all(|p| matches!(p, ProviderConfig::Cpu)) {
+        // ort turns on ONNX Runtime's automatic device selection for every session, so once
+        // the OpenVINO plugin is registered in this process (an earlier session asked for
+        // it), a session that names no provider is given OpenVINO's CPU device: a CPU row of
+        // `bench` after an OpenVINO row ran on OpenVINO. Naming ONNX Runtime's own CPU device
+        // keeps a CPU session on the CPU provider.
+        let cpu: Vec<_> = env
+            .devices()
+            .filter(|d| d.ep().is_ok_and(|ep| ep == "CPUExecutionProvider"))
+            .collect();
+        if !cpu.is_empty() {
+            builder = builder
+                .with_devices(cpu, None)
+                .map_err(|e| InferError::Provider {
+                    provider: "CPU".into(),
+                    reason: ort::Error::<()>::from(e).to_string(),
+                })?;
+        }
+    }
     Ok(builder)
 }
 
