@@ -512,10 +512,14 @@ def calibrate_maskrcnn(model, log, n_bn: int = 16, n_head: int = 8, batch: int =
     log("  mask head: feature scale %.3g, %.1fs" % (mm, time.time() - t0))
 
 
-def export_maskrcnn(model, path: str):
+def export_maskrcnn(model, path: str, half_input: bool = False):
+    """torchvision's Mask R-CNN to ONNX: one CHW image in 0..1 (float16 with `half_input`,
+    for a model that takes half-precision frames) to boxes, labels, scores and pasted masks."""
     import torch
 
     dummy = torch.from_numpy(to_unit_chw(synthetic_image(320, 480, 2)))
+    if half_input:
+        dummy = dummy.half()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(

@@ -423,3 +423,78 @@ fn models_table_scores_instance_models_by_mask_ap() {
         "{csv}"
     );
 }
+
+/// The trained Mask R-CNN's FP16 and INT8 variants (scripts/train_maskrcnn.py) are picked by
+/// `--precision` and keep its mask AP within 1.5 points on frames neither training nor
+/// calibration saw.
+#[test]
+fn trained_maskrcnn_variants_keep_its_mask_ap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (table, r) = synthetic_table(
+        dir.path(),
+        (640, 360),
+        1,
+        &[
+            "--models",
+            "maskrcnn_mobilenet_v3_synthetic",
+            "--precision",
+            "fp32,fp16,int8",
+            "--frames",
+            "40",
+            "--warmup",
+            "2",
+            "--model-runs",
+            "2",
+        ],
+    );
+    let rows = r["rows"].as_array().unwrap();
+    let precisions: Vec<&str> = rows
+        .iter()
+        .map(|row| row["precision"].as_str().unwrap())
+        .collect();
+    assert_eq!(precisions, ["float32", "float16", "int8"], "{table}");
+    let fp32 = rows[0]["mask_ap"].as_f64().unwrap();
+    assert!(fp32 > 0.4, "{table}");
+    for row in &rows[1..] {
+        assert!(row["available"].as_bool().unwrap(), "{table}");
+        let ap = row["mask_ap"].as_f64().unwrap();
+        assert!((ap - fp32).abs() * 100.0 <= 1.5, "{ap} vs {fp32}: {table}");
+        let change = row["mask_ap_change"].as_f64().unwrap();
+        assert!((change - (ap - fp32) * 100.0).abs() < 1e-9, "{table}");
+    }
+}
+
+/// A CPU row after an OpenVINO row runs on ONNX Runtime's CPU provider: ort asks ONNX
+/// Runtime to pick devices itself, and once the OpenVINO plugin was registered a session
+/// naming no provider went to OpenVINO. OpenVINO cannot load torchvision's Mask R-CNN export
+/// (an `If` node it does not convert), so there the CPU row failed with OpenVINO's reason.
+#[test]
+fn cpu_rows_stay_on_the_cpu_after_openvino() {
+    let dir = tempfile::tempdir().unwrap();
+    let (table, r) = synthetic_table(
+        dir.path(),
+        (320, 192),
+        1,
+        &[
+            "--models",
+            "maskrcnn_mobilenet_v3_synthetic",
+            "--providers",
+            "openvino,cpu",
+            "--frames",
+            "2",
+            "--warmup",
+            "1",
+            "--model-runs",
+            "1",
+        ],
+    );
+    let rows = r["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert_eq!(rows[0]["provider"], "OpenVINO", "{table}");
+    assert_eq!(rows[0]["available"], false, "{table}");
+    let reason = rows[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("If"), "{table}");
+    assert_eq!(rows[1]["provider"], "CPU", "{table}");
+    assert_eq!(rows[1]["available"], true, "{table}");
+    assert!(rows[1]["mask_ap"].as_f64().is_some(), "{table}");
+}

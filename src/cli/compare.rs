@@ -693,10 +693,12 @@ impl std::fmt::Display for Comparison {
                     } else {
                         r.mask_ap_change
                     };
+                    // No float32 CPU row of the same model (or no score): nothing to compare.
+                    let change = change.map_or("-".into(), |c| format!("{c:+.2}"));
                     write!(
                         f,
-                        " {:>+7.2} {:>6}",
-                        change.unwrap_or(f64::NAN),
+                        " {:>7} {:>6}",
+                        change,
                         match r.pareto {
                             Some(true) => "*",
                             _ => "",
