@@ -47,6 +47,25 @@ pub fn truth_categories(classes: &Classes) -> Vec<Option<(u32, &'static str)>> {
     out
 }
 
+/// The things of the truth (Cityscapes names) that the instance model does not name, so
+/// neither `coco_truth` nor the run's eval can score them; a warning for the user, once.
+pub fn unnamed_things(classes: &Classes) -> Vec<&'static str> {
+    truth_categories(classes)
+        .iter()
+        .enumerate()
+        .filter(|&(class, c)| THINGS.contains(&class) && c.is_none())
+        .map(|(class, _)| CITYSCAPES[class])
+        .collect()
+}
+
+/// Cityscapes' category of a thing: "human" (person, rider) or "vehicle".
+pub fn supercategory(class: usize) -> &'static str {
+    match CITYSCAPES.get(class) {
+        Some(&"person") | Some(&"rider") => "human",
+        _ => "vehicle",
+    }
+}
+
 /// How prediction frames are paired with ground-truth images.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum MatchBy {

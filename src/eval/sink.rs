@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
-use super::coco::{truth_categories, Scorer};
+use super::coco::{truth_categories, unnamed_things, Scorer};
 use super::{Confusion, RunEval};
 use crate::component::{BuildContext, CheckContext, Component, Need, SinkComponent};
 use crate::config::Problems;
@@ -100,6 +100,13 @@ impl EvalSink {
     pub fn new(classes: &Classes, ignore: u8) -> (EvalSink, EvalHandle) {
         let count = classes.semantic.len().max(classes.palette.len());
         let categories = truth_categories(classes);
+        let left_out = unnamed_things(classes);
+        if !classes.instance.is_empty() && !left_out.is_empty() {
+            tracing::warn!(
+                "eval: the instance model names no {}; those true objects are not scored",
+                left_out.join(", ")
+            );
+        }
         let scorer = (!classes.instance.is_empty()).then(|| {
             Scorer::new(
                 categories

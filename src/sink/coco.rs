@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::component::{BuildContext, CheckContext, Component, Need, SinkComponent};
 use crate::config::Problems;
-use crate::eval::coco::truth_categories;
-use crate::frame::{Classes, Facet, Frame, CITYSCAPES};
+use crate::eval::coco::{supercategory, truth_categories, unnamed_things};
+use crate::frame::{Classes, Facet, Frame};
 use crate::instance::rle;
 use crate::runtime::{BoxError, Output, QueueConfig, Stage};
 use crate::sink::png::PngSink;
@@ -86,11 +86,6 @@ pub enum CocoTruthError {
     },
     #[error("frame {seq} has no true instances to write (expected a synthetic source)")]
     Missing { seq: u64 },
-    #[error(
-        "coco_truth: the instance model names no class {name:?}, which the truth has \
-         (expected a model that detects the source's things)"
-    )]
-    Unnamed { name: &'static str },
 }
 
 #[derive(Serialize)]
@@ -156,6 +151,14 @@ const REWRITE_EVERY: Duration = Duration::from_secs(1);
 
 impl CocoTruthSink {
     pub fn new(path: PathBuf, classes: &Classes) -> Self {
+        let left_out = unnamed_things(classes);
+        if !left_out.is_empty() {
+            tracing::warn!(
+                "coco_truth {}: the instance model names no {}; those true objects are left out",
+                path.display(),
+                left_out.join(", ")
+            );
+        }
         let category = truth_categories(classes);
         let categories = category
             .iter()
@@ -165,7 +168,7 @@ impl CocoTruthSink {
                 Some(Category {
                     id,
                     name: name.to_owned(),
-                    supercategory: if class <= 12 { "human" } else { "vehicle" },
+                    supercategory: supercategory(class),
                 })
             })
             .collect();
@@ -223,10 +226,11 @@ impl Stage for CocoTruthSink {
             .ok_or(CocoTruthError::Missing { seq: frame.seq })?;
         let (width, height) = (frame.image.width, frame.image.height);
         for inst in truth.iter() {
+            // A thing the model does not name is left out, as the run's eval leaves it out
+            // (warned once at the start).
             let Some((category_id, _)) = self.category.get(inst.class as usize).copied().flatten()
             else {
-                let name = CITYSCAPES.get(inst.class as usize).copied().unwrap_or("?");
-                return Err(Box::new(CocoTruthError::Unnamed { name }));
+                continue;
             };
             let m = &inst.mask;
             self.annotations.push(Annotation {
