@@ -53,13 +53,14 @@ LR = 4e-3
 THREADS = 2
 
 
-def run_synthetic(segstream: str, tmp: str, seed: int, frames: int, sinks: str, size=(WIDTH, HEIGHT)):
-    """`segstream run` on the first `frames` frames of synthetic seed `seed`, into `sinks`
-    (the pipeline file's [[sinks]] tables)."""
+def run_synthetic(segstream: str, tmp: str, seed: int, frames: int, sinks: str, size=(WIDTH, HEIGHT),
+                  start: int = 0):
+    """`segstream run` on `frames` frames of synthetic seed `seed` from scene time `start`,
+    into `sinks` (the pipeline file's [[sinks]] tables)."""
     pipeline = os.path.join(tmp, "render.toml")
     with open(pipeline, "w") as fh:
         fh.write(f'[source]\ntype = "synthetic"\nwidth = {size[0]}\nheight = {size[1]}\n'
-                 f"frames = {frames}\nseed = {seed}\n" + sinks)
+                 f"frames = {frames}\nseed = {seed}\nstart = {start}\n" + sinks)
     subprocess.run([segstream, "run", pipeline, "--status-interval", "0", "--log-level", "error"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

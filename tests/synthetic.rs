@@ -319,3 +319,56 @@ fn run_eval_mask_ap_is_what_eval_instances_computes() {
     }
     assert!(expected["ap"].as_f64().unwrap() > 0.3, "{expected}");
 }
+
+/// `start = K` begins the scene at time K: its first frame, picture, truth and true
+/// instances alike, is frame K of a run from the start.
+#[test]
+fn synthetic_start_skips_to_a_later_scene_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, frames: u32, start: u32| {
+        let out = dir.path().join(name);
+        let p = pipeline_file(
+            dir.path(),
+            &format!("{name}.toml"),
+            &format!(
+                "[source]\ntype = \"synthetic\"\nwidth = 160\nheight = 96\nframes = {frames}\n\
+                 seed = 9\nstart = {start}\n\n\
+                 [[sinks]]\ntype = \"png\"\ndir = {:?}\nwhat = \"frame\"\n\n\
+                 [[sinks]]\ntype = \"png\"\ndir = {:?}\nwhat = \"truth\"\n\n\
+                 [[sinks]]\ntype = \"coco_truth\"\npath = {:?}\n",
+                out.join("frame"),
+                out.join("truth"),
+                out.join("truth.json")
+            ),
+        );
+        let o = run_with_deadline(
+            segstream(&["run", p.to_str().unwrap()]),
+            Duration::from_secs(60),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        out
+    };
+    let (all, late) = (run("all", 8, 0), run("late", 1, 7));
+    for what in ["frame", "truth"] {
+        assert_eq!(
+            std::fs::read(all.join(what).join("000007.png")).unwrap(),
+            std::fs::read(late.join(what).join("000000.png")).unwrap(),
+            "{what}"
+        );
+    }
+    let coco = |dir: &std::path::Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("truth.json")).unwrap()).unwrap()
+    };
+    let segments = |v: &Value, image: u64| -> Vec<Value> {
+        v["annotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["image_id"] == image)
+            .map(|a| a["segmentation"].clone())
+            .collect()
+    };
+    let (a, b) = (segments(&coco(&all), 7), segments(&coco(&late), 0));
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+}

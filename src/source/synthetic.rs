@@ -401,6 +401,8 @@ pub struct Synthetic {
     pub fps: u32,
     pub frames: u64,
     pub seed: u64,
+    /// The scene time of the first frame.
+    pub start: u64,
 }
 
 impl Source for Synthetic {
@@ -409,7 +411,7 @@ impl Source for Synthetic {
             if out.stop_requested() {
                 break;
             }
-            let scene = render_scene(self.width, self.height, self.seed, seq);
+            let scene = render_scene(self.width, self.height, self.seed, self.start + seq);
             let mut frame = Frame::new(0, seq, scene.image);
             frame.pts = Some(Duration::from_secs_f64(seq as f64 / self.fps as f64));
             frame.rate = Some((self.fps as i32, 1));
@@ -436,6 +438,10 @@ pub struct SyntheticConfig {
     pub frames: u64,
     #[serde(default)]
     pub seed: u64,
+    /// The scene time of the first frame: frame k shows what frame `start + k` of the same
+    /// seed shows (sequence numbers still count from 0), so one late frame costs one.
+    #[serde(default)]
+    pub start: u64,
 }
 
 fn default_width() -> u32 {
@@ -464,6 +470,7 @@ impl Component for SyntheticConfig {
         if self.frames == 0 {
             p.push("frames", "0 is out of range (expected at least 1)");
         }
+        p.range("start", self.start, 0, 1 << 40);
     }
 
     fn gives(&self) -> Facets {
@@ -486,6 +493,7 @@ impl SourceComponent for SyntheticConfig {
                     fps: default_fps(),
                     frames: default_frames(),
                     seed,
+                    start: 0,
                 })
                 .map_err(|_| {
                     format!("{input}: {seed:?} is not a seed (expected synthetic:N, N from 0)")
@@ -517,6 +525,7 @@ impl SourceComponent for SyntheticConfig {
             fps: self.fps,
             frames: cx.frames.map_or(self.frames, |f| f.min(self.frames)),
             seed: self.seed,
+            start: self.start,
         }))
     }
 }
