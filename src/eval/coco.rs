@@ -47,15 +47,15 @@ pub fn truth_categories(classes: &Classes) -> Vec<Option<(u32, &'static str)>> {
     out
 }
 
-/// The things of the truth (Cityscapes names) that the instance model does not name, so
-/// neither `coco_truth` nor the run's eval can score them; a warning for the user, once.
-pub fn unnamed_things(classes: &Classes) -> Vec<&'static str> {
-    truth_categories(classes)
-        .iter()
-        .enumerate()
-        .filter(|&(class, c)| THINGS.contains(&class) && c.is_none())
-        .map(|(class, _)| CITYSCAPES[class])
-        .collect()
+/// Warns, once per class, that true objects of `class` are left out because the instance
+/// model does not name it; `warned` holds the classes already warned about.
+pub fn warn_unnamed(what: &str, class: u32, warned: &mut BTreeSet<u32>) {
+    if warned.insert(class) {
+        let name = CITYSCAPES.get(class as usize).copied().unwrap_or("?");
+        tracing::warn!(
+            "{what}: the instance model names no {name}; true {name} objects are left out"
+        );
+    }
 }
 
 /// Cityscapes' category of a thing: "human" (person, rider) or "vehicle".

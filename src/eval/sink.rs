@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
-use super::coco::{truth_categories, unnamed_things, Scorer};
+use super::coco::{truth_categories, warn_unnamed, Scorer};
 use super::{Confusion, RunEval};
 use crate::component::{BuildContext, CheckContext, Component, Need, SinkComponent};
 use crate::config::Problems;
@@ -93,6 +93,8 @@ struct State {
     scorer: Option<Scorer>,
     frames: u64,
     unscored: u64,
+    /// Truth classes already warned about.
+    warned: std::collections::BTreeSet<u32>,
 }
 
 impl EvalSink {
@@ -100,13 +102,6 @@ impl EvalSink {
     pub fn new(classes: &Classes, ignore: u8) -> (EvalSink, EvalHandle) {
         let count = classes.semantic.len().max(classes.palette.len());
         let categories = truth_categories(classes);
-        let left_out = unnamed_things(classes);
-        if !classes.instance.is_empty() && !left_out.is_empty() {
-            tracing::warn!(
-                "eval: the instance model names no {}; those true objects are not scored",
-                left_out.join(", ")
-            );
-        }
         let scorer = (!classes.instance.is_empty()).then(|| {
             Scorer::new(
                 categories
@@ -120,6 +115,7 @@ impl EvalSink {
             scorer,
             frames: 0,
             unscored: 0,
+            warned: Default::default(),
         }));
         let handle = EvalHandle {
             state,
@@ -182,8 +178,12 @@ impl Stage for EvalSink {
             let (w, h) = (frame.image.width, frame.image.height);
             scorer.add_image(image);
             for t in truth.iter() {
-                if let Some(&Some((category, _))) = self.categories.get(t.class as usize) {
-                    scorer.add_truth(image, category as i64, rle::encode(&t.mask, w, h));
+                match self.categories.get(t.class as usize) {
+                    Some(&Some((category, _))) => {
+                        scorer.add_truth(image, category as i64, rle::encode(&t.mask, w, h))
+                    }
+                    // Left out, as coco_truth leaves it out.
+                    _ => warn_unnamed("eval", t.class, &mut state.warned),
                 }
             }
             for d in found.iter() {

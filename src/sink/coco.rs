@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::component::{BuildContext, CheckContext, Component, Need, SinkComponent};
 use crate::config::Problems;
-use crate::eval::coco::{supercategory, truth_categories, unnamed_things};
+use crate::eval::coco::{supercategory, truth_categories, warn_unnamed};
 use crate::frame::{Classes, Facet, Frame};
 use crate::instance::rle;
 use crate::runtime::{BoxError, Output, QueueConfig, Stage};
@@ -144,6 +144,8 @@ pub struct CocoTruthSink {
     /// When the file was last written, and whether frames came since.
     written: Option<Instant>,
     dirty: bool,
+    /// Truth classes already warned about.
+    warned: std::collections::BTreeSet<u32>,
 }
 
 /// How long frames may wait before the file is rewritten.
@@ -151,14 +153,6 @@ const REWRITE_EVERY: Duration = Duration::from_secs(1);
 
 impl CocoTruthSink {
     pub fn new(path: PathBuf, classes: &Classes) -> Self {
-        let left_out = unnamed_things(classes);
-        if !left_out.is_empty() {
-            tracing::warn!(
-                "coco_truth {}: the instance model names no {}; those true objects are left out",
-                path.display(),
-                left_out.join(", ")
-            );
-        }
         let category = truth_categories(classes);
         let categories = category
             .iter()
@@ -180,6 +174,7 @@ impl CocoTruthSink {
             annotations: Vec::new(),
             written: None,
             dirty: false,
+            warned: Default::default(),
         }
     }
 
@@ -226,10 +221,10 @@ impl Stage for CocoTruthSink {
             .ok_or(CocoTruthError::Missing { seq: frame.seq })?;
         let (width, height) = (frame.image.width, frame.image.height);
         for inst in truth.iter() {
-            // A thing the model does not name is left out, as the run's eval leaves it out
-            // (warned once at the start).
+            // A thing the model does not name is left out, as the run's eval leaves it out.
             let Some((category_id, _)) = self.category.get(inst.class as usize).copied().flatten()
             else {
+                warn_unnamed("coco_truth", inst.class, &mut self.warned);
                 continue;
             };
             let m = &inst.mask;
