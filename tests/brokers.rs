@@ -32,6 +32,78 @@ fn mosquitto_sub(port: u16, extra: &[&str]) -> Command {
     cmd
 }
 
+/// A `mosquitto_sub` known to be subscribed: `start` returns once a probe published on
+/// seg/probe has come back through it, and `finish` once a marker published after the run
+/// has (by then the broker holds every line it confirmed, queued ahead of the marker), so
+/// neither a slow start nor a slow delivery loses lines, and nothing waits on a fixed sleep.
+struct Subscriber {
+    child: Child,
+    port: u16,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Subscriber {
+    fn start(port: u16, extra: &[&str]) -> Subscriber {
+        let mut child = mosquitto_sub(port, extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let sub = Subscriber {
+            child,
+            port,
+            lines,
+            reader,
+        };
+        sub.until_seen("probe");
+        sub
+    }
+
+    /// Publishes `marker` on seg/`marker` (again every half second) until it is received.
+    fn until_seen(&self, marker: &str) {
+        let started = Instant::now();
+        let want = format!("seg/{marker} {marker}");
+        while !self.lines.lock().unwrap().iter().any(|l| *l == want) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "mosquitto_sub never received {want:?}"
+            );
+            let _ = Command::new("mosquitto_pub")
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1"])
+                .args(["-t", &format!("seg/{marker}"), "-m", marker])
+                .status();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Every line received (the markers left out), once everything published before has
+    /// arrived.
+    fn finish(mut self) -> Vec<u8> {
+        self.until_seen("end");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.reader.join().unwrap();
+        let lines = self.lines.lock().unwrap();
+        let mut out = Vec::new();
+        for l in lines.iter() {
+            if !l.starts_with("seg/probe ") && !l.starts_with("seg/end ") {
+                out.extend_from_slice(l.as_bytes());
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+}
+
 /// Waits until something listens on 127.0.0.1:`port`.
 fn wait_listening(port: u16, what: &str) {
     let started = Instant::now();
@@ -109,13 +181,8 @@ fn mqtt_sink_delivers_every_frame_line_to_a_subscriber() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _broker = Mosquitto::start(port);
-    // Subscribed before the run starts; exits after 60 messages.
-    let sub = mosquitto_sub(port, &["-C", "60", "-W", "60"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Subscribed before the run starts.
+    let sub = Subscriber::start(port, &[]);
     let p = pipeline_file(
         dir.path(),
         "p.toml",
@@ -131,8 +198,8 @@ fn mqtt_sink_delivers_every_frame_line_to_a_subscriber() {
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("60 line(s) published, 60 confirmed"), "{err}");
-    let got = sub.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&got.stdout);
+    let got = sub.finish();
+    let text = String::from_utf8_lossy(&got);
     let mut seqs: Vec<u64> = text
         .lines()
         .map(|l| {
@@ -398,12 +465,7 @@ fn mqtt_sink_survives_a_broker_restart_and_reports_what_it_lost() {
     let port = free_port();
     let broker = Mosquitto::start_persistent(port, dir.path());
     // A subscriber with a kept session: what arrives while it reconnects waits for it.
-    let sub = mosquitto_sub(port, &["-c", "-i", "segstream-test-sub", "-W", "16"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let sub = Subscriber::start(port, &["-c", "-i", "segstream-test-sub"]);
     let buffer = 20;
     let mut run = live_run(
         dir.path(),
@@ -418,7 +480,7 @@ fn mqtt_sink_survives_a_broker_restart_and_reports_what_it_lost() {
     std::thread::sleep(Duration::from_secs(2));
     let _broker = Mosquitto::start_persistent(port, dir.path());
     let o = run.wait_with_output_deadline();
-    let got = received(&sub.wait_with_output().unwrap().stdout);
+    let got = received(&sub.finish());
     check_restart(&o, "mqtt", 300, &got, buffer);
 }
 
