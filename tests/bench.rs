@@ -440,7 +440,7 @@ fn trained_maskrcnn_variants_keep_its_mask_ap() {
             "--precision",
             "fp32,fp16,int8",
             "--frames",
-            "40",
+            "60",
             "--warmup",
             "2",
             "--model-runs",
