@@ -72,7 +72,7 @@ impl Subscriber {
     fn until_seen(&self, marker: &str) {
         let started = Instant::now();
         let want = format!("seg/{marker} {marker}");
-        while !self.lines.lock().unwrap().iter().any(|l| *l == want) {
+        while !self.lines.lock().unwrap().contains(&want) {
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "mosquitto_sub never received {want:?}"
