@@ -297,7 +297,7 @@ pub fn session_builder(
             builder = builder
                 .with_devices(cpu, None)
                 .map_err(|e| InferError::Provider {
-                    provider: "CPU".into(),
+                    provider: "CPU",
                     reason: ort::Error::<()>::from(e).to_string(),
                 })?;
         }
