@@ -544,7 +544,32 @@ def export_maskrcnn(model, path: str, half_input: bool = False):
             dim = out.type.tensor_type.shape.dim[1]
             dim.Clear()
             dim.dim_value = 1
+    empty_nms_from_input(m)
     onnx.save(m, path)
+
+
+def empty_nms_from_input(m):
+    """torchvision's batched NMS exports as an `If` on "no boxes" whose then-branch is an
+    empty int64 Constant. OpenVINO's ONNX front end cannot convert that branch (its output
+    "is not produced by any operation"), so OpenVINO could not load any Mask R-CNN export.
+    The branch now returns the class indices it was given, which are empty exactly when the
+    boxes are: the same value, from an operation OpenVINO converts."""
+    from onnx import helper, numpy_helper
+
+    for node in m.graph.node:
+        if node.op_type != "If":
+            continue
+        branch = {a.name: a.g for a in node.attribute}
+        then, other = branch["then_branch"], branch["else_branch"]
+        if len(then.node) != 1 or then.node[0].op_type != "Constant":
+            continue
+        if numpy_helper.to_array(then.node[0].attribute[0].t).size != 0:
+            continue
+        # the else-branch's offsets: idxs.to(boxes) * (max_coordinate + 1)
+        idxs = next(n.input[0] for n in other.node if n.op_type == "Cast")
+        out = then.output[0].name
+        del then.node[:]
+        then.node.append(helper.make_node("Identity", [idxs], [out]))
 
 
 # ----------------------------------------------------------------------------

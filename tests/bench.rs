@@ -466,18 +466,34 @@ fn trained_maskrcnn_variants_keep_its_mask_ap() {
 
 /// A CPU row after an OpenVINO row runs on ONNX Runtime's CPU provider: ort asks ONNX
 /// Runtime to pick devices itself, and once the OpenVINO plugin was registered a session
-/// naming no provider went to OpenVINO. OpenVINO cannot load torchvision's Mask R-CNN export
-/// (an `If` node it does not convert), so there the CPU row failed with OpenVINO's reason.
+/// naming no provider went to OpenVINO. Seen with a Mask R-CNN export that OpenVINO cannot
+/// load (torchvision's empty NMS branch put back): before the fix its CPU row failed with
+/// OpenVINO's reason.
 #[test]
 fn cpu_rows_stay_on_the_cpu_after_openvino() {
     let dir = tempfile::tempdir().unwrap();
+    let onnx = dir.path().join("unloadable.onnx");
+    let trained = model("trained/maskrcnn_mobilenet_v3_synthetic.onnx");
+    reference(
+        "openvino_unloadable.py",
+        &[trained.to_str().unwrap(), onnx.to_str().unwrap()],
+    );
+    let config =
+        std::fs::read_to_string(root().join("configs/maskrcnn_mobilenet_v3_synthetic.toml"))
+            .unwrap()
+            .replace(
+                "onnx = \"../models/trained/maskrcnn_mobilenet_v3_synthetic.onnx\"",
+                &format!("onnx = {:?}", onnx.to_str().unwrap()),
+            );
+    let config_path = dir.path().join("unloadable.toml");
+    std::fs::write(&config_path, config).unwrap();
     let (table, r) = synthetic_table(
         dir.path(),
         (320, 192),
         1,
         &[
             "--models",
-            "maskrcnn_mobilenet_v3_synthetic",
+            config_path.to_str().unwrap(),
             "--providers",
             "openvino,cpu",
             "--frames",
