@@ -54,7 +54,8 @@ pub struct Machine {
     pub cpu: String,
     pub cores: usize,
     pub gpu: String,
-    /// Of avx2, avx512f, avx512_vnni, avx512_bf16, amx_int8, amx_bf16: those this CPU has.
+    /// Of avx2, avx512f, avx512_vnni, avx512_bf16, avx512_fp16, amx_int8 and amx_bf16:
+    /// those this CPU has.
     pub cpu_features: Vec<String>,
 }
 
@@ -161,11 +162,12 @@ pub(super) fn decode_frames(pipeline: &Pipeline, n: u64) -> Result<Vec<Frame>, B
 }
 
 /// The CPU features that decide which precision wins, as /proc/cpuinfo names them.
-const CPU_FEATURES: [&str; 6] = [
+const CPU_FEATURES: [&str; 7] = [
     "avx2",
     "avx512f",
     "avx512_vnni",
     "avx512_bf16",
+    "avx512_fp16",
     "amx_int8",
     "amx_bf16",
 ];
