@@ -21,9 +21,7 @@ fn metrics_match_numpy() {
     ))
     .unwrap();
     let (pred, truth) = (dir.path().join("pred"), dir.path().join("truth"));
-    let o = eval_command(&pred, &truth, &["--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let got: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let got = json_output(&eval_command(&pred, &truth, &["--json"]));
     for key in ["pixel_accuracy", "mean_iou", "mean_dice", "pixels"] {
         close(&got[key], &expected[key], key);
     }
@@ -167,8 +165,7 @@ fn panoptic_quality_matches_panopticapi_in_numpy() {
             ]),
             std::time::Duration::from_secs(60),
         );
-        assert!(o.status.success(), "{}", stderr(&o));
-        let got: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let got = json_output(&o);
         for part in ["all", "things", "stuff"] {
             for key in ["pq", "sq", "rq", "classes"] {
                 close(

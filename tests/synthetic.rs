@@ -8,9 +8,7 @@ use common::*;
 use serde_json::Value;
 
 fn eval(pred: &std::path::Path, truth: &std::path::Path) -> Value {
-    let o = eval_command(pred, truth, &["--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_slice(&o.stdout).unwrap()
+    json_output(&eval_command(pred, truth, &["--json"]))
 }
 
 #[test]

@@ -302,7 +302,12 @@ pub fn reference_labels(dir: &Path, script: &str, args: &[&str]) -> Png {
     read_png(&out)
 }
 
-/// `segstream eval --pred PRED --truth TRUTH [extra]`, run to completion.
+/// The JSON a successful command printed on stdout (the test fails with its stderr else).
+pub fn json_output(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// `segstream eval --instances PRED --coco-truth TRUTH --json [extra]`, which must succeed;
 /// its JSON figures.
 pub fn eval_instances(pred: &Path, truth: &Path, extra: &[&str]) -> serde_json::Value {
@@ -315,11 +320,13 @@ pub fn eval_instances(pred: &Path, truth: &Path, extra: &[&str]) -> serde_json::
         "--json",
     ];
     args.extend_from_slice(extra);
-    let o = run_with_deadline(segstream(&args), Duration::from_secs(60));
-    assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_slice(&o.stdout).unwrap()
+    json_output(&run_with_deadline(
+        segstream(&args),
+        Duration::from_secs(60),
+    ))
 }
 
+/// `segstream eval --pred PRED --truth TRUTH [extra]`, run to completion.
 pub fn eval_command(pred: &Path, truth: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "eval",
