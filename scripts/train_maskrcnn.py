@@ -189,27 +189,11 @@ def quantize_int8(fp32: str, out: str, segstream: str, log):
     objectness logits of the RPN are the sensitive part: proposals go missing); without the
     RPN head the change is within 0.2 points. The box head's fully connected layers stay
     float32 too (quantized, 4 points lost)."""
-    import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     images, _ = render(segstream, CALIB_SEEDS, os.path.dirname(out), log)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter([{"image": em.to_unit_chw(im)} for im in images])
-
-        def get_next(self):
-            return next(self.items, None)
-
-    pre = out + ".pre.onnx"
-    quant_pre_process(fp32, pre, skip_symbolic_shape=True)
-    keep = [n.name for n in onnx.load(pre).graph.node if n.op_type == "Conv" and n.name.startswith("/rpn/")]
-    quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    op_types_to_quantize=["Conv"], nodes_to_exclude=keep)
-    os.remove(pre)
+    keep = tm.quantize_qdq(
+        fp32, out, [{"image": em.to_unit_chw(im)} for im in images],
+        exclude=lambda graph: [n.name for n in graph.node if n.op_type == "Conv" and n.name.startswith("/rpn/")],
+        op_types_to_quantize=["Conv"])
     log("  INT8 (static QDQ, %d calibration frames, %d convolutions left float32): %s (%.1f MB)"
         % (len(images), len(keep), out, os.path.getsize(out) / 1e6))
 
@@ -299,12 +283,9 @@ def main(argv=None) -> int:
             % (args.check, "reproduced bit for bit" if same else "NOT reproduced", diff))
         return 0 if same else 1
     export_all(weights, out_dir, args.segstream, log)
-    with open(os.path.join(out_dir, STEM + ".json"), "w") as fh:
-        json.dump({"generator": "scripts/train_maskrcnn.py", "seed": SEED, "steps": STEPS, "batch": BATCH,
-                   "train_seeds": [TRAIN_SEEDS.start, TRAIN_SEEDS.stop], "frame_size": [WIDTH, HEIGHT],
-                   "final_loss": round(float(np.mean(losses[-20:])), 4),
-                   "train_seconds": round(t_train, 1)}, fh, indent=2)
-        fh.write("\n")
+    tm.write_manifest(out_dir, STEM, {"generator": "scripts/train_maskrcnn.py", "seed": SEED, "steps": STEPS,
+                                      "batch": BATCH, "train_seeds": [TRAIN_SEEDS.start, TRAIN_SEEDS.stop],
+                                      "frame_size": [WIDTH, HEIGHT]}, losses, t_train)
     log("  done in %.0fs" % (time.time() - t_all))
     return 0
 

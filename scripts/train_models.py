@@ -138,28 +138,49 @@ def train(images, truths, log):
     return model, losses, time.time() - t0
 
 
-def quantize_int8(fp32: str, out: str, calib: np.ndarray, log):
-    """Static QDQ INT8 (per-channel weights), calibrated on synthetic frames."""
+def quantize_qdq(fp32: str, out: str, feeds, exclude=None, **options):
+    """Static QDQ INT8 of `fp32` into `out`: per-channel INT8 weights, UINT8 activations,
+    MinMax ranges calibrated on `feeds` (one input dict per frame). `exclude(graph)` names
+    the nodes of the pre-processed graph to leave float32; `options` go to quantize_static.
+    Returns the names left float32. Shared by both training scripts."""
+    import onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            # Height cropped to a multiple of 16, as the model needs.
-            self.items = iter([{"input": em.to_normalized_chw(im[:im.shape[0] // 16 * 16])[None]}
-                               for im in calib])
+            self.items = iter(feeds)
 
         def get_next(self):
             return next(self.items, None)
 
     pre = out + ".pre.onnx"
     quant_pre_process(fp32, pre, skip_symbolic_shape=True)
+    excluded = exclude(onnx.load(pre).graph) if exclude else []
     quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=excluded, **options)
     os.remove(pre)
+    return excluded
+
+
+def quantize_int8(fp32: str, out: str, calib: np.ndarray, log):
+    """Static QDQ INT8 of every operator, calibrated on synthetic frames."""
+    # Height cropped to a multiple of 16, as the model needs.
+    quantize_qdq(fp32, out, [{"input": em.to_normalized_chw(im[:im.shape[0] // 16 * 16])[None]}
+                             for im in calib])
     log("  INT8 (static QDQ, %d calibration frames): %s (%.1f MB)"
         % (len(calib), out, os.path.getsize(out) / 1e6))
+
+
+def write_manifest(out_dir: str, stem: str, info: dict, losses, train_seconds: float):
+    """STEM.json beside the exports: how they were trained (`info`), the final loss (mean of
+    the last 20 steps) and the training time."""
+    with open(os.path.join(out_dir, stem + ".json"), "w") as fh:
+        json.dump({**info, "final_loss": round(float(np.mean(losses[-20:])), 4),
+                   "train_seconds": round(train_seconds, 1)}, fh, indent=2)
+        fh.write("\n")
 
 
 def half(fp32: str, out: str, log):
@@ -194,13 +215,10 @@ def main(argv=None) -> int:
     half(path, os.path.join(out_dir, STEM + "_fp16.onnx"), log)
     calib, _ = render(args.segstream, CALIB_SEEDS, out_dir, log)
     quantize_int8(path, os.path.join(out_dir, STEM + "_int8.onnx"), calib, log)
-    with open(os.path.join(out_dir, STEM + ".json"), "w") as fh:
-        json.dump({"generator": "scripts/train_models.py", "seed": SEED, "steps": STEPS, "batch": BATCH,
-                   "crop": CROP, "train_seeds": [TRAIN_SEEDS.start, TRAIN_SEEDS.stop],
-                   "frame_size": [WIDTH, HEIGHT],
-                   "final_loss": round(float(np.mean(losses[-20:])), 4),
-                   "train_seconds": round(t_train, 1)}, fh, indent=2)
-        fh.write("\n")
+    write_manifest(out_dir, STEM, {"generator": "scripts/train_models.py", "seed": SEED, "steps": STEPS,
+                                   "batch": BATCH, "crop": CROP,
+                                   "train_seeds": [TRAIN_SEEDS.start, TRAIN_SEEDS.stop],
+                                   "frame_size": [WIDTH, HEIGHT]}, losses, t_train)
     log("  done in %.0fs" % (time.time() - t_all))
     return 0
 
