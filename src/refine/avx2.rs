@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::band::{Kernels, Planes, Sink, CLIP, PAD};
+use super::band::{fill_row, Kernels, Planes, Sink, CLIP, PAD};
 use super::grid::Corners;
 use super::lanes::{exp8, ln8};
 use crate::frame::ScoreKind;
@@ -116,6 +116,24 @@ unsafe fn unary<const B: usize>(mut x: [__m256; B], mask: __m256, kind: ScoreKin
     x
 }
 
+/// The first lane holding the row's largest value (ties to the lower class; padding lanes
+/// hold 0, below every probability the softmax leaves).
+#[inline(always)]
+unsafe fn first_max<const B: usize>(p: &[__m256; B]) -> u8 {
+    let mut m = p[0];
+    for v in &p[1..] {
+        m = _mm256_max_ps(m, *v);
+    }
+    let m = hmax(m);
+    for (bk, v) in p.iter().enumerate() {
+        let hit = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(*v, m));
+        if hit != 0 {
+            return (8 * bk) as u8 + hit.trailing_zeros() as u8;
+        }
+    }
+    0
+}
+
 /// A pixel's place: its index, grid cells and weights.
 struct At {
     j: usize,
@@ -143,28 +161,31 @@ pub(super) unsafe fn band<const B: usize>(
     let live = classes - 8 * (B - 1);
     let lanes: [i32; 8] = std::array::from_fn(|l| if l < live { -1 } else { 0 });
     let mask = _mm256_castsi256_ps(_mm256_loadu_si256(lanes.as_ptr().cast()));
-    let at = |j: usize| {
-        let (x, y) = (j % w, y0 + j / w);
-        At {
+    // Pixels are visited in order: the position advances without a division.
+    let (mut x, mut y) = (0usize, y0);
+    let mut at = |j: usize| {
+        let a = At {
             j,
             i: y * w + x,
             corners: grid.map(|(g, _)| g.corners(x, y, cp)),
+        };
+        x += 1;
+        if x == w {
+            (x, y) = (0, y + 1);
         }
+        a
     };
     // Pass 0: -U from the class planes; later passes: -U plus the sliced messages.
     let row = |base: &mut [f32], a: &At| -> [__m256; B] {
         let mut acc = [_mm256_setzero_ps(); B];
         let mut acc2 = [_mm256_setzero_ps(); B];
-        if let Some((scores, n, kind)) = scores {
-            let mut t = [0f32; 32];
-            for (l, t) in t[..classes].iter_mut().enumerate() {
-                *t = scores[l * n + a.i];
-            }
+        if let Some((_, kind)) = scores {
+            // The row holds the pixel's scores (written by the fill); -U replaces them.
+            let b = base[..cp].as_mut_ptr();
             for (bk, v) in acc2.iter_mut().enumerate() {
-                *v = _mm256_loadu_ps(t.as_ptr().add(8 * bk));
+                *v = _mm256_loadu_ps(b.add(8 * bk));
             }
             let u = unary::<B>(acc2, mask, kind);
-            let b = base[..cp].as_mut_ptr();
             for (bk, u) in u.iter().enumerate() {
                 _mm256_storeu_ps(b.add(8 * bk), *u);
             }
@@ -194,25 +215,17 @@ pub(super) unsafe fn band<const B: usize>(
     // After the last pass: rows of Q gathered for a run of pixels, then written to each
     // class plane as one run (19 interleaved single-float streams choke the write buffers).
     const RUN: usize = 64;
-    type Tile = [[f32; 32]; RUN];
-    let mut tile: Tile = [[0f32; 32]; RUN];
+    type Tile = ([[f32; 32]; RUN], [u8; RUN]);
+    let mut tile: Tile = ([[0f32; 32]; RUN], [0; RUN]);
     let mut held = 0usize;
     let flush = |sink: &mut Sink, first: usize, held: usize, tile: &Tile| {
         if let Some((planes, labels)) = &mut sink.last {
             for (l, plane) in planes.iter_mut().enumerate() {
-                for (o, t) in plane[first..first + held].iter_mut().zip(tile) {
+                for (o, t) in plane[first..first + held].iter_mut().zip(&tile.0) {
                     *o = t[l];
                 }
             }
-            for (label, t) in labels[first..first + held].iter_mut().zip(tile) {
-                let mut best = 0;
-                for (l, &v) in t[..classes].iter().enumerate() {
-                    if v > t[best] {
-                        best = l;
-                    }
-                }
-                *label = best as u8;
-            }
+            labels[first..first + held].copy_from_slice(&tile.1[..held]);
         }
     };
     let emit = |sink: &mut Sink, (tile, held): (&mut Tile, &mut usize), a: &At, p: &[__m256; B]| {
@@ -250,8 +263,9 @@ pub(super) unsafe fn band<const B: usize>(
         }
         if sink.last.is_some() {
             for (bk, p) in p.iter().enumerate() {
-                _mm256_storeu_ps(tile[*held].as_mut_ptr().add(8 * bk), *p);
+                _mm256_storeu_ps(tile.0[*held].as_mut_ptr().add(8 * bk), *p);
             }
+            tile.1[*held] = first_max::<B>(p);
             *held += 1;
             if *held == RUN {
                 flush(sink, j + 1 - RUN, RUN, tile);
@@ -259,22 +273,27 @@ pub(super) unsafe fn band<const B: usize>(
             }
         }
     };
-    let mut rows = base.chunks_exact_mut(2 * cp);
     let mut j = 0;
-    for pair in &mut rows {
-        let (r0, r1) = pair.split_at_mut(cp);
-        let (a0, a1) = (at(j), at(j + 1));
-        let (p0, p1) = (row(r0, &a0), row(r1, &a1));
-        emit(&mut sink, (&mut tile, &mut held), &a0, &p0);
-        emit(&mut sink, (&mut tile, &mut held), &a1, &p1);
-        j += 2;
-    }
-    let rest = rows.into_remainder();
-    if !rest.is_empty() {
-        let a = at(j);
-        let p = row(rest, &a);
-        emit(&mut sink, (&mut tile, &mut held), &a, &p);
-        j += 1;
+    for (r, line) in base.chunks_exact_mut(w * cp).enumerate() {
+        if let Some((fill, _)) = scores {
+            fill_row(fill, y0 + r, w, line, cp);
+        }
+        let mut rows = line.chunks_exact_mut(2 * cp);
+        for pair in &mut rows {
+            let (r0, r1) = pair.split_at_mut(cp);
+            let (a0, a1) = (at(j), at(j + 1));
+            let (p0, p1) = (row(r0, &a0), row(r1, &a1));
+            emit(&mut sink, (&mut tile, &mut held), &a0, &p0);
+            emit(&mut sink, (&mut tile, &mut held), &a1, &p1);
+            j += 2;
+        }
+        let rest = rows.into_remainder();
+        if !rest.is_empty() {
+            let a = at(j);
+            let p = row(rest, &a);
+            emit(&mut sink, (&mut tile, &mut held), &a, &p);
+            j += 1;
+        }
     }
     if held > 0 {
         flush(&mut sink, j - held, held, &tile);

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use std::cell::RefCell;
 
 pub use super::band::CLIP;
-use super::band::{Kernels, Planes, Sink, PAD};
+use super::band::{Fill, Kernels, Planes, Sink, PAD};
 use super::grid::{Grid, GridBuffers};
 use super::lanes::sum_into;
 use super::lattice::{
@@ -114,8 +114,6 @@ pub struct Refined {
 /// arithmetic. A stage keeps one per worker; [`mean_field`] uses one per thread.
 #[derive(Default)]
 pub struct Workspace {
-    /// Scores resampled to the working grid (`refine_frame`).
-    pub(crate) unaries: Vec<f32>,
     /// `-U`, one row of `cp` lanes per pixel.
     base: Vec<f32>,
     /// `Q` rows, kept only when the appearance lattice is splatted in a pass of its own.
@@ -174,6 +172,31 @@ pub fn mean_field_in(
         classes * n,
         "scores are classes x height x width"
     );
+    let fill = |y: usize, xs: std::ops::Range<usize>, rows: &mut [f32], cp: usize| {
+        for (c, plane) in scores.chunks_exact(n).enumerate() {
+            let src = &plane[y * w + xs.start..y * w + xs.end];
+            for (row, &v) in rows.chunks_exact_mut(cp).zip(src) {
+                row[c] = v;
+            }
+        }
+    };
+    mean_field_with(ws, image, &fill, classes, kind, params, stop)
+}
+
+/// [`mean_field_in`] with the class scores written by `fill`, row by row, where pass 0
+/// needs them: scores at another resolution are resampled straight into the rows the
+/// passes read, never held as planes of the working size.
+pub(crate) fn mean_field_with(
+    ws: &mut Workspace,
+    image: &RgbImage,
+    fill: &Fill,
+    classes: usize,
+    kind: ScoreKind,
+    params: &CrfParams,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Refined, CrfError> {
+    let (w, h) = (image.width as usize, image.height as usize);
+    let n = w * h;
     assert!((1..=256).contains(&classes), "1 to 256 classes");
     // Rows of eight-lane blocks: every per-pixel step is whole AVX2 vectors.
     let cp = classes.div_ceil(8) * 8;
@@ -300,7 +323,7 @@ pub fn mean_field_in(
                 vertex_into[b] = Some(&mut v[..]);
             }
         }
-        let scores_in = (pass == 0).then_some((scores, n, kind));
+        let scores_in: Planes = (pass == 0).then_some((fill, kind));
         base.par_chunks_mut(band_rows * w * cp)
             .zip(planes)
             .zip(label_parts)
@@ -517,6 +540,7 @@ pub(crate) fn fast_ln(x: f32) -> f32 {
 
 /// The fused per-pixel pass, compiled for the baseline and for AVX2 with FMA.
 mod simd {
+    use super::super::band::fill_row;
     use super::{axpy, softmax_row, unary_row, Kernels, Planes, Sink};
 
     /// One band of a pass, with FMA when `F`: for every pixel of rows `y0..` (as many as
@@ -539,14 +563,21 @@ mod simd {
             lattice,
         } = *k;
         let mut cur = vec![0f32; cp];
-        for (j, b) in base.chunks_exact_mut(cp).enumerate() {
+        let pixels = base
+            .chunks_exact_mut(w * cp)
+            .enumerate()
+            .flat_map(|(r, row)| {
+                if let Some((fill, _)) = scores {
+                    fill_row(fill, y0 + r, w, row, cp);
+                }
+                row.chunks_exact_mut(cp)
+            })
+            .enumerate();
+        for (j, b) in pixels {
             let (x, y) = (j % w, y0 + j / w);
             let i = y * w + x;
             match scores {
-                Some((scores, n, kind)) => {
-                    for (l, v) in b[..classes].iter_mut().enumerate() {
-                        *v = scores[l * n + i];
-                    }
+                Some((_, kind)) => {
                     unary_row::<F>(b, classes, kind);
                     cur.copy_from_slice(b);
                 }

@@ -23,6 +23,7 @@ pub mod lattice;
 mod mask;
 
 pub use config::RefineConfig;
+use crf::mean_field_with;
 pub use crf::{
     mean_field, mean_field_in, Appearance, CrfError, CrfParams, Refined, Smooth, Workspace,
 };
@@ -105,11 +106,16 @@ pub fn refine_frame_in(
     let refined = if identity(scores, fw, fh, ww, wh) {
         mean_field_in(ws, work, &scores.data, classes, kind, &p, stop)?
     } else {
-        let mut unaries = std::mem::take(&mut ws.unaries);
-        resample(scores, fw, fh, ww, wh, &mut unaries);
-        let refined = mean_field_in(ws, work, &unaries, classes, kind, &p, stop);
-        ws.unaries = unaries;
-        refined?
+        let r = Resampler::new(scores, fw, fh, ww, wh);
+        mean_field_with(
+            ws,
+            work,
+            &|y, xs, rows, cp| r.fill(y, xs, rows, cp),
+            classes,
+            kind,
+            &p,
+            stop,
+        )?
     };
     let geometry = Geometry {
         frame_width: fw,
@@ -183,36 +189,49 @@ fn downsample(image: &RgbImage, scale: u32, ww: u32, wh: u32) -> RgbImage {
 
 /// The scores at `ww x wh`, a grid over the `fw x fh` frame, bilinearly as the argmax of
 /// `infer` maps them (stretched or padded model input).
-fn resample(s: &ClassScores, fw: u32, fh: u32, ww: u32, wh: u32, out: &mut Vec<f32>) {
-    let (w, h) = (s.width as usize, s.height as usize);
-    let g = &s.geometry;
-    // Source samples per frame pixel, then per working pixel.
-    let (sx, sy) = if g.stretched {
-        (w as f64 / fw as f64, h as f64 / fh as f64)
-    } else {
-        (
-            w as f64 / g.model_width as f64,
-            h as f64 / g.model_height as f64,
-        )
-    };
-    let tx = taps(ww as usize, w, sx * fw as f64 / ww as f64);
-    let ty = taps(wh as usize, h, sy * fh as f64 / wh as f64);
-    let (ww, wh) = (ww as usize, wh as usize);
-    // Every element is written below.
-    out.resize(s.classes * ww * wh, 0.0);
-    // Each output sample mixes its four source samples directly: down-sampling (the usual
-    // case) then reads only the columns the taps name.
-    out.par_chunks_mut(ww).enumerate().for_each(|(r, row)| {
-        let (c, y) = (r / wh, r % wh);
-        let plane = &s.data[c * w * h..(c + 1) * w * h];
-        let Tap { i0, i1, w1: t } = ty[y];
-        let (a, b) = (&plane[i0 * w..(i0 + 1) * w], &plane[i1 * w..(i1 + 1) * w]);
-        for (o, x) in row.iter_mut().zip(&tx) {
-            let v0 = a[x.i0] + t * (b[x.i0] - a[x.i0]);
-            let v1 = a[x.i1] + t * (b[x.i1] - a[x.i1]);
-            *o = v0 + x.w1 * (v1 - v0);
+struct Resampler<'a> {
+    scores: &'a ClassScores,
+    tx: Vec<Tap>,
+    ty: Vec<Tap>,
+}
+
+impl<'a> Resampler<'a> {
+    fn new(s: &'a ClassScores, fw: u32, fh: u32, ww: u32, wh: u32) -> Self {
+        let (w, h) = (s.width as usize, s.height as usize);
+        let g = &s.geometry;
+        // Source samples per frame pixel, then per working pixel.
+        let (sx, sy) = if g.stretched {
+            (w as f64 / fw as f64, h as f64 / fh as f64)
+        } else {
+            (
+                w as f64 / g.model_width as f64,
+                h as f64 / g.model_height as f64,
+            )
+        };
+        Resampler {
+            scores: s,
+            tx: taps(ww as usize, w, sx * fw as f64 / ww as f64),
+            ty: taps(wh as usize, h, sy * fh as f64 / wh as f64),
         }
-    });
+    }
+
+    /// Working row `y`, columns `xs`, into `rows` of `cp` lanes (class `c` in lane `c`):
+    /// each sample mixes its four source samples directly, so down-sampling (the usual
+    /// case) reads only the source columns its taps name.
+    fn fill(&self, y: usize, xs: std::ops::Range<usize>, rows: &mut [f32], cp: usize) {
+        let s = self.scores;
+        let w = s.width as usize;
+        let Tap { i0, i1, w1: t } = self.ty[y];
+        let tx = &self.tx[xs];
+        for (c, plane) in s.data.chunks_exact(w * s.height as usize).enumerate() {
+            let (a, b) = (&plane[i0 * w..(i0 + 1) * w], &plane[i1 * w..(i1 + 1) * w]);
+            for (row, x) in rows.chunks_exact_mut(cp).zip(tx) {
+                let v0 = a[x.i0] + t * (b[x.i0] - a[x.i0]);
+                let v1 = a[x.i1] + t * (b[x.i1] - a[x.i1]);
+                row[c] = v0 + x.w1 * (v1 - v0);
+            }
+        }
+    }
 }
 
 /// The refine stage.
@@ -352,10 +371,13 @@ mod tests {
                 x as f32 * 0.7 - y as f32 * 0.2
             }
         });
-        let mut r = Vec::new();
-        resample(&s, 6, 4, 6, 4, &mut r);
+        let mut r = vec![0f32; 2 * 24];
+        let resampler = Resampler::new(&s, 6, 4, 6, 4);
+        for (y, row) in r.chunks_exact_mut(2 * 6).enumerate() {
+            resampler.fill(y, 0..6, row, 2);
+        }
         assert!(!identity(&s, 6, 4, 6, 4));
-        let labels: Vec<u8> = (0..24).map(|i| (r[24 + i] > r[i]) as u8).collect();
+        let labels: Vec<u8> = r.chunks_exact(2).map(|p| (p[1] > p[0]) as u8).collect();
         assert_eq!(labels, argmax_scores(&s.data, 2, 2, 4, &g).data);
     }
 
