@@ -103,10 +103,14 @@ pub fn argmax_scores(scores: &[f32], classes: usize, h: usize, w: usize, g: &Geo
     labels.par_chunks_mut(fw).zip(&ty).for_each(|(row, t)| {
         let (r0, r1) = (t.i0 * w, t.i1 * w);
         let cells = &cells[t.i0 * w..(t.i0 + 1) * w];
+        // Every pixel its block's first candidate (the label where it is the only one),
+        // then the blocks with several compared pixel by pixel.
+        for (o, s) in row.iter_mut().zip(&tx) {
+            *o = cells[s.i0].classes[0];
+        }
         for (i0, run) in &runs {
             let cell = &cells[*i0];
             if cell.count == 1 {
-                row[run.clone()].fill(cell.classes[0]);
                 continue;
             }
             for x in run.clone() {
@@ -239,12 +243,24 @@ fn candidates(scores: &[f32], classes: usize, h: usize, w: usize) -> Vec<Candida
 
 /// The argmax of every source sample (ties to the lowest class).
 fn source_argmax(scores: &[f32], classes: usize, plane: usize) -> Vec<u8> {
-    let mut best = vec![f32::NEG_INFINITY; plane];
-    let mut arg = vec![0f32; plane];
-    for c in 0..classes {
-        argmax_step(&mut best, &mut arg, &scores[c * plane..(c + 1) * plane], c);
-    }
-    arg.into_iter().map(|a| a as u8).collect()
+    const RUN: usize = 4096;
+    let mut labels = vec![0u8; plane];
+    labels.par_chunks_mut(RUN).enumerate().for_each_init(
+        || (vec![0f32; RUN], vec![0f32; RUN]),
+        |(best, arg), (r, out)| {
+            let (best, arg) = (&mut best[..out.len()], &mut arg[..out.len()]);
+            best.fill(f32::NEG_INFINITY);
+            arg.fill(0.0);
+            let at = r * RUN;
+            for c in 0..classes {
+                argmax_step(best, arg, &scores[c * plane + at..][..out.len()], c);
+            }
+            for (l, &a) in out.iter_mut().zip(arg.iter()) {
+                *l = a as u8;
+            }
+        },
+    );
+    labels
 }
 
 /// Class indices of `h x w` (batch item 0) mapped to the frame by nearest neighbour.
