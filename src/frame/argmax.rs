@@ -69,18 +69,8 @@ pub fn argmax_scores(scores: &[f32], classes: usize, h: usize, w: usize, g: &Geo
         // Scores at frame resolution (padded input cropped back): a plain argmax, rows in
         // parallel.
         labels.par_chunks_mut(fw).enumerate().for_each_init(
-            || (vec![f32::NEG_INFINITY; fw], vec![0f32; fw]),
-            |(best, arg), (y, out)| {
-                best.fill(f32::NEG_INFINITY);
-                arg.fill(0.0);
-                for c in 0..classes {
-                    let row = &scores[c * plane + y * w..c * plane + y * w + fw];
-                    argmax_step(best, arg, row, c);
-                }
-                for (l, &a) in out.iter_mut().zip(arg.iter()) {
-                    *l = a as u8;
-                }
-            },
+            || (vec![0f32; fw], vec![0f32; fw]),
+            |buffers, (y, out)| argmax_run(scores, classes, plane, y * w, out, buffers),
         );
         return LabelMap::new(fw as u32, fh as u32, labels);
     }
@@ -247,20 +237,30 @@ fn source_argmax(scores: &[f32], classes: usize, plane: usize) -> Vec<u8> {
     let mut labels = vec![0u8; plane];
     labels.par_chunks_mut(RUN).enumerate().for_each_init(
         || (vec![0f32; RUN], vec![0f32; RUN]),
-        |(best, arg), (r, out)| {
-            let (best, arg) = (&mut best[..out.len()], &mut arg[..out.len()]);
-            best.fill(f32::NEG_INFINITY);
-            arg.fill(0.0);
-            let at = r * RUN;
-            for c in 0..classes {
-                argmax_step(best, arg, &scores[c * plane + at..][..out.len()], c);
-            }
-            for (l, &a) in out.iter_mut().zip(arg.iter()) {
-                *l = a as u8;
-            }
-        },
+        |buffers, (r, out)| argmax_run(scores, classes, plane, r * RUN, out, buffers),
     );
     labels
+}
+
+/// The argmax of samples `at..at + out.len()` of every plane into `out`, with `buffers`
+/// (at least `out.len()` each) for the running best value and class.
+fn argmax_run(
+    scores: &[f32],
+    classes: usize,
+    plane: usize,
+    at: usize,
+    out: &mut [u8],
+    (best, arg): &mut (Vec<f32>, Vec<f32>),
+) {
+    let (best, arg) = (&mut best[..out.len()], &mut arg[..out.len()]);
+    best.fill(f32::NEG_INFINITY);
+    arg.fill(0.0);
+    for c in 0..classes {
+        argmax_step(best, arg, &scores[c * plane + at..][..out.len()], c);
+    }
+    for (l, &a) in out.iter_mut().zip(arg.iter()) {
+        *l = a as u8;
+    }
 }
 
 /// Class indices of `h x w` (batch item 0) mapped to the frame by nearest neighbour.

@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::band::{fill_row, Kernels, Planes, Sink, CLIP, PAD};
+use super::band::{fill_row, FirstPass, Kernels, Sink, CLIP, PAD};
 use super::grid::Corners;
 use super::lanes::{exp8, ln8};
 use crate::frame::ScoreKind;
@@ -151,7 +151,7 @@ struct At {
 pub(super) unsafe fn band<const B: usize>(
     k: &Kernels,
     y0: usize,
-    scores: Planes,
+    scores: FirstPass,
     base: &mut [f32],
     mut sink: Sink,
 ) {
@@ -276,7 +276,7 @@ pub(super) unsafe fn band<const B: usize>(
     let mut j = 0;
     for (r, line) in base.chunks_exact_mut(w * cp).enumerate() {
         if let Some((fill, _)) = scores {
-            fill_row(fill, y0 + r, w, line, cp);
+            fill_row(fill, y0 + r, line, cp);
         }
         let mut rows = line.chunks_exact_mut(2 * cp);
         for pair in &mut rows {

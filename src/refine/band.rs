@@ -28,19 +28,18 @@ pub(crate) struct Kernels<'a> {
 pub(crate) type Fill<'a> = dyn Fn(usize, std::ops::Range<usize>, &mut [f32], usize) + Sync + 'a;
 
 /// Pass 0's input: how each image row's scores are written, and what they hold.
-pub(crate) type Planes<'a> = Option<(&'a Fill<'a>, ScoreKind)>;
+pub(crate) type FirstPass<'a> = Option<(&'a Fill<'a>, ScoreKind)>;
 
 /// Pixels a fill writes at once: their rows stay in L1 while the class planes are read.
 pub(crate) const FILL_RUN: usize = 64;
 
-/// Pass 0's first step for image row `y`: its scores written into `row` (`w` pixels of
-/// `cp` lanes), a run of pixels at a time.
-pub(crate) fn fill_row(fill: &Fill, y: usize, w: usize, row: &mut [f32], cp: usize) {
+/// Pass 0's first step for image row `y`: its scores written into `row` (one image row of
+/// pixels of `cp` lanes), a run of pixels at a time.
+pub(crate) fn fill_row(fill: &Fill, y: usize, row: &mut [f32], cp: usize) {
     for (r, part) in row.chunks_mut(FILL_RUN * cp).enumerate() {
         let x0 = r * FILL_RUN;
         fill(y, x0..x0 + part.len() / cp, part, cp);
     }
-    debug_assert_eq!(row.len(), w * cp);
 }
 
 /// Where a band puts each pixel's new `Q`.

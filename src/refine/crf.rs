@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use std::cell::RefCell;
 
 pub use super::band::CLIP;
-use super::band::{Fill, Kernels, Planes, Sink, PAD};
+use super::band::{Fill, FirstPass, Kernels, Sink, PAD};
 use super::grid::{Grid, GridBuffers};
 use super::lanes::sum_into;
 use super::lattice::{
@@ -323,7 +323,7 @@ pub(crate) fn mean_field_with(
                 vertex_into[b] = Some(&mut v[..]);
             }
         }
-        let scores_in: Planes = (pass == 0).then_some((fill, kind));
+        let scores_in: FirstPass = (pass == 0).then_some((fill, kind));
         base.par_chunks_mut(band_rows * w * cp)
             .zip(planes)
             .zip(label_parts)
@@ -541,7 +541,7 @@ pub(crate) fn fast_ln(x: f32) -> f32 {
 /// The fused per-pixel pass, compiled for the baseline and for AVX2 with FMA.
 mod simd {
     use super::super::band::fill_row;
-    use super::{axpy, softmax_row, unary_row, Kernels, Planes, Sink};
+    use super::{axpy, softmax_row, unary_row, FirstPass, Kernels, Sink};
 
     /// One band of a pass, with FMA when `F`: for every pixel of rows `y0..` (as many as
     /// `base` holds), either `-U` from the class planes in `scores` (pass 0) or `-U` plus
@@ -551,7 +551,7 @@ mod simd {
     fn band_body<const F: bool>(
         k: &Kernels,
         y0: usize,
-        scores: Planes,
+        scores: FirstPass,
         base: &mut [f32],
         mut sink: Sink,
     ) {
@@ -568,7 +568,7 @@ mod simd {
             .enumerate()
             .flat_map(|(r, row)| {
                 if let Some((fill, _)) = scores {
-                    fill_row(fill, y0 + r, w, row, cp);
+                    fill_row(fill, y0 + r, row, cp);
                 }
                 row.chunks_exact_mut(cp)
             })
@@ -646,11 +646,11 @@ mod simd {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn band_avx2(k: &Kernels, y0: usize, scores: Planes, base: &mut [f32], sink: Sink) {
+    fn band_avx2(k: &Kernels, y0: usize, scores: FirstPass, base: &mut [f32], sink: Sink) {
         band_body::<true>(k, y0, scores, base, sink)
     }
 
-    pub(super) fn band(k: &Kernels, y0: usize, scores: Planes, base: &mut [f32], sink: Sink) {
+    pub(super) fn band(k: &Kernels, y0: usize, scores: FirstPass, base: &mut [f32], sink: Sink) {
         #[cfg(target_arch = "x86_64")]
         if super::super::lanes::avx2() && !super::forced_portable() {
             return crate::refine::lanes::flush_denormals(|| {

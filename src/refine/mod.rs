@@ -371,7 +371,7 @@ mod tests {
                 x as f32 * 0.7 - y as f32 * 0.2
             }
         });
-        let mut r = vec![0f32; 2 * 24];
+        let mut r = [0f32; 2 * 24];
         let resampler = Resampler::new(&s, 6, 4, 6, 4);
         for (y, row) in r.chunks_exact_mut(2 * 6).enumerate() {
             resampler.fill(y, 0..6, row, 2);
