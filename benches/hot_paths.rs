@@ -1,7 +1,8 @@
 //! The per-frame work around inference at 1920x1080: pre-processing, argmax (direct and
 //! with bilinear up-sampling from quarter-resolution scores) and the composite overlay; the
 //! pre-processing and argmax rows twice, on the host and as the in-graph sessions of
-//! `pre_post = "graph"` (ONNX Runtime's CPU provider, as many threads as cores), in one run.
+//! `pre_post = "graph"` (ONNX Runtime's CPU provider, as many threads as cores; the
+//! pre-processing also from NV12 planes), in one run.
 //!
 //! `cargo bench --bench hot_paths` (needs the model configs; no model is run).
 
@@ -11,7 +12,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ort::value::{Tensor, TensorElementType, TensorRef};
 use segstream::composite::Composite;
 use segstream::frame::argmax_scores;
-use segstream::frame::{LabelMap, RgbImage};
+use segstream::frame::{LabelMap, RgbImage, YuvColour};
 use segstream::infer::Model;
 use segstream::infer::{cores, frame_geometry, graph, normalize, session_builder, write_item};
 
@@ -79,7 +80,7 @@ fn bench(c: &mut Criterion) {
 
     // The same work as ONNX graphs on the CPU provider.
     let options = session_builder(&model, &[], cores()).unwrap();
-    let mut pre = graph::pre(input, &options).unwrap();
+    let mut pre = graph::pre(input, graph::FrameFormat::Rgb, &options).unwrap();
     let pads = [0, 0, 0, 0, 0, 0, (mh - H) as i64, (mw - W) as i64];
     g.bench_function("preprocess in graph", |b| {
         b.iter(|| {
@@ -88,6 +89,28 @@ fn bench(c: &mut Criterion) {
                     .unwrap();
             let pads = Tensor::from_array(([8usize], pads.to_vec())).unwrap();
             pre.run(ort::inputs![graph::FRAME => frame, graph::PADS => pads])
+                .unwrap();
+        })
+    });
+    // The same from the decoder's NV12 planes (a mid-grey chroma: the cost does not depend
+    // on the values).
+    let colour = YuvColour::BT709;
+    let mut pre_nv12 = graph::pre(input, graph::FrameFormat::Nv12(colour), &options).unwrap();
+    let luma: Vec<u8> = image.data.chunks_exact(3).map(|p| p[1]).collect();
+    let chroma = vec![128u8; (W * H / 2) as usize];
+    g.bench_function("preprocess in graph, NV12", |b| {
+        b.iter(|| {
+            let luma =
+                TensorRef::from_array_view(([1usize, H as usize, W as usize], &luma[..])).unwrap();
+            let shape = [1usize, H as usize / 2, W as usize / 2, 2];
+            let chroma = TensorRef::from_array_view((shape, &chroma[..])).unwrap();
+            let pads = Tensor::from_array(([8usize], pads.to_vec())).unwrap();
+            pre_nv12
+                .run(ort::inputs![
+                    graph::LUMA => luma,
+                    graph::CHROMA => chroma,
+                    graph::PADS => pads
+                ])
                 .unwrap();
         })
     });

@@ -11,6 +11,7 @@ mod facet;
 mod image;
 mod instance;
 mod scores;
+mod yuv;
 
 pub use argmax::{argmax_scores, resample_labels};
 pub use bbox::{box_ios, box_iou, overlap, MatchMetric};
@@ -19,6 +20,7 @@ pub use facet::{Facet, Facets};
 pub use image::{LabelMap, RgbImage};
 pub use instance::{Instance, Mask};
 pub use scores::{ClassScores, Geometry, ScoreKind};
+pub use yuv::{Nv12Image, YuvColour};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +39,9 @@ pub struct Frame {
     /// When the source handed the frame to the pipeline; used for capture-to-output latency.
     pub captured: Instant,
     pub image: Arc<RgbImage>,
+    /// The same picture in the decoder's NV12 planes, when the source keeps them
+    /// (`nv12 = true`) for a stage that takes them instead of RGB.
+    pub yuv: Option<Arc<Nv12Image>>,
     /// Per-pixel class indices at frame resolution, set by `infer`.
     pub labels: Option<Arc<LabelMap>>,
     /// Class scores behind the labels, when a stage needs them (refine): the model's, or
@@ -74,6 +79,7 @@ impl Frame {
             rate: None,
             captured: Instant::now(),
             image: Arc::new(image),
+            yuv: None,
             labels: None,
             scores: None,
             instances: None,

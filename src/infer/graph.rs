@@ -4,7 +4,7 @@
 //! scores.
 //!
 //! Two small graphs are chained to the model's session and run on its execution providers:
-//! `pre` (`uint8 [N, H, W, 3]` to the model's input: colour order, scale, mean and std,
+//! `pre` (`uint8 [N, H, W, 3]`, or the decoder's NV12 planes, to the model's input: colour order, scale, mean and std,
 //! layout, then the size policy's padding or bilinear resize, then the input's element
 //! type) and `post` (the model's scores to labels: bilinear up-sampling with half-pixel
 //! centres to the model input's size, the crop back to the frame, ArgMax, `uint8`). They
@@ -27,6 +27,7 @@ use ort::value::{
 };
 
 use super::model::{ColorOrder, InputConfig, InputType, Layout, SizePolicy};
+use crate::frame::YuvColour;
 
 /// The opset of the generated graphs.
 const OPSET: u32 = 17;
@@ -38,6 +39,8 @@ const FLOAT16: i64 = 10;
 
 /// Names of the graphs' inputs and outputs.
 pub const FRAME: &str = "frame";
+pub const LUMA: &str = "luma";
+pub const CHROMA: &str = "chroma";
 pub const PADS: &str = "pads";
 pub const SIZES: &str = "sizes";
 pub const IMAGE: &str = "image";
@@ -134,10 +137,24 @@ fn bilinear() -> ort::Result<Vec<Attribute>> {
     ])
 }
 
-/// The pre-processing graph for `input`: `frame` (`uint8 [N, H, W, 3]`, RGB) and, by the
+/// The frames a `pre` graph takes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FrameFormat {
+    /// `frame`: `uint8 [N, H, W, 3]`, RGB.
+    Rgb,
+    /// `luma` (`uint8 [N, H, W]`) and `chroma` (`uint8 [N, ceil(H/2), ceil(W/2), 2]`, U and
+    /// V interleaved): NV12 planes, encoded as the colour says.
+    Nv12(YuvColour),
+}
+
+/// The pre-processing graph for `input` and frames in `format`: the frames and, by the
 /// size policy, `pads` (`int64 [8]`, NCHW: only the bottom and right ones non-zero) or
 /// `sizes` (`int64 [4]`, NCHW) in; `image`, the model's input, out.
-pub fn pre(input: &InputConfig, options: &SessionBuilder) -> ort::Result<Session> {
+pub fn pre(
+    input: &InputConfig,
+    format: FrameFormat,
+    options: &SessionBuilder,
+) -> ort::Result<Session> {
     let (ty, cast_to) = match input.dtype {
         InputType::Float32 => (TensorElementType::Float32, None),
         InputType::Float16 => (TensorElementType::Float16, Some(FLOAT16)),
@@ -153,25 +170,26 @@ pub fn pre(input: &InputConfig, options: &SessionBuilder) -> ort::Result<Session
             Outlet::new(SIZES, tensor(TensorElementType::Int64, &[(4, "")]))
         }
     };
-    let frame = tensor(
-        TensorElementType::Uint8,
-        &[(-1, "N"), (-1, "H"), (-1, "W"), (3, "")],
-    );
-    let mut g = Builder::new(
-        vec![Outlet::new(FRAME, frame), size_input],
-        vec![Outlet::new(IMAGE, tensor(ty, out_dims))],
-    )?;
-    // Planes first, while the pixels are bytes (a quarter of the memory traffic of floats).
-    let mut x = g.node(
-        "Transpose",
-        &[FRAME],
-        vec![Attribute::new("perm", vec![0i64, 3, 1, 2])?],
-    )?;
-    if input.color == ColorOrder::BGR {
-        let order = g.constant("bgr", &[3], &[2i64, 1, 0])?;
-        x = g.node("Gather", &[&x, &order], vec![Attribute::new("axis", 1i64)?])?;
-    }
-    x = g.node("Cast", &[&x], cast(FLOAT)?)?;
+    let u8 = TensorElementType::Uint8;
+    let mut inputs = match format {
+        FrameFormat::Rgb => vec![Outlet::new(
+            FRAME,
+            tensor(u8, &[(-1, "N"), (-1, "H"), (-1, "W"), (3, "")]),
+        )],
+        FrameFormat::Nv12(_) => vec![
+            Outlet::new(LUMA, tensor(u8, &[(-1, "N"), (-1, "H"), (-1, "W")])),
+            Outlet::new(
+                CHROMA,
+                tensor(u8, &[(-1, "N"), (-1, "h2"), (-1, "w2"), (2, "")]),
+            ),
+        ],
+    };
+    inputs.push(size_input);
+    let mut g = Builder::new(inputs, vec![Outlet::new(IMAGE, tensor(ty, out_dims))])?;
+    let mut x = match format {
+        FrameFormat::Rgb => rgb_planes(&mut g, input.color)?,
+        FrameFormat::Nv12(colour) => nv12_planes(&mut g, colour, input.color)?,
+    };
     // As `preprocess::normalize`: v * 1 / (scale * std) - mean / std, per channel.
     let a: Vec<f32> = (0..3).map(|k| 1.0 / (input.scale * input.std[k])).collect();
     let b: Vec<f32> = (0..3).map(|k| -input.mean[k] / input.std[k]).collect();
@@ -203,6 +221,72 @@ pub fn pre(input: &InputConfig, options: &SessionBuilder) -> ort::Result<Session
     }
     g.finish(&x, IMAGE)?;
     g.session(options)
+}
+
+/// `frame` as float planes `[N, 3, H, W]` in the model's colour order.
+fn rgb_planes(g: &mut Builder, color: ColorOrder) -> ort::Result<String> {
+    // Planes first, while the pixels are bytes (a quarter of the memory traffic of floats).
+    let mut x = g.node(
+        "Transpose",
+        &[FRAME],
+        vec![Attribute::new("perm", vec![0i64, 3, 1, 2])?],
+    )?;
+    if color == ColorOrder::BGR {
+        let order = g.constant("bgr", &[3], &[2i64, 1, 0])?;
+        x = g.node("Gather", &[&x, &order], vec![Attribute::new("axis", 1i64)?])?;
+    }
+    g.node("Cast", &[&x], cast(FLOAT)?)
+}
+
+/// `luma` and `chroma` as float RGB planes `[N, 3, H, W]` (0-255, clamped as a converter
+/// to bytes clamps, not rounded) in the model's colour order: each chroma sample serves the
+/// 2x2 pixels it covers, then one affine map per pixel (a 1x1 convolution) gives the
+/// colours.
+fn nv12_planes(g: &mut Builder, colour: YuvColour, color: ColorOrder) -> ort::Result<String> {
+    let axis = g.constant("channel_axis", &[1], &[1i64])?;
+    let y = g.node("Unsqueeze", &[LUMA, &axis], vec![])?;
+    let mut c = g.node(
+        "Transpose",
+        &[CHROMA],
+        vec![Attribute::new("perm", vec![0i64, 3, 1, 2])?],
+    )?;
+    let twice = g.constant("chroma_scales", &[4], &[1f32, 1.0, 2.0, 2.0])?;
+    c = g.node(
+        "Resize",
+        &[&c, "", &twice],
+        vec![
+            Attribute::new("mode", "nearest".to_string())?,
+            Attribute::new("coordinate_transformation_mode", "asymmetric".to_string())?,
+            Attribute::new("nearest_mode", "floor".to_string())?,
+        ],
+    )?;
+    // An odd height or width: the last chroma row or column serves one pixel, not two.
+    let shape = g.node("Shape", &[LUMA], vec![])?;
+    let (first, last) = (
+        g.constant("size_first", &[1], &[1i64])?,
+        g.constant("size_last", &[1], &[3i64])?,
+    );
+    let size = g.node("Slice", &[&shape, &first, &last], vec![])?;
+    let starts = g.constant("chroma_starts", &[2], &[0i64, 0])?;
+    let axes = g.constant("chroma_axes", &[2], &[2i64, 3])?;
+    c = g.node("Slice", &[&c, &starts, &size, &axes], vec![])?;
+    let mut x = g.node("Concat", &[&y, &c], vec![Attribute::new("axis", 1i64)?])?;
+    x = g.node("Cast", &[&x], cast(FLOAT)?)?;
+    let (m, offset) = colour.to_rgb();
+    let order: [usize; 3] = match color {
+        ColorOrder::RGB => [0, 1, 2],
+        ColorOrder::BGR => [2, 1, 0],
+    };
+    let weights: Vec<f32> = order.iter().flat_map(|&k| m[k]).collect();
+    let bias: Vec<f32> = order.iter().map(|&k| offset[k]).collect();
+    let weights = g.constant("yuv_to_rgb", &[3, 3, 1, 1], &weights)?;
+    let bias = g.constant("yuv_to_rgb_offset", &[3], &bias)?;
+    x = g.node("Conv", &[&x, &weights, &bias], vec![])?;
+    let (lo, hi) = (
+        g.constant("black", &[], &[0f32])?,
+        g.constant("white", &[], &[255f32])?,
+    );
+    g.node("Clip", &[&x, &lo, &hi], vec![])
 }
 
 /// The post-processing graph for `[N, classes, h, w]` scores of element type `scores`:

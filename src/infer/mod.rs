@@ -37,7 +37,7 @@ pub use stitch::{Stitch, StitchBuffers};
 
 use std::sync::Arc;
 
-use crate::frame::{Frame, RgbImage};
+use crate::frame::{Frame, Nv12Image, RgbImage};
 use crate::runtime::{BoxError, Output, Stage};
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +82,8 @@ pub struct Infer {
     threads: usize,
     options: EngineOptions,
     segmenter: Option<Segmenter>,
+    /// Whether NV12 frames came in yet (logged once).
+    nv12_seen: bool,
 }
 
 impl Infer {
@@ -97,6 +99,7 @@ impl Infer {
             threads,
             options,
             segmenter: None,
+            nv12_seen: false,
         }
     }
 }
@@ -130,6 +133,22 @@ impl Stage for Infer {
             for mut frame in frames {
                 let found = segmenter.detect(&frame.image)?;
                 frame.instances = Some(Arc::new(found));
+                out.send(frame)?;
+            }
+            return Ok(());
+        }
+        // Frames that carry their decoder's NV12 planes go in as those (half the bytes).
+        if segmenter.takes_nv12() && frames.iter().all(|f| f.yuv.is_some()) {
+            if !self.nv12_seen {
+                self.nv12_seen = true;
+                tracing::info!(stage = "infer", model = %self.model.name, "Frames go in as NV12 planes.");
+            }
+            let planes: Vec<Arc<Nv12Image>> = frames.iter().filter_map(|f| f.yuv.clone()).collect();
+            let planes: Vec<&Nv12Image> = planes.iter().map(|p| p.as_ref()).collect();
+            let results = segmenter.segment_nv12(&planes)?;
+            for (mut frame, (labels, scores)) in frames.into_iter().zip(results) {
+                frame.labels = Some(Arc::new(labels));
+                frame.scores = scores.map(Arc::new);
                 out.send(frame)?;
             }
             return Ok(());

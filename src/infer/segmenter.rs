@@ -4,6 +4,7 @@
 
 use half::f16;
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::builder::SessionBuilder;
 use ort::session::{IoBinding, Session};
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
@@ -17,7 +18,8 @@ use super::session::{check_model, open_session, session_builder};
 use super::stitch::{Stitch, StitchBuffers};
 use super::{InferError, PrePost, ProviderConfig, TilingConfig};
 use crate::frame::{
-    argmax_scores, resample_labels, ClassScores, Geometry, Instance, LabelMap, RgbImage, ScoreKind,
+    argmax_scores, resample_labels, ClassScores, Geometry, Instance, LabelMap, Nv12Image, RgbImage,
+    ScoreKind, YuvColour,
 };
 use crate::instance::merge;
 use crate::runtime::BoxError;
@@ -55,31 +57,89 @@ struct InGraph {
     host: MemoryInfo<'static>,
 }
 
+/// Frames of one size (and, NV12, one colour matrix) as the in-graph path takes them.
+#[derive(Clone, Copy)]
+enum GraphFrames<'a> {
+    Rgb(&'a [&'a RgbImage]),
+    Nv12(&'a [&'a Nv12Image]),
+}
+
+impl GraphFrames<'_> {
+    fn len(&self) -> usize {
+        match self {
+            GraphFrames::Rgb(f) => f.len(),
+            GraphFrames::Nv12(f) => f.len(),
+        }
+    }
+
+    /// The frames' width and height.
+    fn size(&self) -> (u32, u32) {
+        match self {
+            GraphFrames::Rgb(f) => (f[0].width, f[0].height),
+            GraphFrames::Nv12(f) => (f[0].width, f[0].height),
+        }
+    }
+}
+
 /// `pre` and the model: frames in, the model's outputs out.
 struct Front {
+    /// RGB frames to the model's input.
     pre: Session,
     pre_binding: IoBinding,
+    /// NV12 frames to the model's input, built for the colour matrix of the first NV12
+    /// frames (and again if it changes), on `providers` with `threads`.
+    pre_nv12: Option<(YuvColour, Session, IoBinding)>,
+    providers: Vec<ProviderConfig>,
+    threads: usize,
     /// The model session's binding: its input from `pre`, its outputs for `post`.
     model_binding: IoBinding,
     /// Where the frames are written for `pre`: page-locked host memory with CUDA, so their
     /// copy to the device is one DMA transfer.
     frame_allocator: Allocator,
-    /// The frames of the last batch, reused while the shape stays the same.
+    /// The frames of the last batch, reused while the shape stays the same: RGB, or NV12's
+    /// luma and chroma.
     frames: Option<Tensor<u8>>,
+    planes: [Option<Tensor<u8>>; 2],
     /// Where `pre`'s output and the model's outputs are kept. Outputs are bound anew for
     /// every run: a bound output keeps its shape, and the next frame's may differ.
     device: MemoryInfo<'static>,
     outputs_at: MemoryInfo<'static>,
 }
 
+/// A tensor of `shape` from `allocator`, kept in `slot` while the shape stays the same.
+fn reuse<'t>(
+    slot: &'t mut Option<Tensor<u8>>,
+    allocator: &Allocator,
+    shape: &[i64],
+) -> ort::Result<&'t mut Tensor<u8>> {
+    if slot.as_ref().is_none_or(|t| t.shape()[..] != shape[..]) {
+        *slot = Some(Tensor::new(allocator, shape.to_vec())?);
+    }
+    Ok(slot.as_mut().expect("allocated above"))
+}
+
+/// Copies the items into the first batch slots of `tensor` (its `n` slots each one item's
+/// bytes); unused slots are zero. The bytes are copied once: a borrowed view cannot be
+/// bound.
+fn fill_slots<'i>(tensor: &mut Tensor<u8>, n: usize, items: impl Iterator<Item = &'i [u8]>) {
+    let bytes = tensor.extract_tensor_mut().1;
+    let len = bytes.len() / n.max(1);
+    let mut used = 0;
+    for (slot, item) in bytes.chunks_exact_mut(len).zip(items) {
+        slot.copy_from_slice(item);
+        used += len;
+    }
+    bytes[used..].fill(0);
+}
+
 impl Front {
-    /// Runs `pre` and the model on `images` (one size; `n` batch slots) laid out as
-    /// `geometry`; returns the model's outputs.
+    /// Runs `pre` and the model on `frames` (`n` batch slots) laid out as `geometry`;
+    /// returns the model's outputs.
     fn run<'f>(
         &'f mut self,
         session: &'f mut Session,
         model: &Model,
-        images: &[&RgbImage],
+        frames: GraphFrames<'_>,
         n: usize,
         geometry: &Geometry,
     ) -> Result<ort::session::SessionOutputs<'f>, InferError> {
@@ -90,35 +150,54 @@ impl Front {
         let input = &model.config.input;
         let (w, h) = (geometry.frame_width as i64, geometry.frame_height as i64);
         let (mw, mh) = (geometry.model_width as i64, geometry.model_height as i64);
-        let frame_shape = [n as i64, h, w, 3];
-        if self
-            .frames
-            .as_ref()
-            .is_none_or(|t| t.shape()[..] != frame_shape)
-        {
-            self.frames = Some(Tensor::new(&self.frame_allocator, frame_shape).map_err(err)?);
-        }
-        let frame = self.frames.as_mut().expect("allocated above");
-        // The frames' bytes, copied once (a borrowed view cannot be bound), unused batch
-        // slots zero.
-        let bytes = frame.extract_tensor_mut().1;
-        let len = images[0].data.len();
-        for (slot, image) in bytes.chunks_exact_mut(len).zip(images) {
-            slot.copy_from_slice(&image.data);
-        }
-        bytes[images.len() * len..].fill(0);
         let (aux_name, aux) = match input.size {
             SizePolicy::Pad { .. } => (graph::PADS, vec![0, 0, 0, 0, 0, 0, mh - h, mw - w]),
             SizePolicy::Stretch { .. } => (graph::SIZES, vec![n as i64, 3, mh, mw]),
         };
         let aux = Tensor::from_array(([aux.len()], aux)).map_err(err)?;
-        let binding = &mut self.pre_binding;
-        binding.bind_input(graph::FRAME, &*frame).map_err(err)?;
-        binding.bind_input(aux_name, &aux).map_err(err)?;
-        binding
-            .bind_output_to_device(graph::IMAGE, &self.device)
-            .map_err(err)?;
-        let prepared = self.pre.run_binding(binding).map_err(err)?;
+        let prepared = match frames {
+            GraphFrames::Rgb(images) => {
+                let frame = reuse(
+                    &mut self.frames,
+                    &self.frame_allocator,
+                    &[n as i64, h, w, 3],
+                )
+                .map_err(err)?;
+                fill_slots(frame, n, images.iter().map(|i| i.data.as_slice()));
+                let binding = &mut self.pre_binding;
+                binding.bind_input(graph::FRAME, &*frame).map_err(err)?;
+                binding.bind_input(aux_name, &aux).map_err(err)?;
+                binding
+                    .bind_output_to_device(graph::IMAGE, &self.device)
+                    .map_err(err)?;
+                self.pre.run_binding(binding).map_err(err)?
+            }
+            GraphFrames::Nv12(images) => {
+                let colour = images[0].colour;
+                if self.pre_nv12.as_ref().is_none_or(|p| p.0 != colour) {
+                    let format = graph::FrameFormat::Nv12(colour);
+                    let options = graph_options(model, &self.providers, self.threads)?;
+                    let pre = graph::pre(input, format, &options).map_err(err)?;
+                    let binding = pre.create_binding().map_err(err)?;
+                    self.pre_nv12 = Some((colour, pre, binding));
+                }
+                let (_, pre, binding) = self.pre_nv12.as_mut().expect("built above");
+                let (cw, ch) = images[0].chroma_size();
+                let [luma, chroma] = &mut self.planes;
+                let luma = reuse(luma, &self.frame_allocator, &[n as i64, h, w]).map_err(err)?;
+                fill_slots(luma, n, images.iter().map(|i| i.luma.as_slice()));
+                let shape = [n as i64, ch as i64, cw as i64, 2];
+                let chroma = reuse(chroma, &self.frame_allocator, &shape).map_err(err)?;
+                fill_slots(chroma, n, images.iter().map(|i| i.chroma.as_slice()));
+                binding.bind_input(graph::LUMA, &*luma).map_err(err)?;
+                binding.bind_input(graph::CHROMA, &*chroma).map_err(err)?;
+                binding.bind_input(aux_name, &aux).map_err(err)?;
+                binding
+                    .bind_output_to_device(graph::IMAGE, &self.device)
+                    .map_err(err)?;
+                pre.run_binding(binding).map_err(err)?
+            }
+        };
         self.model_binding
             .bind_input(input.name.as_str(), &prepared[graph::IMAGE])
             .map_err(err)?;
@@ -239,6 +318,11 @@ impl Segmenter {
         &self.model
     }
 
+    /// Whether `segment_nv12` takes frames as NV12 planes (in-graph semantic models).
+    pub fn takes_nv12(&self) -> bool {
+        self.graph.is_some() && !self.model.is_instance()
+    }
+
     /// Segments one image into a label map of the same size.
     pub fn segment(&mut self, image: &RgbImage) -> Result<LabelMap, InferError> {
         Ok(self
@@ -250,6 +334,11 @@ impl Segmenter {
     /// Refuses a frame whose inference would need more than the memory limit: the model runs
     /// at the frame's size (or the tiles'), and its activations grow with the pixels.
     fn check_memory(&self, image: &RgbImage) -> Result<(), InferError> {
+        self.check_size(image.width, image.height)
+    }
+
+    /// `check_memory` for a frame of `width` x `height`.
+    fn check_size(&self, width: u32, height: u32) -> Result<(), InferError> {
         let Some(limit) = self.options.max_frame_mib else {
             return Ok(());
         };
@@ -259,20 +348,20 @@ impl Segmenter {
             // cut from, and its class scores are stitched at frame size.
             (Some(t), Some((tw, th))) => {
                 let tiles = tw as f64 * th as f64 * self.options.batch as f64 / 1e6 * per_mpx;
-                let scaled = image.width as f64 * image.height as f64 * (t.scale as f64).powi(2);
+                let scaled = width as f64 * height as f64 * (t.scale as f64).powi(2);
                 let floats = 3.0 + self.model.num_classes() as f64;
                 tiles + scaled * floats * 4.0 / (1024.0 * 1024.0)
             }
             _ => {
-                let g = frame_geometry(image.width, image.height, self.model.config.input.size);
+                let g = frame_geometry(width, height, self.model.config.input.size);
                 g.model_width as f64 * g.model_height as f64 / 1e6 * per_mpx
             }
         };
         if need > limit as f64 {
             return Err(InferError::TooLarge {
                 model: self.model.name.clone(),
-                width: image.width,
-                height: image.height,
+                width,
+                height,
                 need_gib: need / 1024.0,
                 limit_mib: limit,
             });
@@ -575,7 +664,32 @@ impl Segmenter {
     ) -> Result<Vec<(LabelMap, Option<ClassScores>)>, InferError> {
         let mut results = Vec::with_capacity(images.len());
         for range in batches(&frame_sizes(images), self.options.batch) {
-            results.extend(self.run_in_graph(&images[range])?);
+            results.extend(self.run_in_graph(GraphFrames::Rgb(&images[range]))?);
+        }
+        Ok(results)
+    }
+
+    /// Segments frames given as NV12 planes (`Frame::yuv`), with pre- and post-processing
+    /// in graphs (`pre_post = "graph"`): the colours are converted on the session's device,
+    /// so half the bytes of RGB go in. Batches are consecutive frames of one size and
+    /// colour matrix, at most `batch` at a time.
+    pub fn segment_nv12(
+        &mut self,
+        frames: &[&Nv12Image],
+    ) -> Result<Vec<(LabelMap, Option<ClassScores>)>, InferError> {
+        if !self.takes_nv12() {
+            return Err(InferError::Run {
+                model: self.model.name.clone(),
+                reason: "NV12 frames need pre_post = \"graph\" and a semantic model".into(),
+            });
+        }
+        let keys: Vec<_> = frames
+            .iter()
+            .map(|f| (f.width, f.height, f.colour))
+            .collect();
+        let mut results = Vec::with_capacity(frames.len());
+        for range in batches(&keys, self.options.batch) {
+            results.extend(self.run_in_graph(GraphFrames::Nv12(&frames[range]))?);
         }
         Ok(results)
     }
@@ -583,22 +697,21 @@ impl Segmenter {
     /// One batch of equally sized frames through the in-graph sessions.
     fn run_in_graph(
         &mut self,
-        images: &[&RgbImage],
+        frames: GraphFrames<'_>,
     ) -> Result<Vec<(LabelMap, Option<ClassScores>)>, InferError> {
-        for image in images {
-            self.check_memory(image)?;
-        }
+        let (w, h) = frames.size();
+        self.check_size(w, h)?;
+        let count = frames.len();
         let model = &self.model;
         let err = |e: ort::Error| InferError::Run {
             model: model.name.clone(),
             reason: e.to_string(),
         };
-        let (w, h) = (images[0].width, images[0].height);
         let geometry = frame_geometry(w, h, model.config.input.size);
         let (mw, mh) = (geometry.model_width as i64, geometry.model_height as i64);
-        let n = self.fixed_batch.unwrap_or(images.len());
+        let n = self.fixed_batch.unwrap_or(count);
         let InGraph { front, post, host } = self.graph.as_mut().expect("graph mode");
-        let outputs = front.run(&mut self.session, model, images, n, &geometry)?;
+        let outputs = front.run(&mut self.session, model, frames, n, &geometry)?;
         let output_name = model.config.output.names()[0];
         let bad = |reason: String| InferError::Run {
             model: model.name.clone(),
@@ -607,11 +720,11 @@ impl Segmenter {
         let value = outputs
             .get(output_name)
             .ok_or_else(|| bad("missing from the results".into()))?;
-        let mut results = Vec::with_capacity(images.len());
+        let mut results = Vec::with_capacity(count);
         let Some(post) = post else {
             // The model gives labels: mapped to the frame on the host (nearest neighbour).
-            let out = labels::read(value, images.len()).map_err(bad)?;
-            for k in 0..images.len() {
+            let out = labels::read(value, count).map_err(bad)?;
+            for k in 0..count {
                 let labels = resample_labels(out.item(k), out.h, out.w, &geometry)
                     .map_err(|v| bad(format!("class index {v} is outside 0..=255")))?;
                 results.push((labels, None));
@@ -650,7 +763,7 @@ impl Segmenter {
             .map_err(err)?;
         let plane = w as usize * h as usize;
         let kept = if self.options.scores {
-            Some(scores::read(value, model.num_classes(), images.len()).map_err(bad)?)
+            Some(scores::read(value, model.num_classes(), count).map_err(bad)?)
         } else {
             None
         };
@@ -658,7 +771,7 @@ impl Segmenter {
             OutputConfig::Probabilities { .. } => ScoreKind::Probabilities,
             _ => ScoreKind::Logits,
         };
-        for k in 0..images.len() {
+        for k in 0..count {
             let map = LabelMap::new(w, h, labels[k * plane..(k + 1) * plane].to_vec());
             let scores = kept.as_ref().map(|s| ClassScores {
                 kind,
@@ -819,7 +932,13 @@ impl Segmenter {
             region: (0, 0, region.0, region.1),
         };
         let InGraph { front, .. } = self.graph.as_mut().expect("graph mode");
-        let outputs = front.run(&mut self.session, &self.model, &[image], 1, &geometry)?;
+        let outputs = front.run(
+            &mut self.session,
+            &self.model,
+            GraphFrames::Rgb(&[image]),
+            1,
+            &geometry,
+        )?;
         decode_detections(&self.model, &outputs, &job)
     }
 
@@ -859,7 +978,7 @@ impl Segmenter {
 
 /// Runs of consecutive equal `sizes`, at most `most` (at least 1) long: the batches of one
 /// input shape.
-fn batches(sizes: &[(u32, u32)], most: usize) -> Vec<std::ops::Range<usize>> {
+fn batches<K: PartialEq>(sizes: &[K], most: usize) -> Vec<std::ops::Range<usize>> {
     let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
     for (i, size) in sizes.iter().enumerate() {
         match runs.last_mut() {
@@ -1066,6 +1185,22 @@ impl InputSlot {
     }
 }
 
+/// The session options of the in-graph sessions. Their threads sleep when done instead of
+/// spinning: the model's session runs between them, and on a small machine spinning
+/// threads take its cores.
+fn graph_options(
+    model: &Model,
+    providers: &[ProviderConfig],
+    threads: usize,
+) -> Result<SessionBuilder, InferError> {
+    session_builder(model, providers, threads)?
+        .with_intra_op_spinning(false)
+        .map_err(|e| InferError::Session {
+            model: model.name.clone(),
+            reason: ort::Error::<()>::from(e).to_string(),
+        })
+}
+
 /// Builds the in-graph sessions for `model` on the providers of its `session`.
 fn in_graph(
     model: &Model,
@@ -1074,14 +1209,7 @@ fn in_graph(
     threads: usize,
     keep_scores: bool,
 ) -> Result<InGraph, InferError> {
-    // Their threads sleep when done instead of spinning: the model's session runs between
-    // the two, and on a small machine spinning threads take its cores.
-    let options = session_builder(model, providers, threads)?
-        .with_intra_op_spinning(false)
-        .map_err(|e| InferError::Session {
-            model: model.name.clone(),
-            reason: ort::Error::<()>::from(e).to_string(),
-        })?;
+    let options = graph_options(model, providers, threads)?;
     let failed = |e: ort::Error| InferError::Session {
         model: model.name.clone(),
         reason: format!("cannot build its in-graph pre- and post-processing: {e}"),
@@ -1114,7 +1242,7 @@ fn in_graph(
     } else {
         device.clone()
     };
-    let pre = graph::pre(&model.config.input, &options).map_err(failed)?;
+    let pre = graph::pre(&model.config.input, graph::FrameFormat::Rgb, &options).map_err(failed)?;
     let frame_allocator = if host == MemoryInfo::default() {
         Allocator::default()
     } else {
@@ -1154,9 +1282,13 @@ fn in_graph(
         front: Front {
             pre,
             pre_binding,
+            pre_nv12: None,
+            providers: providers.to_vec(),
+            threads,
             model_binding,
             frame_allocator,
             frames: None,
+            planes: [None, None],
             device,
             outputs_at,
         },

@@ -11,7 +11,7 @@ use std::thread;
 use gstreamer as gst;
 use gstreamer_pbutils as pbutils;
 
-use super::gst::{Decode, Input};
+use super::gst::{Decode, DecodeOptions, Input};
 use crate::frame::StreamEnd;
 use crate::runtime::{Aborted, BoxError, Output, Source};
 
@@ -208,8 +208,8 @@ pub struct Batch {
     max_frames: Option<u64>,
     /// Inputs whose frame counts are looked up for progress (a fixed list's).
     probe: Vec<Item>,
-    /// Threads of each file's video decoder (0: it decides).
-    decoder_threads: u32,
+    /// How each file is decoded (threads, NV12 planes).
+    decode: DecodeOptions,
 }
 
 impl Batch {
@@ -225,13 +225,13 @@ impl Batch {
             in_flight: in_flight.max(1),
             max_frames,
             probe,
-            decoder_threads: 0,
+            decode: DecodeOptions::default(),
         }
     }
 
-    /// Each file's video decoder uses at most `n` threads (0: it decides).
-    pub fn decoder_threads(mut self, n: u32) -> Self {
-        self.decoder_threads = n;
+    /// Each file is decoded with `options`.
+    pub fn decode_options(mut self, options: DecodeOptions) -> Self {
+        self.decode = options;
         self
     }
 }
@@ -258,7 +258,7 @@ impl Source for Batch {
                 });
         }
         let feed = &self.feed;
-        let (max_frames, decoder_threads) = (self.max_frames, self.decoder_threads);
+        let (max_frames, decode) = (self.max_frames, self.decode);
         let aborted = thread::scope(|scope| {
             let workers: Vec<_> = (0..self.in_flight)
                 .map(|w| {
@@ -274,7 +274,7 @@ impl Source for Batch {
                                 let Some(item) = next else {
                                     return Ok(());
                                 };
-                                decode_one(item, &out, max_frames, decoder_threads)?;
+                                decode_one(item, &out, max_frames, decode)?;
                                 if out.stop_requested() {
                                     return Ok(());
                                 }
@@ -308,14 +308,14 @@ fn decode_one(
     item: Item,
     out: &Output,
     max_frames: Option<u64>,
-    decoder_threads: u32,
+    options: DecodeOptions,
 ) -> Result<(), Aborted> {
     let id = item.id;
     let described = item.input.describe();
     out.streams()
         .open(id, &item.name, &described, item.path().map(Path::to_owned));
     let mut stream = out.for_ending_stream(id);
-    let mut decode = Decode::new(item.input, max_frames).decoder_threads(decoder_threads);
+    let mut decode = Decode::new(item.input, max_frames).options(options);
     let result = Source::run(&mut decode, &mut stream);
     let frames = decode.frames();
     let log = out.streams();

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::batch::{self, Batch, Item};
-use super::gst::{sequence_file, Decode, Input};
+use super::gst::{sequence_file, Decode, DecodeOptions, Input};
 use crate::component::{BuildContext, CheckContext, Component, ManyInput, SourceComponent};
 use crate::config::Problems;
 use crate::runtime::{BoxError, Source};
@@ -30,6 +30,11 @@ pub struct FileConfig {
     /// Threads of each video decoder (0, the default: the decoder decides by the cores).
     #[serde(default)]
     pub decoder_threads: u32,
+    /// Keep each video decoder's 4:2:0 planes on each frame as NV12, beside RGB: an infer
+    /// stage with `pre_post = "graph"` then takes them (half the bytes of RGB to a GPU).
+    /// Stills and 4:2:2 or 4:4:4 video have none, and go as RGB.
+    #[serde(default)]
+    pub nv12: bool,
     /// With many files: each of them, found when the config is checked.
     #[serde(skip)]
     pub items: Vec<Item>,
@@ -115,6 +120,7 @@ impl SourceComponent for FileConfig {
             start_index: 0,
             files_in_flight: default_in_flight(),
             decoder_threads: 0,
+            nv12: false,
             items: Vec::new(),
         }))
     }
@@ -123,6 +129,7 @@ impl SourceComponent for FileConfig {
         if let Some(f) = file.as_any().downcast_ref::<FileConfig>() {
             self.files_in_flight = f.files_in_flight;
             self.decoder_threads = f.decoder_threads;
+            self.nv12 = f.nv12;
         }
     }
 
@@ -176,7 +183,7 @@ impl SourceComponent for FileConfig {
                     cx.frames,
                     chosen,
                 )
-                .decoder_threads(self.decoder_threads),
+                .decode_options(self.decode_options()),
             ));
         }
         let input = Input::File {
@@ -184,7 +191,16 @@ impl SourceComponent for FileConfig {
             start_index: self.start_index,
         };
         Ok(Box::new(
-            Decode::new(input, cx.frames).decoder_threads(self.decoder_threads),
+            Decode::new(input, cx.frames).options(self.decode_options()),
         ))
+    }
+}
+
+impl FileConfig {
+    fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions {
+            threads: self.decoder_threads,
+            nv12: self.nv12,
+        }
     }
 }

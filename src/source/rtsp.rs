@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::gst::{Decode, Input, RtspTransport};
+use super::gst::{Decode, DecodeOptions, Input, RtspTransport};
 use crate::component::{BuildContext, CheckContext, Component, SourceComponent};
 use crate::config::Problems;
 use crate::runtime::{BoxError, Source};
@@ -37,6 +37,10 @@ pub struct RtspConfig {
     /// Threads of the video decoder (0, the default: the decoder decides by the cores).
     #[serde(default)]
     pub decoder_threads: u32,
+    /// Keep the decoder's 4:2:0 planes on each frame as NV12, beside RGB: an infer stage
+    /// with `pre_post = "graph"` then takes them (half the bytes of RGB to a GPU).
+    #[serde(default)]
+    pub nv12: bool,
 }
 
 fn default_latency() -> u32 {
@@ -86,6 +90,7 @@ impl SourceComponent for RtspConfig {
                 backoff_max_s: default_backoff_max(),
                 max_outage_s: None,
                 decoder_threads: 0,
+                nv12: false,
             })
         })
     }
@@ -118,7 +123,16 @@ impl SourceComponent for RtspConfig {
             max_outage_s: self.max_outage_s,
         };
         Ok(Box::new(
-            Decode::new(input, cx.frames).decoder_threads(self.decoder_threads),
+            Decode::new(input, cx.frames).options(self.decode_options()),
         ))
+    }
+}
+
+impl RtspConfig {
+    fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions {
+            threads: self.decoder_threads,
+            nv12: self.nv12,
+        }
     }
 }

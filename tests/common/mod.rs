@@ -249,25 +249,44 @@ fn fxhash(s: &str) -> u64 {
 /// Runs `source -> infer (model, extra infer options) -> png label maps` and returns the
 /// label maps of the first `frames` frames.
 pub fn label_maps(dir: &Path, source: &Path, model: &Path, infer: &str, frames: usize) -> Vec<Png> {
-    let tag = format!("{:x}", fxhash(&format!("{source:?}{model:?}{infer}")));
+    label_maps_with(dir, source, "", model, infer, frames, &[]).0
+}
+
+/// `label_maps` with more settings of the file source (`settings`: TOML lines) and more
+/// arguments to `segstream run`, reading at most `frames` frames; also returns what the
+/// run logged.
+pub fn label_maps_with(
+    dir: &Path,
+    source: &Path,
+    settings: &str,
+    model: &Path,
+    infer: &str,
+    frames: usize,
+    args: &[&str],
+) -> (Vec<Png>, String) {
+    let tag = format!(
+        "{:x}",
+        fxhash(&format!("{source:?}{settings}{model:?}{infer}"))
+    );
     let out = dir.join(format!("labels_{tag}"));
     let pipeline = pipeline_file(
         dir,
         &format!("pipeline_{tag}.toml"),
         &format!(
-            "[source]\ntype = \"file\"\npath = {source:?}\n\n\
+            "[source]\ntype = \"file\"\npath = {source:?}\n{settings}\n\n\
              [[transforms]]\ntype = \"infer\"\nmodel = {model:?}\n{infer}\n\n\
              [[sinks]]\ntype = \"png\"\ndir = {out:?}\n"
         ),
     );
-    let o = run_with_deadline(
-        segstream(&["run", pipeline.to_str().unwrap()]),
-        Duration::from_secs(300),
-    );
+    let count = frames.to_string();
+    let mut all = vec!["run", pipeline.to_str().unwrap(), "--frames", &count];
+    all.extend_from_slice(args);
+    let o = run_with_deadline(segstream(&all), Duration::from_secs(300));
     assert!(o.status.success(), "segstream failed: {}", stderr(&o));
-    (0..frames)
+    let maps = (0..frames)
         .map(|i| read_png(&out.join(format!("{i:06}.png"))))
-        .collect()
+        .collect();
+    (maps, stderr(&o))
 }
 
 /// A reference script's arguments for one model config and one image: `--config CONFIG

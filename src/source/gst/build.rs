@@ -34,8 +34,8 @@ impl Decode {
     pub(super) fn build(&self) -> Result<Built, DecodeError> {
         gst::init()?;
         let pipeline = gst::Pipeline::new();
-        if self.decoder_threads > 0 {
-            let n = self.decoder_threads as i32;
+        if self.options.threads > 0 {
+            let n = self.options.threads as i32;
             // FFmpeg's decoders (avdec_*) are plugged deep inside decodebin.
             pipeline.connect_deep_element_added(move |_, _, element| {
                 if element.find_property("max-threads").is_some() {

@@ -9,6 +9,7 @@
 
 use std::net::ToSocketAddrs;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
@@ -120,8 +121,17 @@ pub struct Decode {
     attempt: u32,
     /// End of the last audio packet passed on, on the frames' timeline.
     audio_end: Duration,
-    /// Threads each software video decoder may use (0: the decoder decides).
-    decoder_threads: u32,
+    options: DecodeOptions,
+}
+
+/// How a decoder works and hands over its frames: the settings file and RTSP sources share.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DecodeOptions {
+    /// Threads each software video decoder may use (0: the decoder decides, by the cores).
+    pub threads: u32,
+    /// Each frame also carries the decoder's 4:2:0 planes as NV12 (`Frame::yuv`), for an
+    /// infer stage with `pre_post = "graph"` to take instead of RGB.
+    pub nv12: bool,
 }
 
 /// How one connection to the source ended.
@@ -144,13 +154,13 @@ impl Decode {
             pts_end: Duration::ZERO,
             attempt: 0,
             audio_end: Duration::ZERO,
-            decoder_threads: 0,
+            options: DecodeOptions::default(),
         }
     }
 
-    /// Each software video decoder uses at most `n` threads (0: it decides, by the cores).
-    pub fn decoder_threads(mut self, n: u32) -> Self {
-        self.decoder_threads = n;
+    /// Decodes with `options` (threads, NV12 planes).
+    pub fn options(mut self, options: DecodeOptions) -> Self {
+        self.options = options;
         self
     }
 
@@ -474,12 +484,14 @@ impl Decode {
             )) {
                 Some(sample) => {
                     waiting = Duration::ZERO;
-                    let (image, rate) = to_image(&sample, pool.take()).map_err(|message| {
-                        Box::new(DecodeError::Stream {
-                            input: input.clone(),
-                            message,
-                        }) as BoxError
-                    })?;
+                    let decoded =
+                        to_image(&sample, pool.take(), self.options.nv12).map_err(|message| {
+                            Box::new(DecodeError::Stream {
+                                input: input.clone(),
+                                message,
+                            }) as BoxError
+                        })?;
+                    let rate = decoded.rate;
                     if let Some(since) = self.outage_since.take() {
                         out.count_reconnect();
                         tracing::warn!(
@@ -498,7 +510,8 @@ impl Decode {
                             out.set_expected_frames(frames.round() as u64);
                         }
                     }
-                    let mut frame = Frame::new(self.stream, self.seq, image);
+                    let mut frame = Frame::new(self.stream, self.seq, decoded.image);
+                    frame.yuv = decoded.nv12.map(Arc::new);
                     let buffer = sample.buffer();
                     let pts = buffer
                         .and_then(|b| b.pts())
@@ -654,7 +667,7 @@ impl Decode {
                 crate::runtime::AudioPacket {
                     pts,
                     duration,
-                    data: std::sync::Arc::from(map.as_slice()),
+                    data: Arc::from(map.as_slice()),
                 },
             );
         }

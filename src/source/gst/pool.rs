@@ -7,7 +7,7 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
 use super::yuv::{self, Chroma, Colour, Layout};
-use crate::frame::RgbImage;
+use crate::frame::{Nv12Image, RgbImage};
 use yuvutils_rs::{YuvRange, YuvStandardMatrix};
 
 /// Frame buffers the pipeline has finished with, reused for the next frames: a long run
@@ -52,10 +52,13 @@ impl ImagePool {
 /// Copies a sample's pixels into `data` (reused; its contents are overwritten) as a tightly packed RGB image:
 /// RGB rows as they are (GStreamer pads rows to 4 bytes), the decoder's I420 or NV12
 /// (or JPEG's Y42B, Y444) converted by [`super::yuv`] with the colorimetry its caps state.
+/// With `nv12`, the decoder's 4:2:0 planes are also kept as they are, packed
+/// ([`yuv::to_nv12`]).
 pub(super) fn to_image(
     sample: &gst::Sample,
     mut data: Vec<u8>,
-) -> Result<(RgbImage, Option<(i32, i32)>), String> {
+    nv12: bool,
+) -> Result<Decoded, String> {
     let caps = sample.caps().ok_or("sample without caps")?;
     let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
     let buffer = sample.buffer().ok_or("sample without buffer")?;
@@ -66,6 +69,7 @@ pub(super) fn to_image(
         let data = frame.plane_data(i).map_err(|e| e.to_string())?;
         Ok((data, frame.plane_stride()[i as usize] as usize))
     };
+    let mut yuv_planes = None;
     match info.format() {
         format @ (gst_video::VideoFormat::I420
         | gst_video::VideoFormat::Y42b
@@ -82,6 +86,9 @@ pub(super) fn to_image(
                 chroma,
             };
             yuv::to_rgb(layout, w, h, colour(&info), &mut data)?;
+            if nv12 {
+                yuv_planes = yuv::to_nv12(layout, w, h, colour(&info));
+            }
         }
         gst_video::VideoFormat::Nv12 => {
             let layout = Layout::Nv12 {
@@ -89,6 +96,9 @@ pub(super) fn to_image(
                 uv: plane(1)?,
             };
             yuv::to_rgb(layout, w, h, colour(&info), &mut data)?;
+            if nv12 {
+                yuv_planes = yuv::to_nv12(layout, w, h, colour(&info));
+            }
         }
         gst_video::VideoFormat::Rgb => {
             let (plane, stride) = plane(0)?;
@@ -110,7 +120,20 @@ pub(super) fn to_image(
     let plausible =
         fps.numer() > 0 && fps.denom() > 0 && fps.numer() as f64 / fps.denom() as f64 <= 1000.0;
     let rate = plausible.then(|| (fps.numer(), fps.denom()));
-    Ok((RgbImage::new(w as u32, h as u32, data), rate))
+    Ok(Decoded {
+        image: RgbImage::new(w as u32, h as u32, data),
+        nv12: yuv_planes,
+        rate,
+    })
+}
+
+/// One sample's pixels.
+pub(super) struct Decoded {
+    pub image: RgbImage,
+    /// The decoder's planes as NV12, when asked for and the format has them (4:2:0).
+    pub nv12: Option<Nv12Image>,
+    /// The stream's frame rate, when it states a plausible one.
+    pub rate: Option<(i32, i32)>,
 }
 
 /// The matrix and range the caps state (GStreamer fills in its defaults by frame size when

@@ -5,6 +5,8 @@
 use std::borrow::Cow;
 
 use rayon::prelude::*;
+
+use crate::frame::{Nv12Image, YuvColour};
 use yuvutils_rs::{
     yuv420_to_rgb, yuv422_to_rgb, yuv444_to_rgb, yuv_nv12_to_rgb, YuvBiPlanarImage,
     YuvConversionMode, YuvPlanarImage, YuvRange, YuvStandardMatrix,
@@ -71,6 +73,55 @@ pub fn to_rgb(
             let rows = out.len() / (width * 3);
             convert_band(planes, width, top, rows, colour, out)
         })
+}
+
+/// The frame in `planes` as a tightly packed NV12 image (the decoder's 4:2:0 planes copied,
+/// I420's U and V interleaved), for a stage that takes YUV; `None` for 4:2:2 and 4:4:4,
+/// which have no NV12 form without resampling the chroma.
+pub fn to_nv12(
+    planes: Layout<'_>,
+    width: usize,
+    height: usize,
+    colour: Colour,
+) -> Option<Nv12Image> {
+    let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
+    // Whole planes, even where the last row is short of the stride.
+    let packed = |plane, rows: usize, used: usize| {
+        let mut bytes = tight_rows(plane, 0, rows, used).into_owned();
+        bytes.resize(rows * used, 0);
+        bytes
+    };
+    let luma = |y| packed(y, height, width);
+    let (luma, chroma) = match planes {
+        Layout::Nv12 { y, uv } => (luma(y), packed(uv, ch, 2 * cw)),
+        Layout::Planar {
+            y,
+            u,
+            v,
+            chroma: Chroma::Half,
+        } => {
+            let (u, v) = (packed(u, ch, cw), packed(v, ch, cw));
+            let mut chroma = Vec::with_capacity(2 * cw * ch);
+            for (u, v) in u.iter().zip(v.iter()) {
+                chroma.extend_from_slice(&[*u, *v]);
+            }
+            (luma(y), chroma)
+        }
+        Layout::Planar { .. } => return None,
+    };
+    let bias = colour.matrix.get_kr_kb();
+    let colour = YuvColour {
+        kr: bias.kr,
+        kb: bias.kb,
+        full_range: colour.range == YuvRange::Full,
+    };
+    Some(Nv12Image::new(
+        width as u32,
+        height as u32,
+        luma,
+        chroma,
+        colour,
+    ))
 }
 
 /// Rows `top..top + rows` of the frame (`top` even) into `out`.
@@ -283,5 +334,57 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn i420_and_nv12_planes_pack_into_the_same_nv12_and_422_has_none() {
+        let colour = Colour {
+            matrix: YuvStandardMatrix::Bt709,
+            range: YuvRange::Full,
+        };
+        let (w, h) = (5usize, 3usize);
+        let (cw, ch) = (3usize, 2usize);
+        let (ys, cs) = (w + 3, cw + 2); // padded strides
+        let y: Vec<u8> = (0..ys * h).map(|i| i as u8).collect();
+        let u: Vec<u8> = (0..cs * ch).map(|i| 100 + i as u8).collect();
+        let v: Vec<u8> = (0..cs * ch).map(|i| 200 + i as u8).collect();
+        let mut uv = vec![0u8; 2 * cs * ch];
+        for r in 0..ch {
+            for c in 0..cw {
+                uv[r * 2 * cs + 2 * c] = u[r * cs + c];
+                uv[r * 2 * cs + 2 * c + 1] = v[r * cs + c];
+            }
+        }
+        let planar = |chroma| Layout::Planar {
+            y: (&y, ys),
+            u: (&u, cs),
+            v: (&v, cs),
+            chroma,
+        };
+        let from_i420 = to_nv12(planar(Chroma::Half), w, h, colour).unwrap();
+        let bi = Layout::Nv12 {
+            y: (&y, ys),
+            uv: (&uv, 2 * cs),
+        };
+        let from_nv12 = to_nv12(bi, w, h, colour).unwrap();
+        assert_eq!(from_i420, from_nv12);
+        let luma: Vec<u8> = (0..h)
+            .flat_map(|r| y[r * ys..r * ys + w].to_vec())
+            .collect();
+        assert_eq!(from_i420.luma, luma);
+        // Row 1, column 2 of the chroma: U then V.
+        assert_eq!(
+            from_i420.chroma[2 * (cw + 2)..2 * (cw + 2) + 2],
+            [u[cs + 2], v[cs + 2]]
+        );
+        assert_eq!(
+            from_i420.colour,
+            YuvColour {
+                kr: 0.2126,
+                kb: 0.0722,
+                full_range: true
+            }
+        );
+        assert!(to_nv12(planar(Chroma::HalfWidth), w, h, colour).is_none());
     }
 }
