@@ -117,7 +117,8 @@ enum Command {
         ablations: bool,
         /// Where pre- and post-processing run, e.g. host,serial,graph (host: overlapped with
         /// the model where it can be; serial: `overlap = false`; graph: ONNX graphs on the
-        /// session's execution provider, `pre_post = "graph"`); one row each.
+        /// session's execution provider, `pre_post = "graph"`; graph-nv12: the same with the
+        /// frames going in as NV12 planes, with --from-memory); one row each.
         #[arg(long, value_enum, value_delimiter = ',')]
         pre_post: Vec<cli::compare::PrePostKind>,
         /// Rounds over the compared rows, interleaved (A B A B); each row reports its
@@ -570,6 +571,7 @@ fn main() -> ExitCode {
                 frames,
                 warmup,
                 from_memory,
+                nv12: false,
                 model_runs,
                 threads,
             };

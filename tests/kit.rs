@@ -91,13 +91,12 @@ fn device_kit_runs_with_only_its_own_libraries() {
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         let rows = r["rows"].as_array().unwrap();
         // cpu and cuda, fp32 and fp16, pre/post on the host (overlapped and serial) and
-        // in graphs.
-        assert_eq!(rows.len(), 12, "{table}");
-        let graph = rows
-            .iter()
-            .filter(|r| r["setup"] == "pre/post graph")
-            .count();
-        assert_eq!(graph, 4, "{table}");
+        // in graphs, from RGB and from NV12.
+        assert_eq!(rows.len(), 16, "{table}");
+        for setup in ["pre/post graph", "pre/post graph, NV12"] {
+            let graph = rows.iter().filter(|r| r["setup"] == setup).count();
+            assert_eq!(graph, 4, "{setup}: {table}");
+        }
         for row in rows {
             let cpu = row["provider"] == "CPU";
             assert_eq!(row["available"].as_bool(), Some(cpu), "{row}");

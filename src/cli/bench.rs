@@ -24,6 +24,7 @@ use segstream::runtime::{
     self, write_stage_table, BoxError, Control, Output, PipelineError, Source, Stage, StageRow,
     StageSpec,
 };
+use segstream::source::gst::rgb_to_nv12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -35,6 +36,8 @@ pub enum BenchError {
     NoFrames(String),
     #[error("{0} has no infer transform to compare models in")]
     NoInfer(String),
+    #[error("cannot convert the frames in memory to NV12: {0}")]
+    Nv12(String),
 }
 
 /// What to measure.
@@ -44,6 +47,9 @@ pub struct BenchOptions {
     pub warmup: u64,
     /// Decode a few frames first and replay them from memory, so decoding is excluded.
     pub from_memory: bool,
+    /// The frames in memory also carry NV12 planes (BT.709, limited range, converted once),
+    /// for an infer stage with `pre_post = "graph"` to take.
+    pub nv12: bool,
     /// Model-only passes.
     pub model_runs: usize,
     pub threads: Option<usize>,
@@ -221,10 +227,14 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
         },
     )?;
     let report = if options.from_memory {
-        let source = Box::new(Replay {
-            frames: sample.clone(),
-            total,
-        });
+        let mut frames = sample.clone();
+        if options.nv12 {
+            for frame in frames.iter_mut().filter(|f| f.yuv.is_none()) {
+                let planes = rgb_to_nv12(&frame.image).map_err(BenchError::Nv12)?;
+                frame.yuv = Some(Arc::new(planes));
+            }
+        }
+        let source = Box::new(Replay { frames, total });
         pipeline::run_with_source(pipeline, &run_options, source, control)?
     } else {
         pipeline::run(pipeline, &run_options, control)?

@@ -57,6 +57,9 @@ pub enum PrePostKind {
     Serial,
     /// In ONNX graphs on the session's execution provider.
     Graph,
+    /// In graphs, the frames going in as NV12 planes (converted once from the frames in
+    /// memory; needs `--from-memory`).
+    GraphNv12,
 }
 
 impl PrePostKind {
@@ -65,7 +68,7 @@ impl PrePostKind {
         match self {
             PrePostKind::Host => (PrePost::Host, true),
             PrePostKind::Serial => (PrePost::Host, false),
-            PrePostKind::Graph => (PrePost::Graph, false),
+            PrePostKind::Graph | PrePostKind::GraphNv12 => (PrePost::Graph, false),
         }
     }
 
@@ -74,6 +77,7 @@ impl PrePostKind {
             PrePostKind::Host => "pre/post host",
             PrePostKind::Serial => "pre/post serial",
             PrePostKind::Graph => "pre/post graph",
+            PrePostKind::GraphNv12 => "pre/post graph, NV12",
         }
     }
 }
@@ -269,6 +273,8 @@ fn accuracy(row: &ComparisonRow) -> Option<(u8, f64)> {
 struct Job {
     row: ComparisonRow,
     pipeline: Result<Pipeline, String>,
+    /// The frames in memory also carry NV12 planes.
+    nv12: bool,
 }
 
 fn empty_row(model: String, provider: String, precision: String, setup: &str) -> ComparisonRow {
@@ -480,6 +486,7 @@ pub fn compare(
                             extra.push(Job {
                                 row: r,
                                 pipeline: p,
+                                nv12: false,
                             });
                         }
                     }
@@ -489,8 +496,20 @@ pub fn compare(
                     }
                     Ok(p)
                 });
+                let nv12 = pre_post == Some(PrePostKind::GraphNv12);
+                let pipeline = match pipeline {
+                    Ok(_) if nv12 && !options.from_memory => Err("NV12 rows replay frames from \
+                        memory (--from-memory); a file or rtsp source with nv12 = true takes \
+                        NV12 into the graph row"
+                        .to_string()),
+                    p => p,
+                };
                 // The plain row, then its ablations.
-                jobs.push(Job { row, pipeline });
+                jobs.push(Job {
+                    row,
+                    pipeline,
+                    nv12,
+                });
                 jobs.extend(extra);
             }
         }
@@ -512,7 +531,11 @@ pub fn compare(
             let (Ok(p), Ok(reports)) = (&job.pipeline, &mut *result) else {
                 continue;
             };
-            match bench(p, options) {
+            let options = BenchOptions {
+                nv12: job.nv12,
+                ..options.clone()
+            };
+            match bench(p, &options) {
                 Ok(report) => reports.push(report),
                 Err(e) => *result = Err(segstream::one_line(&e)),
             }

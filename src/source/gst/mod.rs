@@ -26,6 +26,7 @@ mod yuv;
 pub use build::check_test_pattern;
 pub use input::{next_sequence_index, sequence_file, Input, RtspTransport};
 use pool::{to_image, ImagePool};
+pub use yuv::rgb_to_nv12;
 
 /// How long one wait for a frame lasts before the loop looks at the bus and stop flag again.
 const PULL_TIMEOUT: Duration = Duration::from_millis(100);

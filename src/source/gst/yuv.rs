@@ -6,10 +6,11 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 
-use crate::frame::{Nv12Image, YuvColour};
+use crate::frame::{Nv12Image, RgbImage, YuvColour};
 use yuvutils_rs::{
-    yuv420_to_rgb, yuv422_to_rgb, yuv444_to_rgb, yuv_nv12_to_rgb, YuvBiPlanarImage,
-    YuvConversionMode, YuvPlanarImage, YuvRange, YuvStandardMatrix,
+    rgb_to_yuv_nv12, yuv420_to_rgb, yuv422_to_rgb, yuv444_to_rgb, yuv_nv12_to_rgb,
+    YuvBiPlanarImage, YuvBiPlanarImageMut, YuvChromaSubsampling, YuvConversionMode, YuvPlanarImage,
+    YuvRange, YuvStandardMatrix,
 };
 
 /// How the planes of one frame lie in memory.
@@ -121,6 +122,29 @@ pub fn to_nv12(
         luma,
         chroma,
         colour,
+    ))
+}
+
+/// `image` encoded as NV12, BT.709 limited range (what HD decoders give), for frames that
+/// did not come from a decoder (a benchmark's frames in memory).
+pub fn rgb_to_nv12(image: &RgbImage) -> Result<Nv12Image, String> {
+    let (w, h) = (image.width, image.height);
+    let mut planes = YuvBiPlanarImageMut::alloc(w, h, YuvChromaSubsampling::Yuv420);
+    rgb_to_yuv_nv12(
+        &mut planes,
+        &image.data,
+        w * 3,
+        YuvRange::Limited,
+        YuvStandardMatrix::Bt709,
+        YuvConversionMode::Balanced,
+    )
+    .map_err(|e| format!("{w}x{h} frame: {e}"))?;
+    Ok(Nv12Image::new(
+        w,
+        h,
+        planes.y_plane.borrow().to_vec(),
+        planes.uv_plane.borrow().to_vec(),
+        YuvColour::BT709,
     ))
 }
 
