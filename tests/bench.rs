@@ -340,7 +340,7 @@ fn pre_post_rows_compare_host_serial_and_graph() {
         4,
         &[
             "--pre-post",
-            "host,serial,graph",
+            "host,serial,graph,graph-nv12",
             "--frames",
             "4",
             "--warmup",
@@ -353,10 +353,15 @@ fn pre_post_rows_compare_host_serial_and_graph() {
     let setups: Vec<&str> = rows.iter().map(|r| r["setup"].as_str().unwrap()).collect();
     assert_eq!(
         setups,
-        ["pre/post host", "pre/post serial", "pre/post graph"],
+        [
+            "pre/post host",
+            "pre/post serial",
+            "pre/post graph",
+            "pre/post graph, NV12"
+        ],
         "{table}"
     );
-    for row in rows {
+    for row in &rows[..3] {
         assert!(row["available"].as_bool().unwrap(), "{table}");
         assert!(row["fps"].as_f64().unwrap() > 0.0, "{table}");
         assert!(row["mean_iou"].as_f64().unwrap() > 0.5, "{table}");
@@ -368,6 +373,11 @@ fn pre_post_rows_compare_host_serial_and_graph() {
         "graph row moved mean IoU by {change} points: {table}"
     );
     assert_eq!(rows[0]["mean_iou_change"].as_f64(), Some(0.0), "{table}");
+    // NV12 frames are converted from the frames in memory: without --from-memory the row
+    // says so (tests/kit.rs runs it with).
+    assert_eq!(rows[3]["available"].as_bool(), Some(false), "{table}");
+    let reason = rows[3]["reason"].as_str().unwrap();
+    assert!(reason.contains("--from-memory"), "{reason}");
 }
 
 /// Instance models take part in the table: the trained Mask R-CNN's row is scored by mask AP
