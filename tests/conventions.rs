@@ -184,6 +184,13 @@ fn in_graph_nv12_from_the_decoder() {
     }
 }
 
+/// Two workers, each with its own in-graph sessions (on CUDA, its own stream: frames in
+/// flight at once), keep frame order and the labels.
+#[test]
+fn in_graph_parallel_workers_keep_frame_order() {
+    assert_graph_matches_host("seg_reduced", "workers = 2\nthreads = 1");
+}
+
 #[test]
 fn in_graph_labels_and_fixed_batch() {
     assert_graph_matches_host("seg_labels", "");

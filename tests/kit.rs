@@ -80,13 +80,14 @@ fn device_kit_runs_with_only_its_own_libraries() {
         .env("HOME", dir.path())
         .env("KIT_SIZES", "320x192")
         .env("KIT_BATCHES", "1 2")
+        .env("KIT_WORKERS", "1 2")
         .env("PROVIDERS", "cpu,cuda")
         .env("KIT_OUT", &results);
     let o = run_with_deadline(run, Duration::from_secs(300));
     let table = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{table}{}", stderr(&o));
-    for batch in [1, 2] {
-        let json = results.join(format!("320x192_b{batch}.json"));
+    for tag in ["b1", "b2", "b1_w2", "b2_w2"] {
+        let json = results.join(format!("320x192_{tag}.json"));
         let r: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         let rows = r["rows"].as_array().unwrap();
