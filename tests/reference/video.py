@@ -12,6 +12,11 @@
                                             says "turn 90 degrees clockwise" (as phones do)
     python video.py make-vfr FILE        -> writes 40 frames at 320x240 with a gap and a
                                             change of rate (variable frame rate), H.264 in MP4
+    python video.py exact FILE DIR N     -> DIR/000000.png ... of the first N frames of a
+                                            4:2:0 file: its YUV planes as decoded, to RGB by
+                                            the standard's formula in floats (the matrix and
+                                            range the stream states, each chroma sample for
+                                            its 2x2 pixels), rounded to bytes once
 """
 
 import fractions
@@ -80,6 +85,25 @@ def tracks(path: str) -> None:
                           "audio_start": frames[0].time if frames else None}))
 
 
+def exact_rgb(frame) -> np.ndarray:
+    """One 4:2:0 frame's planes to RGB by the formula (BT.601 or BT.709, limited or full)."""
+    planes = frame.to_ndarray(format="yuv420p")  # (H * 3/2, W): Y, then U, then V
+    h, w = frame.height, frame.width
+    y = planes[:h].astype(np.float64)
+    chroma = planes[h:].reshape(2, (h + 1) // 2, (w + 1) // 2).astype(np.float64)
+    u, v = (np.repeat(np.repeat(c, 2, axis=0), 2, axis=1)[:h, :w] for c in chroma)
+    # FFmpeg's codes: colour space 1 is BT.709 (else BT.601 here); range 2 is full (JPEG).
+    kr, kb = (0.2126, 0.0722) if int(frame.colorspace) == 1 else (0.299, 0.114)
+    if int(frame.color_range) == 2:
+        yy, uu, vv = y, u - 128.0, v - 128.0
+    else:
+        yy, uu, vv = (y - 16.0) * 255 / 219, (u - 128.0) * 255 / 224, (v - 128.0) * 255 / 224
+    r = yy + 2 * (1 - kr) * vv
+    b = yy + 2 * (1 - kb) * uu
+    g = (yy - kr * r - kb * b) / (1 - kr - kb)
+    return np.clip(np.rint(np.stack([r, g, b], axis=-1)), 0, 255).astype(np.uint8)
+
+
 def main() -> None:
     cmd, path = sys.argv[1], sys.argv[2]
     if cmd == "make-vfr":
@@ -110,6 +134,14 @@ def main() -> None:
                 av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24") \
                     .to_image().save(out / f"{i:06d}.png")
             print(json.dumps({"rotation_cw": clockwise}))
+        elif cmd == "exact":
+            out = pathlib.Path(sys.argv[3])
+            out.mkdir(parents=True, exist_ok=True)
+            for i, frame in enumerate(container.decode(stream)):
+                if i == int(sys.argv[4]):
+                    break
+                av.VideoFrame.from_ndarray(exact_rgb(frame), format="rgb24") \
+                    .to_image().save(out / f"{i:06d}.png")
         elif cmd == "frames":
             out = pathlib.Path(sys.argv[3])
             out.mkdir(parents=True, exist_ok=True)
