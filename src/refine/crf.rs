@@ -261,7 +261,7 @@ pub(crate) fn mean_field_with(
     if !fused {
         q.resize(n * cp, 0.0);
     }
-    let mut probabilities = zeroed_huge(classes * n);
+    let mut probabilities = vec![0f32; classes * n];
     let mut labels = vec![0u8; n];
     let iterations = params.iterations;
     // Pass 0 makes -U and Q = softmax(-U); pass k > 0 is mean-field iteration k.
@@ -383,27 +383,6 @@ fn forced_portable() -> bool {
 #[cfg(not(test))]
 fn forced_portable() -> bool {
     false
-}
-
-/// `len` zeros, asking the kernel for huge pages: the output planes are fresh memory every
-/// frame (they leave with it), and at 1920x1080 with 19 classes faulting them in 4 KiB at a
-/// time costs more than a mean-field iteration.
-fn zeroed_huge(len: usize) -> Vec<f32> {
-    let v = vec![0f32; len];
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let (start, end) = (v.as_ptr() as usize, v.as_ptr() as usize + len * 4);
-        let first = start.next_multiple_of(HUGE);
-        if end > first + HUGE {
-            let span = (end - first) / HUGE * HUGE;
-            // SAFETY: advice on whole pages inside the vector's own allocation, not yet
-            // touched (calloc maps large zeroed blocks lazily); only how they are backed
-            // changes. A refusal leaves ordinary pages.
-            unsafe { libc::madvise(first as *mut libc::c_void, span, libc::MADV_HUGEPAGE) };
-        }
-    }
-    v
 }
 
 /// Turns a row of scores (eight-lane blocks, padding lanes ignored) into
