@@ -854,6 +854,7 @@ fn resolution_change_mid_stream_keeps_every_frame() {
     }
 }
 
+// With a preset other than the default, so the server's encoder takes the setting too.
 #[test]
 fn rtsp_sink_serves_clients_and_a_stalled_one_does_not_slow_the_others() {
     let dir = tempfile::tempdir().unwrap();
@@ -865,7 +866,8 @@ fn rtsp_sink_serves_clients_and_a_stalled_one_does_not_slow_the_others() {
         &format!(
             "[source]\ntype = \"test\"\npattern = \"ball\"\nwidth = 640\nheight = 360\n\
              live = true\n\n\
-             [[sinks]]\ntype = \"rtsp\"\naddress = \"127.0.0.1:{port}\"\nmount = \"/seg\"\n"
+             [[sinks]]\ntype = \"rtsp\"\naddress = \"127.0.0.1:{port}\"\nmount = \"/seg\"\n\
+             preset = \"ultrafast\"\n"
         ),
     );
     let mut run = Running::start(&p, &["--log-level", "info"]);

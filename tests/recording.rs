@@ -559,3 +559,83 @@ fn rotation_metadata_is_applied_as_players_apply_it() {
         "mean difference {diff:.2} from FFmpeg's upright frame"
     );
 }
+
+/// The settings x264 wrote into a stream (its SEI message: "x264 - core ... options: ...").
+fn x264_options(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    let at = bytes
+        .windows(11)
+        .position(|w| w == b"x264 - core")
+        .unwrap_or_else(|| panic!("{}: no x264 settings in the stream", path.display()));
+    let end = bytes[at..]
+        .iter()
+        .position(|&b| b == 0)
+        .map_or(bytes.len(), |e| at + e);
+    String::from_utf8_lossy(&bytes[at..end]).into_owned()
+}
+
+/// `preset` picks x264's speed preset for file sinks: the encoder's own record of its
+/// settings in the stream names the one asked for (each preset has its own subpixel
+/// refinement level), the default is `veryfast`, ffprobe reads every frame back, and a
+/// preset x264 does not have is refused by name.
+#[test]
+fn file_sinks_encode_with_the_preset_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.mp4");
+    make_video(&input, 10, 320, 240, "pattern=ball");
+    for (preset, subme) in [
+        (None, "subme=2"),
+        (Some("ultrafast"), "subme=0"),
+        (Some("slow"), "subme=8"),
+    ] {
+        let name = preset.unwrap_or("default");
+        for container in ["mp4", "mkv"] {
+            let out = dir.path().join(format!("{name}.{container}"));
+            let line = preset.map_or(String::new(), |p| format!("preset = \"{p}\"\n"));
+            let p = pipeline_file(
+                dir.path(),
+                "preset.toml",
+                &format!(
+                    "[source]\ntype = \"file\"\npath = {:?}\n\n[[sinks]]\ntype = \"{container}\"\n\
+                     path = {:?}\n{line}",
+                    input.to_str().unwrap(),
+                    out.to_str().unwrap()
+                ),
+            );
+            let o = run_with_deadline(
+                segstream(&["run", p.to_str().unwrap()]),
+                Duration::from_secs(120),
+            );
+            assert!(o.status.success(), "{name} {container}: {}", stderr(&o));
+            assert_eq!(video_info(&out), (10, 320, 240), "{name} {container}");
+            let options = x264_options(&out);
+            assert!(
+                options.split_whitespace().any(|o| o == subme),
+                "{name} {container}: {subme} expected in {options}"
+            );
+        }
+    }
+    let p = pipeline_file(
+        dir.path(),
+        "bad_preset.toml",
+        &format!(
+            "[source]\ntype = \"file\"\npath = {:?}\n\n[[sinks]]\ntype = \"mp4\"\n\
+             path = \"out.mp4\"\npreset = \"warp\"\n",
+            input.to_str().unwrap()
+        ),
+    );
+    let o = run_with_deadline(
+        segstream(&["run", p.to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    for part in [
+        "bad_preset.toml",
+        "unknown variant `warp`",
+        "ultrafast",
+        "veryslow",
+    ] {
+        assert!(err.contains(part), "{part:?} expected in: {err}");
+    }
+}

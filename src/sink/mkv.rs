@@ -2,7 +2,7 @@
 //! half second of video), so a file cut short by a crash or a full disk still plays up to its
 //! last cluster.
 //!
-//! `[[sinks]] type = "mkv", path = "../out/demo.mkv", bitrate_kbps = 4000`
+//! `[[sinks]] type = "mkv", path = "../out/demo.mkv", bitrate_kbps = 4000, preset = "veryfast"`
 
 use super::video::{Container, Muxer, VideoFileConfig};
 

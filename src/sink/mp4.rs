@@ -1,6 +1,6 @@
 //! `mp4`: H.264 in an MP4 file, showing the overlay (or the plain frame without composite).
 //!
-//! `[[sinks]] type = "mp4", path = "../out/demo.mp4", bitrate_kbps = 4000`
+//! `[[sinks]] type = "mp4", path = "../out/demo.mp4", bitrate_kbps = 4000, preset = "veryfast"`
 //!
 //! Crash-safe: the file is written as fragmented MP4 (an index first, then fragments of a
 //! quarter second of video), so a kill, a power cut or a full disk loses at most the last

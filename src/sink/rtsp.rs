@@ -23,6 +23,7 @@ use gstreamer_video as gst_video;
 use serde::Deserialize;
 
 use super::video::Pixels;
+use super::Preset;
 use crate::component::{BuildContext, CheckContext, Component, SinkComponent};
 use crate::config::Problems;
 use crate::frame::Frame;
@@ -43,6 +44,9 @@ pub struct RtspSinkConfig {
     /// Target bitrate in kbit/s.
     #[serde(default = "default_bitrate")]
     pub bitrate_kbps: u32,
+    /// x264's speed preset (see the `mp4` sink).
+    #[serde(default)]
+    pub preset: Preset,
     #[serde(default)]
     pub queue: QueueConfig,
 }
@@ -165,8 +169,9 @@ impl Stage for RtspSink {
         factory.set_launch(&format!(
             "( appsrc name=src is-live=true format=time do-timestamp=true \
              ! videoconvert ! video/x-raw,format=I420 \
-             ! x264enc tune=zerolatency speed-preset=veryfast bitrate={} key-int-max=30 \
+             ! x264enc tune=zerolatency speed-preset={} bitrate={} key-int-max=30 \
              ! video/x-h264,profile=main ! rtph264pay name=pay0 pt=96 config-interval=1 )",
+            self.settings.preset.name(),
             self.settings.bitrate_kbps
         ));
         factory.set_shared(true);

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use super::audio::{self, AudioCopy};
 use super::segments;
+use super::Preset;
 use crate::component::{BuildContext, CheckContext, Component, SinkComponent};
 use crate::config::Problems;
 use crate::frame::{Frame, RgbImage};
@@ -39,7 +40,7 @@ pub trait Container: Clone + std::fmt::Debug + Send + Sync + 'static {
 }
 
 /// The settings of a video file sink in container `C`:
-/// `[[sinks]] type = "mp4", path = "../out/demo.mp4", bitrate_kbps = 4000`.
+/// `[[sinks]] type = "mp4", path = "../out/demo.mp4", bitrate_kbps = 4000, preset = "veryfast"`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VideoFileConfig<C> {
@@ -47,6 +48,10 @@ pub struct VideoFileConfig<C> {
     /// Target bitrate in kbit/s.
     #[serde(default = "default_bitrate")]
     pub bitrate_kbps: u32,
+    /// x264's speed preset: `ultrafast` leaves the most CPU to the model, slower ones give
+    /// better pictures at the same bitrate.
+    #[serde(default)]
+    pub preset: Preset,
     /// Rotate into files of about this many seconds (the path names them with `{index}`
     /// or `{time}`); one file when absent.
     #[serde(default)]
@@ -109,6 +114,7 @@ impl<C: Container> SinkComponent for VideoFileConfig<C> {
             live_audio: self.audio && cx.live && cx.input_file.is_none(),
             path: output.unwrap_or(&self.path).to_owned(),
             bitrate_kbps: self.bitrate_kbps,
+            preset: self.preset,
             muxer: C::MUXER,
             segment: self.segment_s.map(Duration::from_secs_f64),
         })))
@@ -144,6 +150,7 @@ pub enum VideoSinkKind {
     File {
         path: PathBuf,
         bitrate_kbps: u32,
+        preset: Preset,
         muxer: Muxer,
         /// Rotate into segments of this length (`path` is then a template).
         segment: Option<Duration>,
@@ -275,6 +282,7 @@ impl VideoSink {
             VideoSinkKind::File {
                 path,
                 bitrate_kbps,
+                preset,
                 muxer,
                 segment,
                 audio,
@@ -307,7 +315,7 @@ impl VideoSink {
                 }
                 let enc = self.element("x264enc")?;
                 enc.set_property("bitrate", *bitrate_kbps);
-                enc.set_property_from_str("speed-preset", "veryfast");
+                enc.set_property_from_str("speed-preset", preset.name());
                 // A short look-ahead keeps few frames inside the encoder, so a crash loses
                 // little more than the container's last fragment or cluster.
                 enc.set_property("rc-lookahead", 5i32);
