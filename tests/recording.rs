@@ -583,6 +583,17 @@ fn file_sinks_encode_with_the_preset_asked_for() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.mp4");
     make_video(&input, 10, 320, 240, "pattern=ball");
+    // The input file into one sink, whose settings are `sink`.
+    let pipeline = |name: &str, sink: &str| {
+        pipeline_file(
+            dir.path(),
+            name,
+            &format!(
+                "[source]\ntype = \"file\"\npath = {:?}\n\n[[sinks]]\n{sink}",
+                input.to_str().unwrap()
+            ),
+        )
+    };
     for (preset, subme) in [
         (None, "subme=2"),
         (Some("ultrafast"), "subme=0"),
@@ -592,16 +603,11 @@ fn file_sinks_encode_with_the_preset_asked_for() {
         for container in ["mp4", "mkv"] {
             let out = dir.path().join(format!("{name}.{container}"));
             let line = preset.map_or(String::new(), |p| format!("preset = \"{p}\"\n"));
-            let p = pipeline_file(
-                dir.path(),
-                "preset.toml",
-                &format!(
-                    "[source]\ntype = \"file\"\npath = {:?}\n\n[[sinks]]\ntype = \"{container}\"\n\
-                     path = {:?}\n{line}",
-                    input.to_str().unwrap(),
-                    out.to_str().unwrap()
-                ),
+            let sink = format!(
+                "type = \"{container}\"\npath = {:?}\n{line}",
+                out.to_str().unwrap()
             );
+            let p = pipeline("preset.toml", &sink);
             let o = run_with_deadline(
                 segstream(&["run", p.to_str().unwrap()]),
                 Duration::from_secs(120),
@@ -615,14 +621,9 @@ fn file_sinks_encode_with_the_preset_asked_for() {
             );
         }
     }
-    let p = pipeline_file(
-        dir.path(),
+    let p = pipeline(
         "bad_preset.toml",
-        &format!(
-            "[source]\ntype = \"file\"\npath = {:?}\n\n[[sinks]]\ntype = \"mp4\"\n\
-             path = \"out.mp4\"\npreset = \"warp\"\n",
-            input.to_str().unwrap()
-        ),
+        "type = \"mp4\"\npath = \"out.mp4\"\npreset = \"warp\"\n",
     );
     let o = run_with_deadline(
         segstream(&["run", p.to_str().unwrap()]),
