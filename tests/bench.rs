@@ -50,6 +50,8 @@ fn json_report_carries_every_figure() {
         positive(&r["latency"][q], q);
     }
     positive(&r["model_only"]["fps"], "model-only fps");
+    assert_eq!(r["model_only"]["sessions"], 1);
+    assert_eq!(r["model_only"]["runs"], 5);
     positive(&r["efficiency"], "efficiency");
     assert_eq!(r["model"]["name"], "deeplabv3plus_mobilenet_v2");
     assert_eq!(r["model"]["execution_provider"], "CPU");
@@ -86,6 +88,49 @@ fn json_report_carries_every_figure() {
 }
 
 /// A test model config copied into `dir` under `name`, pointing at the real ONNX file.
+/// With several infer workers the model alone is as many sessions at once, each with the
+/// stage's threads, so efficiency compares the pipeline with what those workers can do
+/// together rather than with one of them.
+#[test]
+fn model_alone_runs_one_session_per_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline_file(
+        dir.path(),
+        "workers.toml",
+        "[source]\ntype = \"test\"\npattern = \"ball\"\nwidth = 160\nheight = 96\n\n\
+         [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\n\
+         threads = 1\nworkers = 2\n\n[[sinks]]\ntype = \"null\"\n",
+    );
+    let json = dir.path().join("w.json");
+    let o = run_with_deadline(
+        segstream(&[
+            "bench",
+            p.to_str().unwrap(),
+            "--frames",
+            "8",
+            "--warmup",
+            "2",
+            "--from-memory",
+            "--model-runs",
+            "4",
+            "--json",
+            json.to_str().unwrap(),
+        ]),
+        Duration::from_secs(300),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["model"]["workers"], 2, "{r:#}");
+    assert_eq!(r["model"]["threads"], 1, "{r:#}");
+    assert_eq!(r["model_only"]["sessions"], 2, "{r:#}");
+    assert_eq!(r["model_only"]["runs"], 4, "{r:#}");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        text.contains("2 sessions at once, median of 4 runs"),
+        "the report names the sessions timed together:\n{text}"
+    );
+}
+
 fn test_config(dir: &std::path::Path, from: &str, name: &str) -> std::path::PathBuf {
     let text = std::fs::read_to_string(root().join("tests/data/configs").join(from)).unwrap();
     let models = root().join("models/test");
