@@ -167,6 +167,29 @@ fn bench(c: &mut Criterion) {
         )
     };
     let (all, half, quarter) = (timed(1), timed(2), timed(4));
+    // Throughput at 1/4 scale as a refine stage with `workers = cores, threads = 1` runs
+    // it: one frame per core at a time, each on its own one-thread pool.
+    let frames = 4;
+    let pools: Vec<rayon::ThreadPool> = (0..cores)
+        .map(|_| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for p in &pools {
+            s.spawn(|| p.install(|| run(4)));
+        }
+    });
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for p in &pools {
+            s.spawn(|| p.install(|| (0..frames).for_each(|_| drop(run(4)))));
+        }
+    });
+    let quarter_each = t.elapsed() / (cores * frames) as u32;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
         "dense CRF, {w}x{h}, {CLASSES} classes, {} iterations:",
@@ -202,6 +225,10 @@ fn bench(c: &mut Criterion) {
     println!(
         "  segstream, {cores} threads, 1/4 scale:   {:>8.1} ms",
         quarter.as_secs_f64() * 1e3
+    );
+    println!(
+        "  segstream, 1/4 scale, {cores} frames at once, 1 thread each: {:>6.1} ms per frame",
+        quarter_each.as_secs_f64() * 1e3
     );
 
     let mut g = c.benchmark_group(format!("crf {w}x{h}"));
