@@ -41,48 +41,95 @@ struct Subscriber {
     port: u16,
     lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     reader: std::thread::JoinHandle<()>,
+    /// What the clients wrote to stderr, for the message when a marker never arrives.
+    errors: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Subscriber {
+    /// Starts `mosquitto_sub` and waits for the probe. A client that has not seen it within
+    /// 15 s (one that exited, or never subscribed, on a loaded machine) is replaced by a
+    /// new one with the same options, for up to a minute in all.
     fn start(port: u16, extra: &[&str]) -> Subscriber {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let errors = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let started = Instant::now();
+        loop {
+            let (child, reader) = Self::spawn(port, extra, &lines, &errors);
+            let mut sub = Subscriber {
+                child,
+                port,
+                lines: lines.clone(),
+                reader,
+                errors: errors.clone(),
+            };
+            let left = Duration::from_secs(60).saturating_sub(started.elapsed());
+            if sub.seen_within("probe", left.min(Duration::from_secs(15))) {
+                return sub;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "mosquitto_sub never received \"seg/probe probe\" in a minute; its stderr: {}",
+                errors.lock().unwrap()
+            );
+            let _ = sub.child.kill();
+            let _ = sub.child.wait();
+        }
+    }
+
+    fn spawn(
+        port: u16,
+        extra: &[&str],
+        lines: &std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        errors: &std::sync::Arc<std::sync::Mutex<String>>,
+    ) -> (Child, std::thread::JoinHandle<()>) {
         let mut child = mosquitto_sub(port, extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let out = child.stdout.take().unwrap();
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
         let sink = lines.clone();
         let reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
-        let sub = Subscriber {
-            child,
-            port,
-            lines,
-            reader,
-        };
-        sub.until_seen("probe");
-        sub
+        let errors = errors.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let mut e = errors.lock().unwrap();
+                e.push_str(&line);
+                e.push_str("; ");
+            }
+        });
+        (child, reader)
     }
 
-    /// Publishes `marker` on seg/`marker` (again every half second) until it is received.
-    fn until_seen(&self, marker: &str) {
+    /// Publishes `marker` on seg/`marker` (again every half second) until it is received or
+    /// `limit` has passed; whether it was.
+    fn seen_within(&self, marker: &str, limit: Duration) -> bool {
         let started = Instant::now();
         let want = format!("seg/{marker} {marker}");
         while !self.lines.lock().unwrap().contains(&want) {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "mosquitto_sub never received {want:?}"
-            );
+            if started.elapsed() >= limit {
+                return false;
+            }
             let _ = Command::new("mosquitto_pub")
                 .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1"])
                 .args(["-t", &format!("seg/{marker}"), "-m", marker])
                 .status();
             std::thread::sleep(Duration::from_millis(500));
         }
+        true
+    }
+
+    /// Publishes `marker` on seg/`marker` (again every half second) until it is received.
+    fn until_seen(&self, marker: &str) {
+        assert!(
+            self.seen_within(marker, Duration::from_secs(60)),
+            "mosquitto_sub never received \"seg/{marker} {marker}\"; its stderr: {}",
+            self.errors.lock().unwrap()
+        );
     }
 
     /// Every line received (the markers left out), once everything published before has
