@@ -11,34 +11,23 @@ use serde_json::Value;
 #[test]
 fn json_report_carries_every_figure() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline_file(
+    let csv = dir.path().join("b.csv");
+    let (_, r) = bench_report(
         dir.path(),
-        "bench.toml",
         "[source]\ntype = \"test\"\npattern = \"ball\"\nwidth = 160\nheight = 96\n\n\
          [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\nthreads = 1\n\n\
          [[transforms]]\ntype = \"composite\"\n\n[[sinks]]\ntype = \"null\"\n",
-    );
-    let (json, csv) = (dir.path().join("b.json"), dir.path().join("b.csv"));
-    let o = run_with_deadline(
-        segstream(&[
-            "bench",
-            p.to_str().unwrap(),
+        &[
             "--frames",
             "12",
             "--warmup",
             "3",
-            "--from-memory",
             "--model-runs",
             "5",
-            "--json",
-            json.to_str().unwrap(),
             "--csv",
             csv.to_str().unwrap(),
-        ]),
-        Duration::from_secs(300),
+        ],
     );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let positive = |v: &Value, what: &str| {
         let x = v
             .as_f64()
@@ -87,39 +76,38 @@ fn json_report_carries_every_figure() {
     assert!(csv.starts_with("pipeline,stage,frames_in"));
 }
 
-/// A test model config copied into `dir` under `name`, pointing at the real ONNX file.
+/// `segstream bench` (frames from memory, a JSON report) of the pipeline `text`, written
+/// into `dir`, with `args`: its output and the report. Fails the test if bench fails.
+fn bench_report(dir: &Path, text: &str, args: &[&str]) -> (std::process::Output, Value) {
+    let p = pipeline_file(dir, "bench.toml", text);
+    let json = dir.join("b.json");
+    let mut all = vec![
+        "bench",
+        p.to_str().unwrap(),
+        "--from-memory",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let o = run_with_deadline(segstream(&all), Duration::from_secs(300));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (o, r)
+}
+
 /// With several infer workers the model alone is as many sessions at once, each with the
 /// stage's threads, so efficiency compares the pipeline with what those workers can do
 /// together rather than with one of them.
 #[test]
 fn model_alone_runs_one_session_per_worker() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline_file(
+    let (o, r) = bench_report(
         dir.path(),
-        "workers.toml",
         "[source]\ntype = \"test\"\npattern = \"ball\"\nwidth = 160\nheight = 96\n\n\
          [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\n\
          threads = 1\nworkers = 2\n\n[[sinks]]\ntype = \"null\"\n",
+        &["--frames", "8", "--warmup", "2", "--model-runs", "4"],
     );
-    let json = dir.path().join("w.json");
-    let o = run_with_deadline(
-        segstream(&[
-            "bench",
-            p.to_str().unwrap(),
-            "--frames",
-            "8",
-            "--warmup",
-            "2",
-            "--from-memory",
-            "--model-runs",
-            "4",
-            "--json",
-            json.to_str().unwrap(),
-        ]),
-        Duration::from_secs(300),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(r["model"]["workers"], 2, "{r:#}");
     assert_eq!(r["model"]["threads"], 1, "{r:#}");
     assert_eq!(r["model_only"]["sessions"], 2, "{r:#}");
@@ -131,6 +119,7 @@ fn model_alone_runs_one_session_per_worker() {
     );
 }
 
+/// A test model config copied into `dir` under `name`, pointing at the real ONNX file.
 fn test_config(dir: &std::path::Path, from: &str, name: &str) -> std::path::PathBuf {
     let text = std::fs::read_to_string(root().join("tests/data/configs").join(from)).unwrap();
     let models = root().join("models/test");
