@@ -122,6 +122,10 @@ pub struct BuildContext<'a> {
     pub live: bool,
     /// Overrides every infer stage's thread count (`--threads`).
     pub threads: Option<usize>,
+    /// Model sessions in the whole pipeline that share the cores (every transform's
+    /// `sessions_sharing_cores`): two infer stages of `threads = 0` get half the cores each
+    /// rather than all of them twice over.
+    pub sharing: usize,
     /// Stop each source after this many frames (`--frames`).
     pub frames: Option<u64>,
     /// The class names of the pipeline's models.
@@ -206,6 +210,12 @@ pub trait SourceComponent: Component {
 /// A stage between the sources and the sinks.
 pub trait TransformComponent: Component {
     fn queue(&self) -> QueueConfig;
+
+    /// Model sessions it runs with their thread count left to the machine (`threads = 0`):
+    /// the pipeline shares the cores among all of them ([`BuildContext::sharing`]).
+    fn sessions_sharing_cores(&self) -> usize {
+        0
+    }
 
     fn build(&self, cx: &BuildContext<'_>) -> Result<Workers, BoxError>;
 }

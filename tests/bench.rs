@@ -119,6 +119,28 @@ fn model_alone_runs_one_session_per_worker() {
     );
 }
 
+/// Two infer stages left at `threads = 0` share the cores (half each, at least one) rather
+/// than each taking all of them; a stage with its own count keeps it.
+#[test]
+fn infer_stages_left_at_zero_threads_share_the_cores() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (second, want) in [("threads = 0", (cores / 2).max(1)), ("threads = 1", 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, r) = bench_report(
+            dir.path(),
+            &format!(
+                "[source]\ntype = \"test\"\npattern = \"ball\"\nwidth = 160\nheight = 96\n\n\
+                 [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\n\
+                 threads = 0\n\n[[transforms]]\ntype = \"infer\"\n\
+                 model = \"maskrcnn_mobilenet_v3\"\n{second}\n\n[[sinks]]\ntype = \"null\"\n"
+            ),
+            &["--frames", "4", "--warmup", "1", "--model-runs", "2"],
+        );
+        // The first stage alone at 0 gets ONNX Runtime's own choice (reported as 0).
+        assert_eq!(r["model"]["threads"], want, "second stage {second}: {r:#}");
+    }
+}
+
 /// A test model config copied into `dir` under `name`, pointing at the real ONNX file.
 fn test_config(dir: &std::path::Path, from: &str, name: &str) -> std::path::PathBuf {
     let text = std::fs::read_to_string(root().join("tests/data/configs").join(from)).unwrap();

@@ -315,7 +315,8 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
 
     let (mut model, mut model_only) = (None, None);
     if let Some((m, providers, threads, workers, batch, tiling)) = infer {
-        let threads = infer_threads(threads, workers, options.threads);
+        let sharing = pipeline.sessions_sharing_cores().max(workers);
+        let threads = infer_threads(threads, sharing, options.threads);
         let engine = EngineOptions {
             batch,
             tiling,

@@ -26,7 +26,8 @@ pub struct InferConfig {
     /// provider must be available: a missing one is an error, never a silent CPU run.
     #[serde(default)]
     pub providers: Vec<ProviderConfig>,
-    /// ONNX Runtime intra-op threads per worker; 0 shares the cores among the workers.
+    /// ONNX Runtime intra-op threads per worker; 0 shares the cores among the workers and
+    /// every other infer session of the pipeline left at 0.
     #[serde(default)]
     pub threads: usize,
     /// Parallel inference workers, each with its own session; results keep frame order.
@@ -132,10 +133,12 @@ pub fn cap_threads(stage: &str, threads: usize, p: &mut Problems) -> usize {
     threads
 }
 
-/// The infer stage's thread count: unless set, the workers share the cores.
-pub fn infer_threads(threads: usize, workers: usize, over: Option<usize>) -> usize {
+/// The infer stage's thread count: unless set (`threads`, or `over` from `--threads`), its
+/// sessions share the cores with every other session left unset in the pipeline
+/// (`sharing` of them in all, its own workers included).
+pub fn infer_threads(threads: usize, sharing: usize, over: Option<usize>) -> usize {
     match over.unwrap_or(threads) {
-        0 if workers > 1 => (cores() / workers).max(1),
+        0 if sharing > 1 => (cores() / sharing).max(1),
         n => n,
     }
 }
@@ -331,6 +334,13 @@ impl TransformComponent for InferConfig {
         self.queue
     }
 
+    fn sessions_sharing_cores(&self) -> usize {
+        match self.threads {
+            0 => self.workers,
+            _ => 0,
+        }
+    }
+
     fn build(&self, cx: &BuildContext<'_>) -> Result<Workers, BoxError> {
         let model = self.model().clone();
         let engine = EngineOptions {
@@ -342,7 +352,7 @@ impl TransformComponent for InferConfig {
             pre_post: self.pre_post,
             overlap: self.overlaps(),
         };
-        let threads = infer_threads(self.threads, self.workers, cx.threads);
+        let threads = infer_threads(self.threads, cx.sharing.max(self.workers), cx.threads);
         let stages = (0..self.workers)
             .map(|_| {
                 Box::new(Infer::new(

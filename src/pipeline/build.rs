@@ -52,6 +52,7 @@ pub fn sources(
     let cx = BuildContext {
         live: pipeline.is_live(),
         threads: None,
+        sharing: pipeline.sessions_sharing_cores(),
         frames,
         classes: &classes,
         wanted: Facets::NONE,
@@ -100,9 +101,11 @@ pub fn run_with_source(
         wanted[i] = wanted[i + 1] | next.needs().iter().fold(Facets::NONE, |a, n| a | n.facets);
     }
     let input_file = single_input_file(pipeline);
+    let sharing = pipeline.sessions_sharing_cores();
     let cx = |wanted: Facets| BuildContext {
         live,
         threads: options.threads,
+        sharing,
         frames: options.frames,
         classes: &classes,
         wanted,
@@ -141,6 +144,7 @@ pub fn run_with_source(
                     let cx = BuildContext {
                         live,
                         threads,
+                        sharing,
                         frames: None,
                         classes: &classes,
                         wanted: Facets::NONE,

@@ -146,6 +146,13 @@ impl Pipeline {
     }
 
     /// Whether any source is live (then queues drop the oldest frames by default).
+    /// Model sessions of all its transforms that share the cores (`threads = 0`).
+    pub fn sessions_sharing_cores(&self) -> usize {
+        (self.transforms.iter())
+            .map(|t| t.config.sessions_sharing_cores())
+            .sum()
+    }
+
     pub fn is_live(&self) -> bool {
         self.sources.iter().any(|s| s.config.is_live())
     }
