@@ -18,6 +18,7 @@ fn json_report_carries_every_figure() {
          [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\nthreads = 1\n\n\
          [[transforms]]\ntype = \"composite\"\n\n[[sinks]]\ntype = \"null\"\n",
         &[
+            "--from-memory",
             "--frames",
             "12",
             "--warmup",
@@ -76,20 +77,19 @@ fn json_report_carries_every_figure() {
     assert!(csv.starts_with("pipeline,stage,frames_in"));
 }
 
-/// `segstream bench` (frames from memory, a JSON report) of the pipeline `text`, written
-/// into `dir`, with `args`: its output and the report. Fails the test if bench fails.
+/// `segstream bench` (with a JSON report) of the pipeline `text`, written into `dir`, with
+/// `args`: its output and the report. Fails the test if bench fails.
 fn bench_report(dir: &Path, text: &str, args: &[&str]) -> (std::process::Output, Value) {
     let p = pipeline_file(dir, "bench.toml", text);
     let json = dir.join("b.json");
     let mut all = vec![
         "bench",
         p.to_str().unwrap(),
-        "--from-memory",
         "--json",
         json.to_str().unwrap(),
     ];
     all.extend_from_slice(args);
-    let o = run_with_deadline(segstream(&all), Duration::from_secs(300));
+    let o = run_with_deadline(segstream(&all), Duration::from_secs(600));
     assert!(o.status.success(), "{}", stderr(&o));
     let r = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     (o, r)
@@ -106,7 +106,15 @@ fn model_alone_runs_one_session_per_worker() {
         "[source]\ntype = \"test\"\npattern = \"ball\"\nwidth = 160\nheight = 96\n\n\
          [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\n\
          threads = 1\nworkers = 2\n\n[[sinks]]\ntype = \"null\"\n",
-        &["--frames", "8", "--warmup", "2", "--model-runs", "4"],
+        &[
+            "--from-memory",
+            "--frames",
+            "8",
+            "--warmup",
+            "2",
+            "--model-runs",
+            "4",
+        ],
     );
     assert_eq!(r["model"]["workers"], 2, "{r:#}");
     assert_eq!(r["model"]["threads"], 1, "{r:#}");
@@ -134,7 +142,15 @@ fn infer_stages_left_at_zero_threads_share_the_cores() {
                  threads = 0\n\n[[transforms]]\ntype = \"infer\"\n\
                  model = \"maskrcnn_mobilenet_v3\"\n{second}\n\n[[sinks]]\ntype = \"null\"\n"
             ),
-            &["--frames", "4", "--warmup", "1", "--model-runs", "2"],
+            &[
+                "--from-memory",
+                "--frames",
+                "4",
+                "--warmup",
+                "1",
+                "--model-runs",
+                "2",
+            ],
         );
         // The first stage alone at 0 gets ONNX Runtime's own choice (reported as 0).
         assert_eq!(r["model"]["threads"], want, "second stage {second}: {r:#}");
@@ -253,25 +269,20 @@ fn models_table_compares_models_providers_and_precisions() {
 /// `segstream bench` on a synthetic source into the trained default and a null sink, with
 /// `args` and a JSON report; returns the printed table and the report.
 fn synthetic_table(dir: &Path, size: (u32, u32), seed: u32, args: &[&str]) -> (String, Value) {
-    let p = pipeline_file(
+    let mut all = vec!["--eval"];
+    all.extend_from_slice(args);
+    all.extend(["--threads", "2"]);
+    let (o, report) = bench_report(
         dir,
-        "table.toml",
         &format!(
             "[source]\ntype = \"synthetic\"\nwidth = {}\nheight = {}\nseed = {seed}\n\n\
              [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2_synthetic\"\n\n\
              [[sinks]]\ntype = \"null\"\n",
             size.0, size.1
         ),
+        &all,
     );
-    let json = dir.join("t.json");
-    let mut all = vec!["bench", p.to_str().unwrap(), "--eval"];
-    all.extend_from_slice(args);
-    all.extend(["--threads", "2", "--json", json.to_str().unwrap()]);
-    let o = run_with_deadline(segstream(&all), Duration::from_secs(600));
-    let table = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    (table, report)
+    (String::from_utf8_lossy(&o.stdout).into_owned(), report)
 }
 
 /// The speed-accuracy table: precisions as variants or OpenVINO hints, each row scored

@@ -16,7 +16,7 @@ use serde::Serialize;
 use segstream::frame::{Frame, RgbImage};
 use segstream::infer::ProviderConfig;
 use segstream::infer::{
-    infer_threads, provider_name, EngineOptions, InferConfig, InferError, Segmenter,
+    infer_threads, provider_name, EngineOptions, InferConfig, InferError, Model, Segmenter,
 };
 use segstream::pipeline::{self, Pipeline, RunOptions};
 use segstream::runtime::FullPolicy;
@@ -101,7 +101,7 @@ pub struct ModelOnly {
 /// sessions were warm), so several workers' combined throughput is the baseline, not one
 /// session's. FPS is sessions / median run time.
 fn model_alone(
-    model: &segstream::infer::Model,
+    model: &Model,
     providers: &[ProviderConfig],
     threads: usize,
     engine: EngineOptions,
