@@ -47,6 +47,8 @@ fn json_report_carries_every_figure() {
     assert_eq!(r["model"]["execution_provider"], "CPU");
     assert_eq!(r["model"]["precision"], "float32");
     assert_eq!(r["model"]["frame_size"], serde_json::json!([160, 96]));
+    // DeepLabV3+'s x4 up-sampling of its scores runs in the argmax, not the model.
+    assert_eq!(r["model"]["resize_in_argmax"], "x4 align_corners", "{r:#}");
     assert!(r["machine"]["cores"].as_u64().unwrap() >= 1);
     assert!(r["machine"]["cpu"].is_string() && r["segstream_version"].is_string());
     let stages: Vec<&str> = r["stages"]
@@ -125,6 +127,50 @@ fn model_alone_runs_one_session_per_worker() {
         text.contains("2 sessions at once, median of 4 runs"),
         "the report names the sessions timed together:\n{text}"
     );
+}
+
+/// The model's final Resize moves into the argmax only where labels are all the stages
+/// after it read: `fuse_resize = false` keeps the model whole, and so does a refine stage,
+/// which reads the scores at the model input's size. The model alone is timed as the stage
+/// holds it.
+#[test]
+fn final_resize_moves_into_the_argmax_only_where_labels_are_all_that_is_read() {
+    for (infer, after, fused) in [
+        ("", "", true),
+        ("fuse_resize = false", "", false),
+        (
+            "",
+            "[[transforms]]\ntype = \"refine\"\nscale = 4\n\n",
+            false,
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (o, r) = bench_report(
+            dir.path(),
+            &format!(
+                "[source]\ntype = \"test\"\npattern = \"ball\"\nwidth = 160\nheight = 96\n\n\
+                 [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\n\
+                 threads = 1\n{infer}\n\n{after}[[sinks]]\ntype = \"null\"\n"
+            ),
+            &[
+                "--from-memory",
+                "--frames",
+                "4",
+                "--warmup",
+                "1",
+                "--model-runs",
+                "2",
+            ],
+        );
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let said = text.contains("Resize of the scores is done by the argmax");
+        let what = format!("{infer:?} {after:?}: {r:#}\n{text}");
+        assert_eq!(said, fused, "{what}");
+        match fused {
+            true => assert_eq!(r["model"]["resize_in_argmax"], "x4 align_corners", "{what}"),
+            false => assert!(r["model"]["resize_in_argmax"].is_null(), "{what}"),
+        }
+    }
 }
 
 /// Two infer stages left at `threads = 0` share the cores (half each, at least one) rather

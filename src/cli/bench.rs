@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use segstream::frame::{Frame, RgbImage};
+use segstream::frame::{Alignment, Frame, RgbImage};
 use segstream::infer::ProviderConfig;
 use segstream::infer::{
-    infer_threads, provider_name, EngineOptions, InferConfig, InferError, Model, Segmenter,
+    infer_threads, provider_name, EngineOptions, InferConfig, InferError, Model, PrePost, Segmenter,
 };
 use segstream::pipeline::{self, Pipeline, RunOptions};
 use segstream::runtime::FullPolicy;
@@ -75,6 +75,10 @@ pub struct ModelInfo {
     pub workers: usize,
     pub threads: usize,
     pub tiling: bool,
+    /// The model's final Resize of its scores, when it was taken off the graph and the
+    /// argmax does it (`fuse_resize`), e.g. `x4 align_corners`: the model alone runs
+    /// without it too.
+    pub resize_in_argmax: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -94,6 +98,9 @@ pub struct ModelOnly {
     pub runs: usize,
     /// Median time of one run (with several sessions, while the others run too).
     pub median_ms: f64,
+    /// See [`ModelInfo::resize_in_argmax`].
+    #[serde(skip)]
+    resize_in_argmax: Option<String>,
 }
 
 /// The model alone as the infer stage runs it: one session per worker, each with the
@@ -132,11 +139,25 @@ fn model_alone(
     }
     times.sort();
     let median = times[times.len() / 2];
+    let resize_in_argmax = segmenters[0].upsampling().map(|u| {
+        let (fy, fx) = u.factor;
+        let factor = if fy == fx {
+            format!("x{fy}")
+        } else {
+            format!("x{fy}/x{fx}")
+        };
+        let mode = match u.alignment {
+            Alignment::Corners => "align_corners",
+            Alignment::HalfPixel => "half_pixel",
+        };
+        format!("{factor} {mode}")
+    });
     Ok(ModelOnly {
         fps: sessions as f64 / median.as_secs_f64().max(1e-9),
         sessions,
         runs,
         median_ms: ms(median),
+        resize_in_argmax,
     })
 }
 
@@ -292,7 +313,8 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
     let stages = report.stage_rows();
 
     // The first infer stage: its model alone, same providers, threads and engine options.
-    let infer = pipeline.find_transform::<InferConfig>().map(|(_, c)| {
+    let wanted = pipeline.wanted();
+    let infer = pipeline.find_transform::<InferConfig>().map(|(i, c)| {
         (
             c.model().clone(),
             c.providers.clone(),
@@ -300,10 +322,11 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
             c.workers,
             c.batch,
             c.tiling,
+            c.engine(wanted[i]),
         )
     });
     let workers_of = |name: &str| match (name, &infer) {
-        ("infer", Some((.., workers, _, _))) => *workers as f64,
+        ("infer", Some((.., workers, _, _, _))) => *workers as f64,
         _ => 1.0,
     };
     let bottleneck = stages
@@ -314,12 +337,16 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
         .unwrap_or_default();
 
     let (mut model, mut model_only) = (None, None);
-    if let Some((m, providers, threads, workers, batch, tiling)) = infer {
+    if let Some((m, providers, threads, workers, batch, tiling, stage)) = infer {
         let sharing = pipeline.sessions_sharing_cores().max(workers);
         let threads = infer_threads(threads, sharing, options.threads);
+        // The model as the stage's sessions hold it (whole, or without its final Resize);
+        // the host path times the model's session alone.
         let engine = EngineOptions {
             batch,
             tiling,
+            scores: stage.scores,
+            fuse_resize: stage.fuse_resize && stage.pre_post == PrePost::Host,
             ..Default::default()
         };
         let image: &RgbImage = &sample[0].image;
@@ -340,8 +367,9 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
             workers,
             threads,
             tiling: tiling.is_some(),
+            resize_in_argmax: None,
         });
-        model_only = Some(model_alone(
+        let alone = model_alone(
             &m,
             &providers,
             threads,
@@ -349,7 +377,11 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
             workers.max(1),
             image,
             options.model_runs.max(1),
-        )?);
+        )?;
+        if let Some(info) = &mut model {
+            info.resize_in_argmax = alone.resize_in_argmax.clone();
+        }
+        model_only = Some(alone);
     }
     let fps = report.steady_fps.unwrap_or_else(|| report.fps());
     Ok(BenchReport {
@@ -467,6 +499,12 @@ impl std::fmt::Display for BenchReport {
                 m.threads,
                 if m.tiling { ", tiled" } else { "" }
             )?;
+            if let Some(r) = &m.resize_in_argmax {
+                writeln!(
+                    f,
+                    "  its final {r} Resize of the scores is done by the argmax (fuse_resize)"
+                )?;
+            }
         }
         write_stage_table(f, &self.stages)?;
         write!(f, "end-to-end: {:.2} fps", self.fps)?;

@@ -2,7 +2,9 @@
 //!
 //! Scores smaller than the frame are up-sampled bilinearly with half-pixel centres (the
 //! convention of PyTorch's `interpolate(mode="bilinear", align_corners=False)`), fused with
-//! the argmax so no full-resolution score volume is ever allocated.
+//! the argmax so no full-resolution score volume is ever allocated. Scores a model gives
+//! before its own final Resize (taken off its graph, see `infer::resize`) are up-sampled here
+//! with that Resize's factor and convention ([`Upsampling`]), as if it had run.
 
 use rayon::prelude::*;
 
@@ -20,9 +22,15 @@ pub(crate) struct Tap {
 /// Bilinear taps for `out` positions reading a source of `n` samples with `scale` = source
 /// samples per output sample.
 pub(crate) fn taps(out: usize, n: usize, scale: f64) -> Vec<Tap> {
+    taps_at(out, n, |d| (d as f64 + 0.5) * scale - 0.5)
+}
+
+/// Bilinear taps for `out` positions, output sample `d` reading source position `src(d)`
+/// (clamped to the `n` samples).
+fn taps_at(out: usize, n: usize, src: impl Fn(usize) -> f64) -> Vec<Tap> {
     (0..out)
         .map(|d| {
-            let src = ((d as f64 + 0.5) * scale - 0.5).max(0.0);
+            let src = src(d).max(0.0);
             let i0 = (src.floor() as usize).min(n - 1);
             let i1 = (i0 + 1).min(n - 1);
             Tap {
@@ -32,6 +40,45 @@ pub(crate) fn taps(out: usize, n: usize, scale: f64) -> Vec<Tap> {
             }
         })
         .collect()
+}
+
+/// Where a bilinear Resize puts its input samples (ONNX's `coordinate_transformation_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alignment {
+    /// `half_pixel` (PyTorch's `align_corners=False`): sample centres at half-pixel
+    /// positions, so input sample `i` sits at output position `(i + 0.5) * factor - 0.5`.
+    HalfPixel,
+    /// `align_corners` (PyTorch's `align_corners=True`, smp's `UpsamplingBilinear2d`): the
+    /// first and last samples sit on the first and last output pixels.
+    Corners,
+}
+
+/// A model's final bilinear up-sampling of its scores by whole factors, done by the argmax
+/// instead of the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upsampling {
+    /// Output samples per input sample: rows, columns.
+    pub factor: (u32, u32),
+    pub alignment: Alignment,
+}
+
+impl Upsampling {
+    /// Taps reading `n` samples for `out` frame pixels, where the up-sampled axis
+    /// (`n * factor` samples) would have been mapped to the frame with `scale` (source
+    /// samples per frame pixel, half-pixel centres): the two steps composed, exact where
+    /// the up-sampled axis is the model input's size and the frame is padded (the frame's
+    /// pixels are then its samples).
+    fn taps(&self, out: usize, n: usize, factor: u32, scale: f64) -> Vec<Tap> {
+        let (f, big) = (factor as f64, n as f64 * factor as f64);
+        taps_at(out, n, |d| {
+            let p = ((d as f64 + 0.5) * scale - 0.5).clamp(0.0, big - 1.0);
+            match self.alignment {
+                Alignment::HalfPixel => (p + 0.5) / f - 0.5,
+                Alignment::Corners if big > 1.0 => p * (n as f64 - 1.0) / (big - 1.0),
+                Alignment::Corners => 0.0,
+            }
+        })
+    }
 }
 
 /// Source samples per frame pixel along one axis: scores of size `out` cover the model input
@@ -63,23 +110,55 @@ pub fn argmax_scores(scores: &[f32], classes: usize, h: usize, w: usize, g: &Geo
     let sy = axis_scale(h, g.model_height, g.frame_height, g.stretched);
     let sx = axis_scale(w, g.model_width, g.frame_width, g.stretched);
     let plane = h * w;
-    let mut labels = vec![0u8; fw * fh];
 
     if sy == 1.0 && sx == 1.0 {
         // Scores at frame resolution (padded input cropped back): a plain argmax, rows in
         // parallel.
+        let mut labels = vec![0u8; fw * fh];
         labels.par_chunks_mut(fw).enumerate().for_each_init(
             || (vec![0f32; fw], vec![0f32; fw]),
             |buffers, (y, out)| argmax_run(scores, classes, plane, y * w, out, buffers),
         );
         return LabelMap::new(fw as u32, fh as u32, labels);
     }
+    argmax_with_taps(scores, classes, (h, w), &taps(fh, h, sy), &taps(fw, w, sx))
+}
 
+/// [`argmax_scores`] of scores `h x w` that a model's final Resize (`up`, taken off its
+/// graph) would have up-sampled to `h * factor x w * factor` first: the labels as if it had,
+/// without the up-sampled volume.
+pub fn argmax_upsampled(
+    scores: &[f32],
+    classes: usize,
+    h: usize,
+    w: usize,
+    g: &Geometry,
+    up: &Upsampling,
+) -> LabelMap {
+    let (fw, fh) = (g.frame_width as usize, g.frame_height as usize);
+    let (uh, uw) = (h * up.factor.0 as usize, w * up.factor.1 as usize);
+    let sy = axis_scale(uh, g.model_height, g.frame_height, g.stretched);
+    let sx = axis_scale(uw, g.model_width, g.frame_width, g.stretched);
+    let ty = up.taps(fh, h, up.factor.0, sy);
+    let tx = up.taps(fw, w, up.factor.1, sx);
+    argmax_with_taps(scores, classes, (h, w), &ty, &tx)
+}
+
+/// The argmax at every frame pixel of the bilinear mix its row and column taps (`ty`, `tx`)
+/// give of the `h x w` scores.
+fn argmax_with_taps(
+    scores: &[f32],
+    classes: usize,
+    (h, w): (usize, usize),
+    ty: &[Tap],
+    tx: &[Tap],
+) -> LabelMap {
+    let (fw, fh) = (tx.len(), ty.len());
+    let plane = h * w;
+    let mut labels = vec![0u8; fw * fh];
     // Each output pixel mixes the four source samples around it; the classes that can win
     // there are found once per block of four samples (see `Candidates`), so most pixels
     // compare one class, and pixels near a class boundary a few. Rows run in parallel.
-    let ty = taps(fh, h, sy);
-    let tx = taps(fw, w, sx);
     let cells = candidates(scores, classes, h, w);
     // Runs of output pixels between the same source columns: a run whose block has one
     // candidate is filled at once.
@@ -90,12 +169,12 @@ pub fn argmax_scores(scores: &[f32], classes: usize, h: usize, w: usize, g: &Geo
             _ => runs.push((s.i0, x..x + 1)),
         }
     }
-    labels.par_chunks_mut(fw).zip(&ty).for_each(|(row, t)| {
+    labels.par_chunks_mut(fw).zip(ty).for_each(|(row, t)| {
         let (r0, r1) = (t.i0 * w, t.i1 * w);
         let cells = &cells[t.i0 * w..(t.i0 + 1) * w];
         // Every pixel its block's first candidate (the label where it is the only one),
         // then the blocks with several compared pixel by pixel.
-        for (o, s) in row.iter_mut().zip(&tx) {
+        for (o, s) in row.iter_mut().zip(tx) {
             *o = cells[s.i0].classes[0];
         }
         for (i0, run) in &runs {
@@ -403,6 +482,89 @@ mod tests {
                 "near-ties are rare: {boundary} of {}",
                 want.len()
             );
+        }
+    }
+
+    /// ONNX `Resize` (mode `linear`) of every class by whole factors, as its specification
+    /// writes it: output pixel `d` reads input position `d * (n - 1) / (big - 1)` with
+    /// `align_corners`, `(d + 0.5) / factor - 0.5` with `half_pixel`, clamped to the input.
+    fn onnx_resize(
+        scores: &[f32],
+        classes: usize,
+        h: usize,
+        w: usize,
+        up: &Upsampling,
+    ) -> Vec<f32> {
+        let (fy, fx) = (up.factor.0 as usize, up.factor.1 as usize);
+        let (bh, bw) = (h * fy, w * fx);
+        let axis = |d: usize, n: usize, f: usize| -> (usize, usize, f64) {
+            let big = (n * f) as f64;
+            let x = match up.alignment {
+                Alignment::Corners => d as f64 * (n as f64 - 1.0) / (big - 1.0),
+                Alignment::HalfPixel => (d as f64 + 0.5) / f as f64 - 0.5,
+            };
+            let x = x.clamp(0.0, n as f64 - 1.0);
+            let i0 = x.floor() as usize;
+            (i0, (i0 + 1).min(n - 1), x - i0 as f64)
+        };
+        let mut out = vec![0f32; classes * bh * bw];
+        for c in 0..classes {
+            let p = &scores[c * h * w..(c + 1) * h * w];
+            for y in 0..bh {
+                let (y0, y1, wy) = axis(y, h, fy);
+                for x in 0..bw {
+                    let (x0, x1, wx) = axis(x, w, fx);
+                    let v = |yy: usize, xx: usize| p[yy * w + xx] as f64;
+                    let top = v(y0, x0) * (1.0 - wx) + v(y0, x1) * wx;
+                    let bottom = v(y1, x0) * (1.0 - wx) + v(y1, x1) * wx;
+                    out[c * bh * bw + y * bw + x] = (top * (1.0 - wy) + bottom * wy) as f32;
+                }
+            }
+        }
+        out
+    }
+
+    /// The labels of scores a model's final Resize was taken off are those of the Resize's
+    /// output (made here by its specification), on padded frames (where the up-sampled size
+    /// is the model input's, as segstream cuts the Resize only for padded inputs), for both
+    /// conventions.
+    #[test]
+    fn upsampling_in_the_argmax_equals_the_resize_then_the_argmax() {
+        let (h, w, classes) = (23usize, 40usize, 19usize);
+        let scores: Vec<f32> = (0..classes * h * w)
+            .map(|i| {
+                let (c, y, x) = (i / (h * w), (i / w) % h, i % w);
+                ((x as f32 * 0.31 + c as f32).sin() + (y as f32 * 0.23 * c as f32).cos()) * 2.0
+            })
+            .collect();
+        for alignment in [Alignment::Corners, Alignment::HalfPixel] {
+            let up = Upsampling {
+                factor: (4, 4),
+                alignment,
+            };
+            let big = onnx_resize(&scores, classes, h, w, &up);
+            for g in [
+                geometry(160, 92, 160, 92, false),
+                geometry(150, 90, 160, 92, false),
+                geometry(97, 31, 160, 92, false),
+            ] {
+                let got = argmax_upsampled(&scores, classes, h, w, &g, &up);
+                let want = argmax_scores(&big, classes, 4 * h, 4 * w, &g);
+                let differ = got
+                    .data
+                    .iter()
+                    .zip(&want.data)
+                    .filter(|(a, b)| a != b)
+                    .count();
+                // Only float rounding at near-ties may differ.
+                assert!(
+                    differ <= want.data.len() / 2000,
+                    "{alignment:?}, {}x{}: {differ} of {} pixels differ",
+                    g.frame_width,
+                    g.frame_height,
+                    want.data.len()
+                );
+            }
         }
     }
 

@@ -13,7 +13,7 @@ mod instance;
 mod scores;
 mod yuv;
 
-pub use argmax::{argmax_scores, resample_labels};
+pub use argmax::{argmax_scores, argmax_upsampled, resample_labels, Alignment, Upsampling};
 pub use bbox::{box_ios, box_iou, overlap, MatchMetric};
 pub use classes::{Classes, CITYSCAPES};
 pub use facet::{Facet, Facets};

@@ -54,6 +54,14 @@ pub struct InferConfig {
     /// on the newest frame.
     #[serde(default = "yes")]
     pub overlap: bool,
+    /// Take the model's final bilinear Resize of its class scores (DeepLabV3+'s x4) off its
+    /// graph and up-sample in the argmax instead, interpolating only near class boundaries:
+    /// the model then never writes, nor the argmax reads, the scores at the input's size.
+    /// The labels are the same but for float rounding at near-ties. Only where that holds
+    /// (see `infer::resize`): host pre- and post-processing, whole frames, a padded input,
+    /// and no later stage reading the scores (refine); elsewhere the model stays whole.
+    #[serde(default = "yes")]
+    pub fuse_resize: bool,
     /// Refuse a frame whose inference would need more memory than this, in MiB (by the
     /// model's `memory_per_megapixel_mib`). Default: three quarters of this machine's memory.
     #[serde(default)]
@@ -343,15 +351,7 @@ impl TransformComponent for InferConfig {
 
     fn build(&self, cx: &BuildContext<'_>) -> Result<Workers, BoxError> {
         let model = self.model().clone();
-        let engine = EngineOptions {
-            batch: self.batch,
-            tiling: self.tiling,
-            // Scores cost a copy per frame: kept only when a later stage reads them.
-            scores: cx.wanted.contains(Facet::Scores),
-            max_frame_mib: Some(self.max_frame_mib.unwrap_or_else(default_max_frame_mib)),
-            pre_post: self.pre_post,
-            overlap: self.overlaps(),
-        };
+        let engine = self.engine(cx.wanted);
         let threads = infer_threads(self.threads, cx.sharing.max(self.workers), cx.threads);
         let stages = (0..self.workers)
             .map(|_| {
@@ -391,6 +391,20 @@ impl TransformComponent for InferConfig {
 }
 
 impl InferConfig {
+    /// How the stage's segmenters run, when the stages after it want `wanted`.
+    pub fn engine(&self, wanted: Facets) -> EngineOptions {
+        EngineOptions {
+            batch: self.batch,
+            tiling: self.tiling,
+            // Scores cost a copy per frame: kept only when a later stage reads them.
+            scores: wanted.contains(Facet::Scores),
+            max_frame_mib: Some(self.max_frame_mib.unwrap_or_else(default_max_frame_mib)),
+            pre_post: self.pre_post,
+            overlap: self.overlaps(),
+            fuse_resize: self.fuse_resize,
+        }
+    }
+
     /// Whether the stage overlaps its host work with the model (see `overlap`).
     fn overlaps(&self) -> bool {
         self.overlap

@@ -7,7 +7,8 @@
 //! `config` (what the user sets), `model` (a model and its config file), `session` (ONNX
 //! Runtime and providers), `preprocess` and `stitch` (frames in, tiles out and back),
 //! `segmenter` (batches and session runs), `graph` (the same pre- and post-processing as
-//! ONNX graphs on the session's device, `pre_post = "graph"`), and one file per output convention, each checking
+//! ONNX graphs on the session's device, `pre_post = "graph"`), `resize` (a model's final
+//! Resize of its scores taken off its graph, for the argmax to do), and one file per output convention, each checking
 //! the model's outputs and decoding them: `scores` (logits, probabilities), `labels` (class
 //! indices) and `detections` (Mask R-CNN boxes and masks).
 
@@ -17,6 +18,7 @@ pub mod graph;
 mod labels;
 mod model;
 mod preprocess;
+mod resize;
 mod scores;
 mod segmenter;
 mod session;

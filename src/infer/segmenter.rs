@@ -14,12 +14,12 @@ use super::labels::{self, Labels};
 use super::model::*;
 use super::preprocess::{frame_geometry, normalize, resize, write_item, Normalized};
 use super::scores::{self, Scores};
-use super::session::{check_model, open_session, session_builder};
+use super::session::{check_model, open_session_fused, session_builder};
 use super::stitch::{Stitch, StitchBuffers};
 use super::{InferError, PrePost, ProviderConfig, TilingConfig};
 use crate::frame::{
-    argmax_scores, resample_labels, ClassScores, Geometry, Instance, LabelMap, Nv12Image, RgbImage,
-    ScoreKind, YuvColour,
+    argmax_scores, argmax_upsampled, resample_labels, ClassScores, Geometry, Instance, LabelMap,
+    Nv12Image, RgbImage, ScoreKind, Upsampling, YuvColour,
 };
 use crate::instance::merge;
 use crate::runtime::BoxError;
@@ -42,6 +42,10 @@ pub struct EngineOptions {
     pub pre_post: PrePost,
     /// Overlap host pre- and post-processing with the model (`Segmenter::segment_each`).
     pub overlap: bool,
+    /// Take the model's final bilinear Resize of its scores off its graph and up-sample in
+    /// the argmax instead (`super::resize`), where the result is the same: host pre- and
+    /// post-processing, whole frames, a padded input, labels only (no scores kept).
+    pub fuse_resize: bool,
 }
 
 /// The in-graph pre- and post-processing sessions (`pre_post = "graph"`), chained to the
@@ -243,6 +247,9 @@ pub struct Segmenter {
     inputs: [InputSlot; 2],
     /// Pre- and post-processing on the session's device, when asked for.
     graph: Option<InGraph>,
+    /// The up-sampling of the final Resize taken off the model's graph, which the argmax
+    /// does instead.
+    upsampling: Option<Upsampling>,
 }
 
 impl Segmenter {
@@ -253,7 +260,17 @@ impl Segmenter {
         threads: usize,
         options: EngineOptions,
     ) -> Result<Self, InferError> {
-        let session = open_session(&model, providers, threads)?;
+        let fuse = options.fuse_resize
+            && options.pre_post == PrePost::Host
+            && options.tiling.is_none()
+            && !options.scores
+            && !model.is_instance()
+            && matches!(model.config.input.size, SizePolicy::Pad { .. })
+            && matches!(
+                model.config.output,
+                OutputConfig::Logits { .. } | OutputConfig::Probabilities { .. }
+            );
+        let (session, upsampling) = open_session_fused(&model, providers, threads, fuse)?;
         let mut problems = check_model(&session, &model);
         let tile = match &options.tiling {
             Some(t) => match model.tile_size(t) {
@@ -304,6 +321,7 @@ impl Segmenter {
         };
         Ok(Segmenter {
             graph,
+            upsampling,
             model,
             session,
             options,
@@ -316,6 +334,12 @@ impl Segmenter {
 
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// The up-sampling of the model's final Resize, when it was taken off the graph and the
+    /// argmax does it.
+    pub fn upsampling(&self) -> Option<Upsampling> {
+        self.upsampling
     }
 
     /// Whether `segment_nv12` takes frames as NV12 planes (in-graph semantic models).
@@ -493,7 +517,7 @@ impl Segmenter {
         let (jobs, prepared, mut stitches) = self.prepare(images)?;
         let mut results: Vec<Option<LabelMap>> = images.iter().map(|_| None).collect();
         let mut scores: Vec<Option<ClassScores>> = images.iter().map(|_| None).collect();
-        let keep = self.options.scores;
+        let (keep, up) = (self.options.scores, self.upsampling);
         for chunk in self.chunks(&jobs) {
             let size = chunk[0].size;
             self.load_input(chunk, &prepared, size)?;
@@ -505,7 +529,7 @@ impl Segmenter {
                             stitch.add(tile, out.item(k), out.h, out.w)
                         }
                         _ => {
-                            let (labels, kept) = decode_whole(model, &out, k, job, keep)?;
+                            let (labels, kept) = decode_whole(model, &out, k, job, keep, up)?;
                             results[job.image] = Some(labels);
                             scores[job.image] = kept;
                         }
@@ -558,7 +582,7 @@ impl Segmenter {
             self.check_memory(image)?;
         }
         let groups = batches(&frame_sizes(images), self.options.batch);
-        let keep = self.options.scores;
+        let (keep, up) = (self.options.scores, self.upsampling);
         let Segmenter {
             model,
             session,
@@ -589,7 +613,7 @@ impl Segmenter {
          -> Result<(), BoxError> {
             let out = read_output(model, value, jobs.len())?;
             for (k, job) in jobs.iter().enumerate() {
-                let (labels, scores) = decode_whole(model, &out, k, job, keep)?;
+                let (labels, scores) = decode_whole(model, &out, k, job, keep, up)?;
                 emit(range.start + k, labels, scores)?;
             }
             Ok(())
@@ -1031,12 +1055,18 @@ fn decode_whole(
     k: usize,
     job: &Job,
     keep: bool,
+    up: Option<Upsampling>,
 ) -> Result<(LabelMap, Option<ClassScores>), InferError> {
     match out {
         BatchOut::Scores(out) => {
             let (classes, h, w) = (out.classes, out.h, out.w);
             let item = out.item(k);
-            let labels = argmax_scores(item, classes, h, w, &job.geometry);
+            // A stage that keeps scores keeps the model whole (`Segmenter::new`).
+            debug_assert!(!(keep && up.is_some()));
+            let labels = match &up {
+                Some(up) => argmax_upsampled(item, classes, h, w, &job.geometry, up),
+                None => argmax_scores(item, classes, h, w, &job.geometry),
+            };
             let kind = match model.config.output {
                 OutputConfig::Probabilities { .. } => ScoreKind::Probabilities,
                 _ => ScoreKind::Logits,

@@ -14,6 +14,7 @@ use ort::value::{Outlet, TensorElementType, ValueType};
 
 use super::model::{Model, OutputConfig, SizePolicy};
 use super::{detections, labels, scores, InferError};
+use crate::frame::Upsampling;
 
 /// Where the ONNX Runtime shared library is looked for, in order.
 pub fn library_candidates() -> Vec<PathBuf> {
@@ -241,6 +242,37 @@ pub fn open_session(
             model: format!("{} ({})", model.name, model.onnx_path.display()),
             reason: e.to_string(),
         })
+}
+
+/// [`open_session`], with the model's final Resize of its scores taken off its graph when
+/// `fuse` and the model ends in one the argmax reproduces exactly (`super::resize`): the
+/// session, and the up-sampling the argmax then does.
+pub fn open_session_fused(
+    model: &Model,
+    providers: &[ProviderConfig],
+    threads: usize,
+    fuse: bool,
+) -> Result<(Session, Option<Upsampling>), InferError> {
+    let failed = |reason: String| InferError::Session {
+        model: format!("{} ({})", model.name, model.onnx_path.display()),
+        reason,
+    };
+    if fuse {
+        let bytes = std::fs::read(&model.onnx_path).map_err(|e| failed(e.to_string()))?;
+        let output = model.config.output.names()[0];
+        match super::resize::cut_final_resize(&bytes, output) {
+            Ok(Some((edited, up))) => {
+                let session = session_builder(model, providers, threads)?
+                    .commit_from_memory(&edited)
+                    .map_err(|e| failed(e.to_string()))?;
+                return Ok((session, Some(up)));
+            }
+            Ok(None) => {}
+            // ONNX Runtime may still read what the protobuf messages do not; it says so if not.
+            Err(e) => tracing::debug!(model = %model.name, "final Resize left in the graph: {e}"),
+        }
+    }
+    Ok((open_session(model, providers, threads)?, None))
 }
 
 /// Session options for `model`'s sessions: optimization, threads and the providers asked for,

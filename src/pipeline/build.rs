@@ -89,17 +89,7 @@ pub fn run_with_source(
 ) -> Result<RunReport, PipelineError> {
     let live = pipeline.is_live();
     let classes = classes(pipeline);
-    // What the stages after each transform need, so it can keep what it would drop.
-    let sink_needs = pipeline
-        .sinks
-        .iter()
-        .flat_map(|s| s.config.needs())
-        .fold(Facets::NONE, |a, n| a | n.facets);
-    let mut wanted = vec![sink_needs; pipeline.transforms.len()];
-    for i in (0..pipeline.transforms.len().saturating_sub(1)).rev() {
-        let next = &pipeline.transforms[i + 1].config;
-        wanted[i] = wanted[i + 1] | next.needs().iter().fold(Facets::NONE, |a, n| a | n.facets);
-    }
+    let wanted = pipeline.wanted();
     let input_file = single_input_file(pipeline);
     let sharing = pipeline.sessions_sharing_cores();
     let cx = |wanted: Facets| BuildContext {

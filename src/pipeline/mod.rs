@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use crate::component::{ManyInput, SinkComponent, SourceComponent, TransformComponent};
 use crate::config::{read_text, ConfigError, Document, Problem, Problems};
+use crate::frame::Facets;
 
 /// Sink paths may contain this; each stream writes its own file or directory.
 pub const STREAM_PLACEHOLDER: &str = "{stream}";
@@ -155,6 +156,21 @@ impl Pipeline {
 
     pub fn is_live(&self) -> bool {
         self.sources.iter().any(|s| s.config.is_live())
+    }
+
+    /// What the stages after each transform need, so it can keep what it would drop.
+    pub fn wanted(&self) -> Vec<Facets> {
+        let sink_needs = self
+            .sinks
+            .iter()
+            .flat_map(|s| s.config.needs())
+            .fold(Facets::NONE, |a, n| a | n.facets);
+        let mut wanted = vec![sink_needs; self.transforms.len()];
+        for i in (0..self.transforms.len().saturating_sub(1)).rev() {
+            let next = &self.transforms[i + 1].config;
+            wanted[i] = wanted[i + 1] | next.needs().iter().fold(Facets::NONE, |a, n| a | n.facets);
+        }
+        wanted
     }
 
     /// The first transform of type `T`, with its index.
