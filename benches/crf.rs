@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use segstream::frame::Geometry;
-use segstream::frame::{ClassScores, RgbImage, ScoreKind};
+use segstream::frame::{Alignment, ClassScores, RgbImage, ScoreKind, Upsampling};
 use segstream::refine::{refine_frame, CrfParams};
 
 const CLASSES: usize = 19;
@@ -69,8 +69,40 @@ fn load(dir: &Path, w: u32, h: u32) -> (RgbImage, ClassScores) {
             model_height: h,
             stretched: false,
         },
+        upsampling: None,
     };
     (image, scores)
+}
+
+/// Every fourth sample of `s` (rows and columns, the last row clamped), as the scores before
+/// a final x4 Resize with corners aligned over a model input padded to a multiple of 16.
+fn quarter_resolution(s: &ClassScores) -> ClassScores {
+    let (w, h) = (s.width as usize, s.height as usize);
+    let (mw, mh) = (w.div_ceil(16) * 16, h.div_ceil(16) * 16);
+    let (lw, lh) = (mw / 4, mh / 4);
+    let mut data = Vec::with_capacity(s.classes * lw * lh);
+    for plane in s.data.chunks_exact(w * h) {
+        for y in 0..lh {
+            let row = &plane[(4 * y).min(h - 1) * w..][..w];
+            data.extend((0..lw).map(|x| row[(4 * x).min(w - 1)]));
+        }
+    }
+    ClassScores {
+        kind: s.kind,
+        classes: s.classes,
+        width: lw as u32,
+        height: lh as u32,
+        data,
+        geometry: Geometry {
+            model_width: mw as u32,
+            model_height: mh as u32,
+            ..s.geometry
+        },
+        upsampling: Some(Upsampling {
+            factor: (4, 4),
+            alignment: Alignment::Corners,
+        }),
+    }
 }
 
 /// CPU time of this process so far (user + system), from /proc (10 ms resolution).
@@ -167,6 +199,21 @@ fn bench(c: &mut Criterion) {
         )
     };
     let (all, half, quarter) = (timed(1), timed(2), timed(4));
+    // At 1/4 scale from scores at a quarter of the resolution, as infer hands them on when
+    // it took DeepLabV3+'s final x4 Resize off the model (`fuse_resize`): every fourth
+    // sample of the same probabilities, read through that Resize (corners aligned).
+    let low = quarter_resolution(&scores);
+    let run_low = || refine_frame(&image, &low, &params, 4, &|| false).unwrap();
+    run_low();
+    let quarter_low = median(
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                run_low();
+                t.elapsed()
+            })
+            .collect(),
+    );
     // Throughput at 1/4 scale as a refine stage with `workers = cores, threads = 1` runs
     // it: one frame per core at a time, each on its own one-thread pool.
     let frames = 4;
@@ -229,6 +276,10 @@ fn bench(c: &mut Criterion) {
     println!(
         "  segstream, 1/4 scale, {cores} frames at once, 1 thread each: {:>6.1} ms per frame",
         quarter_each.as_secs_f64() * 1e3
+    );
+    println!(
+        "  segstream, {cores} threads, 1/4 scale, from 1/4-resolution scores: {:>6.1} ms",
+        quarter_low.as_secs_f64() * 1e3
     );
 
     let mut g = c.benchmark_group(format!("crf {w}x{h}"));

@@ -249,6 +249,7 @@ fn refinement_recovers_the_synthetic_scene() {
                 model_height: h as u32,
                 stretched: false,
             },
+            upsampling: None,
         };
         let raw: Vec<u8> = (0..w * h)
             .map(|i| {
@@ -324,17 +325,21 @@ fn refine_stage_on_a_file_loses_nothing_and_parallel_workers_change_nothing() {
     let one = run(1, "");
     let three = run(3, "");
     assert!(one == three, "three workers gave other labels than one");
-    // The in-graph path hands refine the model's scores as the host path does.
-    let graph = run(1, "pre_post = \"graph\"");
-    let (same, all) = one.iter().zip(&graph).fold((0, 0), |(s, a), (x, y)| {
-        let equal = x.iter().zip(y).filter(|(p, q)| p == q).count();
-        (s + equal, a + x.len())
-    });
-    assert!(
-        same as f64 >= 0.999 * all as f64,
-        "refined frames after pre_post = \"graph\" differ in {} of {all} bytes",
-        all - same
-    );
+    // The host path hands refine the scores from before the model's final Resize, which
+    // refine reads through it; the whole model (`fuse_resize = false`, and the in-graph
+    // path) hands it the Resize's output.
+    for infer in ["fuse_resize = false", "pre_post = \"graph\""] {
+        let whole = run(1, infer);
+        let (same, all) = one.iter().zip(&whole).fold((0, 0), |(s, a), (x, y)| {
+            let equal = x.iter().zip(y).filter(|(p, q)| p == q).count();
+            (s + equal, a + x.len())
+        });
+        assert!(
+            same as f64 >= 0.999 * all as f64,
+            "refined frames after {infer} differ in {} of {all} bytes",
+            all - same
+        );
+    }
 }
 
 #[test]

@@ -68,7 +68,7 @@ impl Upsampling {
     /// samples per frame pixel, half-pixel centres): the two steps composed, exact where
     /// the up-sampled axis is the model input's size and the frame is padded (the frame's
     /// pixels are then its samples).
-    fn taps(&self, out: usize, n: usize, factor: u32, scale: f64) -> Vec<Tap> {
+    pub(crate) fn taps(&self, out: usize, n: usize, factor: u32, scale: f64) -> Vec<Tap> {
         let (f, big) = (factor as f64, n as f64 * factor as f64);
         taps_at(out, n, |d| {
             let p = ((d as f64 + 0.5) * scale - 0.5).clamp(0.0, big - 1.0);

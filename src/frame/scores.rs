@@ -19,6 +19,10 @@ pub struct ClassScores {
     /// The scores cover `geometry.model_width x model_height` pixels of the model input,
     /// which is the frame stretched or padded.
     pub geometry: Geometry,
+    /// Where the model's final Resize was taken off its graph (`infer`'s `fuse_resize`):
+    /// the up-sampling it would have done. The scores are then its input, and the
+    /// up-sampled scores (`factor` times as many per axis) are what covers the model input.
+    pub upsampling: Option<super::Upsampling>,
 }
 
 /// How the scores the model gives relate to the frame, for mapping them back.

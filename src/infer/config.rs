@@ -56,10 +56,11 @@ pub struct InferConfig {
     pub overlap: bool,
     /// Take the model's final bilinear Resize of its class scores (DeepLabV3+'s x4) off its
     /// graph and up-sample in the argmax instead, interpolating only near class boundaries:
-    /// the model then never writes, nor the argmax reads, the scores at the input's size.
+    /// the model then never writes, nor the argmax reads, the scores at the input's size,
+    /// and a refine stage after it reads the 16 times smaller scores from before the Resize.
     /// The labels are the same but for float rounding at near-ties. Only where that holds
-    /// (see `infer::resize`): host pre- and post-processing, whole frames, a padded input,
-    /// and no later stage reading the scores (refine); elsewhere the model stays whole.
+    /// (see `infer::resize`): host pre- and post-processing, whole frames, a padded input;
+    /// elsewhere the model stays whole.
     #[serde(default = "yes")]
     pub fuse_resize: bool,
     /// Refuse a frame whose inference would need more memory than this, in MiB (by the

@@ -12,9 +12,11 @@
 //! `pytorch_half_pixel` coordinates, no antialias and no `axes`, by constant scales
 //! `[1, 1, sh, sw]` of whole factors, whose output is the model's scores output and feeds no
 //! other node; in a model whose weights are inside its file (the edited model is loaded from
-//! memory) and whose graph has no subgraphs. Anything else keeps the model whole, as does a
-//! stage whose scores a later stage reads (refine), tiling, in-graph pre- and
-//! post-processing, and a stretched input. The model's file is never rewritten.
+//! memory) and whose graph has no subgraphs. Anything else keeps the model whole, as do
+//! tiling, in-graph pre- and post-processing and a stretched input. Scores a later stage
+//! reads (refine) are then the Resize's input, with its up-sampling beside them
+//! (`ClassScores::upsampling`), and refine reads them through it. The model's file is never
+//! rewritten.
 
 use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::{DataLocation, DataType};

@@ -44,7 +44,8 @@ pub struct EngineOptions {
     pub overlap: bool,
     /// Take the model's final bilinear Resize of its scores off its graph and up-sample in
     /// the argmax instead (`super::resize`), where the result is the same: host pre- and
-    /// post-processing, whole frames, a padded input, labels only (no scores kept).
+    /// post-processing, whole frames, a padded input. Kept scores are then the Resize's
+    /// input, with its up-sampling (`ClassScores::upsampling`).
     pub fuse_resize: bool,
 }
 
@@ -263,7 +264,6 @@ impl Segmenter {
         let fuse = options.fuse_resize
             && options.pre_post == PrePost::Host
             && options.tiling.is_none()
-            && !options.scores
             && !model.is_instance()
             && matches!(model.config.input.size, SizePolicy::Pad { .. })
             && matches!(
@@ -804,6 +804,7 @@ impl Segmenter {
                 height: s.h as u32,
                 data: s.item(k).to_vec(),
                 geometry,
+                upsampling: None,
             });
             results.push((map, scores));
         }
@@ -1061,8 +1062,6 @@ fn decode_whole(
         BatchOut::Scores(out) => {
             let (classes, h, w) = (out.classes, out.h, out.w);
             let item = out.item(k);
-            // A stage that keeps scores keeps the model whole (`Segmenter::new`).
-            debug_assert!(!(keep && up.is_some()));
             let labels = match &up {
                 Some(up) => argmax_upsampled(item, classes, h, w, &job.geometry, up),
                 None => argmax_scores(item, classes, h, w, &job.geometry),
@@ -1078,6 +1077,8 @@ fn decode_whole(
                 height: h as u32,
                 data: item.to_vec(),
                 geometry: job.geometry,
+                // Before the final Resize, when it was taken off: 1/16 of the values.
+                upsampling: up,
             });
             Ok((labels, scores))
         }

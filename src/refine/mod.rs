@@ -144,6 +144,7 @@ pub fn refine_frame_in(
             height: wh,
             data: refined.probabilities,
             geometry,
+            upsampling: None,
         },
     ))
 }
@@ -156,7 +157,7 @@ fn identity(s: &ClassScores, fw: u32, fh: u32, ww: u32, wh: u32) -> bool {
     } else {
         (g.model_width, g.model_height) == (ww, wh) && (fw, fh) == (ww, wh)
     };
-    covers && (s.width, s.height) == (ww, wh)
+    covers && (s.width, s.height) == (ww, wh) && s.upsampling.is_none()
 }
 
 /// Mean of each `scale x scale` block (the part inside the image at the edges).
@@ -188,7 +189,10 @@ fn downsample(image: &RgbImage, scale: u32, ww: u32, wh: u32) -> RgbImage {
 }
 
 /// The scores at `ww x wh`, a grid over the `fw x fh` frame, bilinearly as the argmax of
-/// `infer` maps them (stretched or padded model input).
+/// `infer` maps them (stretched or padded model input). Scores the model gave before its
+/// final Resize (taken off its graph) are read as that Resize's output: the working grid's
+/// taps go through its up-sampling, so the CRF reads the 16 times smaller scores directly
+/// and no plane at the model input's size is ever made.
 struct Resampler<'a> {
     scores: &'a ClassScores,
     tx: Vec<Tap>,
@@ -199,20 +203,28 @@ impl<'a> Resampler<'a> {
     fn new(s: &'a ClassScores, fw: u32, fh: u32, ww: u32, wh: u32) -> Self {
         let (w, h) = (s.width as usize, s.height as usize);
         let g = &s.geometry;
+        // The samples covering the model input: the up-sampled ones, where the Resize was
+        // taken off.
+        let (fy, fx) = s.upsampling.map_or((1, 1), |u| u.factor);
+        let (uw, uh) = (w * fx as usize, h * fy as usize);
         // Source samples per frame pixel, then per working pixel.
         let (sx, sy) = if g.stretched {
-            (w as f64 / fw as f64, h as f64 / fh as f64)
+            (uw as f64 / fw as f64, uh as f64 / fh as f64)
         } else {
             (
-                w as f64 / g.model_width as f64,
-                h as f64 / g.model_height as f64,
+                uw as f64 / g.model_width as f64,
+                uh as f64 / g.model_height as f64,
             )
         };
-        Resampler {
-            scores: s,
-            tx: taps(ww as usize, w, sx * fw as f64 / ww as f64),
-            ty: taps(wh as usize, h, sy * fh as f64 / wh as f64),
-        }
+        let (sx, sy) = (sx * fw as f64 / ww as f64, sy * fh as f64 / wh as f64);
+        let (tx, ty) = match &s.upsampling {
+            Some(u) => (
+                u.taps(ww as usize, w, fx, sx),
+                u.taps(wh as usize, h, fy, sy),
+            ),
+            None => (taps(ww as usize, w, sx), taps(wh as usize, h, sy)),
+        };
+        Resampler { scores: s, tx, ty }
     }
 
     /// Working row `y`, columns `xs`, into `rows` of `cp` lanes (class `c` in lane `c`):
@@ -350,6 +362,7 @@ mod tests {
             height: h,
             data,
             geometry,
+            upsampling: None,
         }
     }
 
@@ -379,6 +392,85 @@ mod tests {
         assert!(!identity(&s, 6, 4, 6, 4));
         let labels: Vec<u8> = r.chunks_exact(2).map(|p| (p[1] > p[0]) as u8).collect();
         assert_eq!(labels, argmax_scores(&s.data, 2, 2, 4, &g).data);
+    }
+
+    /// Scores from before a model's final Resize (x4, corners aligned) are read as the
+    /// Resize's output: at full resolution exactly (its samples are the frame's pixels). At
+    /// half resolution a working pixel sits between two of the Resize's samples; reading the
+    /// source there directly differs from mixing those two only where they straddle a source
+    /// sample, by less than an eighth of the source's largest second difference.
+    #[test]
+    fn scores_before_the_final_resize_are_read_as_its_output() {
+        let (w, h, f) = (5usize, 3usize, 4usize);
+        let g = Geometry {
+            frame_width: 18,
+            frame_height: 11,
+            model_width: (w * f) as u32,
+            model_height: (h * f) as u32,
+            stretched: false,
+        };
+        let value = |c: usize, x: f64, y: f64| {
+            if c == 0 {
+                0.5
+            } else {
+                (x * 1.3).sin() + y * 0.4
+            }
+        };
+        let mut low = scores(w as u32, h as u32, g, |c, x, y| {
+            value(c, x as f64, y as f64) as f32
+        });
+        low.upsampling = Some(crate::frame::Upsampling {
+            factor: (f as u32, f as u32),
+            alignment: crate::frame::Alignment::Corners,
+        });
+        // The Resize's output by its definition: output pixel d reads d * (n - 1) / (nf - 1).
+        let at = |d: usize, n: usize| d as f64 * (n as f64 - 1.0) / ((n * f) as f64 - 1.0);
+        let lerp = |c: usize, x: f64, y: f64| {
+            let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+            let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+            let (tx, ty) = (x - x0 as f64, y - y0 as f64);
+            let v = |xx: usize, yy: usize| low.data[c * w * h + yy * w + xx] as f64;
+            let top = v(x0, y0) * (1.0 - tx) + v(x1, y0) * tx;
+            let bottom = v(x0, y1) * (1.0 - tx) + v(x1, y1) * tx;
+            (top * (1.0 - ty) + bottom * ty) as f32
+        };
+        let mut big = scores((w * f) as u32, (h * f) as u32, g, |c, x, y| {
+            lerp(c, at(x as usize, w), at(y as usize, h))
+        });
+        big.upsampling = None;
+        let v = |c: usize, x: usize, y: usize| low.data[c * w * h + y * w + x];
+        let mut bend = 0f32;
+        for c in 0..2 {
+            for y in 0..h {
+                for x in 1..w - 1 {
+                    bend = bend.max((v(c, x - 1, y) - 2.0 * v(c, x, y) + v(c, x + 1, y)).abs());
+                }
+            }
+            for y in 1..h - 1 {
+                for x in 0..w {
+                    bend = bend.max((v(c, x, y - 1) - 2.0 * v(c, x, y) + v(c, x, y + 1)).abs());
+                }
+            }
+        }
+        for (ww, wh, tolerance) in [(18u32, 11u32, 1e-5f32), (9, 6, bend / 8.0)] {
+            let (a, b) = (
+                Resampler::new(&low, 18, 11, ww, wh),
+                Resampler::new(&big, 18, 11, ww, wh),
+            );
+            assert!(!identity(&low, 18, 11, ww, wh));
+            let n = (ww * 2) as usize;
+            let (mut ra, mut rb) = (vec![0f32; n], vec![0f32; n]);
+            for y in 0..wh as usize {
+                a.fill(y, 0..ww as usize, &mut ra, 2);
+                b.fill(y, 0..ww as usize, &mut rb, 2);
+                for (x, (p, q)) in ra.iter().zip(&rb).enumerate() {
+                    assert!(
+                        (p - q).abs() <= tolerance,
+                        "{ww}x{wh}: row {y}, lane {x}: {p} vs {q}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
