@@ -187,3 +187,196 @@ fn remove_unread(graph: &mut GraphProto, names: &[String]) {
         graph.input.retain(|i| i.name != *name);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
+    use onnx_protobuf::{
+        AttributeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    };
+
+    fn string(name: &str, v: &str) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            s: v.as_bytes().to_vec(),
+            type_: AttributeType::STRING.into(),
+            ..Default::default()
+        }
+    }
+
+    fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+        NodeProto {
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            ..Default::default()
+        }
+    }
+
+    /// A float tensor named `name` of shape `[N, 19, H, W]`.
+    fn value(name: &str) -> ValueInfoProto {
+        let dims = [Some(1), Some(19), Some(64), Some(64)];
+        let mut v = ValueInfoProto {
+            name: name.into(),
+            ..Default::default()
+        };
+        let mut t = type_proto::Tensor {
+            elem_type: DataType::FLOAT as i32,
+            ..Default::default()
+        };
+        t.shape = Some(TensorShapeProto {
+            dim: dims
+                .iter()
+                .map(|d| Dimension {
+                    value: d.map(dimension::Value::DimValue),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .into();
+        let mut ty = TypeProto::default();
+        ty.set_tensor_type(t);
+        v.type_ = Some(ty).into();
+        v
+    }
+
+    /// `x -> Relu -> Resize(scales) -> logits`, with `edit` applied to the Resize and the
+    /// graph.
+    fn model(scales: &[f32], edit: impl Fn(&mut NodeProto, &mut GraphProto)) -> Vec<u8> {
+        let mut resize = node("Resize", &["r", "", "scales"], "logits");
+        resize.attribute = vec![
+            string("mode", "linear"),
+            string("coordinate_transformation_mode", "align_corners"),
+        ];
+        let scales = TensorProto {
+            name: "scales".into(),
+            dims: vec![scales.len() as i64],
+            data_type: DataType::FLOAT as i32,
+            raw_data: scales.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        };
+        let mut graph = GraphProto {
+            node: vec![node("Relu", &["x"], "r")],
+            initializer: vec![scales],
+            input: vec![value("x")],
+            output: vec![value("logits")],
+            ..Default::default()
+        };
+        edit(&mut resize, &mut graph);
+        graph.node.push(resize);
+        let m = ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto {
+                version: 17,
+                ..Default::default()
+            }],
+            graph: Some(graph).into(),
+            ..Default::default()
+        };
+        m.write_to_bytes().unwrap()
+    }
+
+    #[test]
+    fn a_final_linear_resize_comes_off_and_its_input_takes_the_output_name() {
+        let bytes = model(&[1.0, 1.0, 4.0, 4.0], |_, _| {});
+        let (edited, up) = cut_final_resize(&bytes, "logits").unwrap().unwrap();
+        assert_eq!(
+            up,
+            Upsampling {
+                factor: (4, 4),
+                alignment: Alignment::Corners
+            }
+        );
+        let m = ModelProto::parse_from_bytes(&edited).unwrap();
+        let g = m.graph.as_ref().unwrap();
+        assert_eq!(g.node.len(), 1, "only the Relu is left");
+        assert_eq!(g.node[0].output, ["logits"]);
+        assert!(g.initializer.is_empty(), "the scales went with the Resize");
+        let Some(type_proto::Value::TensorType(t)) = &g.output[0].type_.value else {
+            panic!("the output keeps its tensor type")
+        };
+        let dims: Vec<_> = t.shape.dim.iter().map(|d| d.value.clone()).collect();
+        assert_eq!(
+            dims,
+            [
+                Some(dimension::Value::DimValue(1)),
+                Some(dimension::Value::DimValue(19)),
+                None,
+                None
+            ],
+            "batch and classes kept, height and width now unknown"
+        );
+    }
+
+    #[test]
+    fn half_pixel_is_the_default_convention() {
+        let bytes = model(&[1.0, 1.0, 2.0, 2.0], |r, _| {
+            r.attribute.retain(|a| a.name == "mode");
+        });
+        let (_, up) = cut_final_resize(&bytes, "logits").unwrap().unwrap();
+        assert_eq!(up.factor, (2, 2));
+        assert_eq!(up.alignment, Alignment::HalfPixel);
+    }
+
+    /// What the argmax would not reproduce exactly keeps the model whole.
+    #[test]
+    fn other_endings_keep_the_model_whole() {
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "nearest",
+                model(&[1.0, 1.0, 4.0, 4.0], |r, _| {
+                    r.attribute[0] = string("mode", "nearest")
+                }),
+            ),
+            (
+                "asymmetric",
+                model(&[1.0, 1.0, 4.0, 4.0], |r, _| {
+                    r.attribute[1] = string("coordinate_transformation_mode", "asymmetric")
+                }),
+            ),
+            (
+                "a fractional factor",
+                model(&[1.0, 1.0, 2.5, 2.5], |_, _| {}),
+            ),
+            ("scaled channels", model(&[1.0, 2.0, 4.0, 4.0], |_, _| {})),
+            (
+                "sizes instead of scales",
+                model(&[1.0, 1.0, 4.0, 4.0], |r, _| r.input.push("sizes".into())),
+            ),
+            (
+                "scales computed at run time",
+                model(&[1.0, 1.0, 4.0, 4.0], |_, g| {
+                    g.initializer.clear();
+                    g.node.push(node("Shape", &["x"], "scales"));
+                }),
+            ),
+            (
+                "the output read again",
+                model(&[1.0, 1.0, 4.0, 4.0], |_, g| {
+                    g.node.push(node("Relu", &["logits"], "again"));
+                }),
+            ),
+            (
+                "external weights",
+                model(&[1.0, 1.0, 4.0, 4.0], |_, g| {
+                    g.initializer[0].data_location = DataLocation::EXTERNAL.into();
+                }),
+            ),
+            (
+                "another op",
+                model(&[1.0, 1.0, 4.0, 4.0], |r, _| r.op_type = "Upsample".into()),
+            ),
+        ];
+        for (what, bytes) in cases {
+            assert!(
+                cut_final_resize(&bytes, "logits").unwrap().is_none(),
+                "{what}"
+            );
+        }
+        let whole = model(&[1.0, 1.0, 4.0, 4.0], |_, _| {});
+        assert!(cut_final_resize(&whole, "other").unwrap().is_none());
+        assert!(cut_final_resize(b"not a model", "logits").is_err());
+    }
+}

@@ -262,10 +262,14 @@ pub fn open_session_fused(
         let output = model.config.output.names()[0];
         match super::resize::cut_final_resize(&bytes, output) {
             Ok(Some((edited, up))) => {
-                let session = session_builder(model, providers, threads)?
-                    .commit_from_memory(&edited)
-                    .map_err(|e| failed(e.to_string()))?;
-                return Ok((session, Some(up)));
+                match session_builder(model, providers, threads)?.commit_from_memory(&edited) {
+                    Ok(session) => return Ok((session, Some(up))),
+                    // The whole model is what the user gave: it still runs.
+                    Err(e) => tracing::warn!(
+                        model = %model.name,
+                        "the model without its final Resize did not load ({e}); running it whole"
+                    ),
+                }
             }
             Ok(None) => {}
             // ONNX Runtime may still read what the protobuf messages do not; it says so if not.
