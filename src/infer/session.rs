@@ -260,7 +260,10 @@ pub fn open_session_fused(
     if fuse {
         let bytes = std::fs::read(&model.onnx_path).map_err(|e| failed(e.to_string()))?;
         let output = model.config.output.names()[0];
-        match super::resize::cut_final_resize(&bytes, output) {
+        let cut = super::resize::cut_final_resize(&bytes, output);
+        // The file's bytes go before ONNX Runtime makes its own copy of the edited model.
+        drop(bytes);
+        match cut {
             Ok(Some((edited, up))) => {
                 match session_builder(model, providers, threads)?.commit_from_memory(&edited) {
                     Ok(session) => return Ok((session, Some(up))),
