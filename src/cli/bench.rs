@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use segstream::frame::{Alignment, Frame, RgbImage};
+use segstream::frame::{Frame, RgbImage};
 use segstream::infer::ProviderConfig;
 use segstream::infer::{
     infer_threads, provider_name, EngineOptions, InferConfig, InferError, Model, PrePost, Segmenter,
@@ -139,19 +139,7 @@ fn model_alone(
     }
     times.sort();
     let median = times[times.len() / 2];
-    let resize_in_argmax = segmenters[0].upsampling().map(|u| {
-        let (fy, fx) = u.factor;
-        let factor = if fy == fx {
-            format!("x{fy}")
-        } else {
-            format!("x{fy}/x{fx}")
-        };
-        let mode = match u.alignment {
-            Alignment::Corners => "align_corners",
-            Alignment::HalfPixel => "half_pixel",
-        };
-        format!("{factor} {mode}")
-    });
+    let resize_in_argmax = segmenters[0].upsampling().map(|u| u.to_string());
     Ok(ModelOnly {
         fps: sessions as f64 / median.as_secs_f64().max(1e-9),
         sessions,

@@ -62,6 +62,21 @@ pub struct Upsampling {
     pub alignment: Alignment,
 }
 
+impl std::fmt::Display for Upsampling {
+    /// `x4 align_corners`, `x2/x4 half_pixel` (rows/columns where they differ).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (fy, fx) = self.factor;
+        match fy == fx {
+            true => write!(f, "x{fy}")?,
+            false => write!(f, "x{fy}/x{fx}")?,
+        }
+        f.write_str(match self.alignment {
+            Alignment::Corners => " align_corners",
+            Alignment::HalfPixel => " half_pixel",
+        })
+    }
+}
+
 impl Upsampling {
     /// Taps reading `n` samples for `out` frame pixels, where the up-sampled axis
     /// (`n * factor` samples) would have been mapped to the frame with `scale` (source

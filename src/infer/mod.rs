@@ -119,6 +119,9 @@ impl Stage for Infer {
             stage = "infer",
             model = %self.model.name,
             providers = %if used.is_empty() { "CPU".into() } else { used.join(",") },
+            final_resize = %segmenter
+                .upsampling()
+                .map_or("in the model".into(), |u| format!("{u}, in the argmax")),
             "Model loaded."
         );
         self.segmenter = Some(segmenter);
