@@ -129,6 +129,18 @@ fn model_alone_runs_one_session_per_worker() {
     );
 }
 
+/// A few frames from memory and two model runs: enough for the figures' presence and
+/// the settings a report carries.
+const QUICK: &[&str] = &[
+    "--from-memory",
+    "--frames",
+    "4",
+    "--warmup",
+    "1",
+    "--model-runs",
+    "2",
+];
+
 /// The model's final Resize moves into the argmax (and into refine's reading of the
 /// scores, which a refine stage after it gets from before the Resize), unless
 /// `fuse_resize = false` or the work around the model runs in graphs. The model alone is
@@ -149,15 +161,7 @@ fn final_resize_moves_into_the_argmax_unless_told_or_in_graphs() {
                  [[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\n\
                  threads = 1\n{infer}\n\n{after}[[sinks]]\ntype = \"null\"\n"
             ),
-            &[
-                "--from-memory",
-                "--frames",
-                "4",
-                "--warmup",
-                "1",
-                "--model-runs",
-                "2",
-            ],
+            QUICK,
         );
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
         let said = text.contains("Resize of the scores is done by the argmax");
@@ -185,15 +189,7 @@ fn infer_stages_left_at_zero_threads_share_the_cores() {
                  threads = 0\n\n[[transforms]]\ntype = \"infer\"\n\
                  model = \"maskrcnn_mobilenet_v3\"\n{second}\n\n[[sinks]]\ntype = \"null\"\n"
             ),
-            &[
-                "--from-memory",
-                "--frames",
-                "4",
-                "--warmup",
-                "1",
-                "--model-runs",
-                "2",
-            ],
+            QUICK,
         );
         // The first stage alone at 0 gets ONNX Runtime's own choice (reported as 0).
         assert_eq!(r["model"]["threads"], want, "second stage {second}: {r:#}");
