@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use segstream::frame::{Frame, RgbImage};
+use segstream::frame::{Frame, RgbImage, Upsampling};
 use segstream::infer::ProviderConfig;
 use segstream::infer::{
-    infer_threads, provider_name, EngineOptions, InferConfig, InferError, Model, PrePost, Segmenter,
+    infer_threads, provider_name, EngineOptions, InferConfig, InferError, Model, Segmenter,
 };
 use segstream::pipeline::{self, Pipeline, RunOptions};
 use segstream::runtime::FullPolicy;
@@ -98,15 +98,13 @@ pub struct ModelOnly {
     pub runs: usize,
     /// Median time of one run (with several sessions, while the others run too).
     pub median_ms: f64,
-    /// See [`ModelInfo::resize_in_argmax`].
-    #[serde(skip)]
-    resize_in_argmax: Option<String>,
 }
 
 /// The model alone as the infer stage runs it: one session per worker, each with the
 /// stage's threads, all timed at once (after two warm-up runs each, as the pipeline's
 /// sessions were warm), so several workers' combined throughput is the baseline, not one
-/// session's. FPS is sessions / median run time.
+/// session's. FPS is sessions / median run time. Also the up-sampling the argmax does in
+/// the model's place, when its final Resize came off.
 fn model_alone(
     model: &Model,
     providers: &[ProviderConfig],
@@ -115,7 +113,7 @@ fn model_alone(
     sessions: usize,
     image: &RgbImage,
     runs: usize,
-) -> Result<ModelOnly, BenchError> {
+) -> Result<(ModelOnly, Option<Upsampling>), BenchError> {
     let mut segmenters = (0..sessions)
         .map(|_| {
             let mut s = Segmenter::new(model.clone(), providers, threads, engine)?;
@@ -139,14 +137,13 @@ fn model_alone(
     }
     times.sort();
     let median = times[times.len() / 2];
-    let resize_in_argmax = segmenters[0].upsampling().map(|u| u.to_string());
-    Ok(ModelOnly {
+    let alone = ModelOnly {
         fps: sessions as f64 / median.as_secs_f64().max(1e-9),
         sessions,
         runs,
         median_ms: ms(median),
-        resize_in_argmax,
-    })
+    };
+    Ok((alone, segmenters[0].upsampling()))
 }
 
 /// Everything `bench` reports; also its JSON form.
@@ -308,13 +305,11 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
             c.providers.clone(),
             c.threads,
             c.workers,
-            c.batch,
-            c.tiling,
             c.engine(wanted[i]),
         )
     });
     let workers_of = |name: &str| match (name, &infer) {
-        ("infer", Some((.., workers, _, _, _))) => *workers as f64,
+        ("infer", Some((.., workers, _))) => *workers as f64,
         _ => 1.0,
     };
     let bottleneck = stages
@@ -325,19 +320,27 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
         .unwrap_or_default();
 
     let (mut model, mut model_only) = (None, None);
-    if let Some((m, providers, threads, workers, batch, tiling, stage)) = infer {
+    if let Some((m, providers, threads, workers, stage)) = infer {
         let sharing = pipeline.sessions_sharing_cores().max(workers);
         let threads = infer_threads(threads, sharing, options.threads);
-        // The model as the stage's sessions hold it (whole, or without its final Resize);
-        // the host path times the model's session alone.
+        // The model's session alone, fed on the host, as the stage's sessions hold it
+        // (whole, or without its final Resize).
         let engine = EngineOptions {
-            batch,
-            tiling,
-            scores: stage.scores,
-            fuse_resize: stage.fuse_resize && stage.pre_post == PrePost::Host,
+            batch: stage.batch,
+            tiling: stage.tiling,
+            fuse_resize: stage.fuses_resize(&m),
             ..Default::default()
         };
         let image: &RgbImage = &sample[0].image;
+        let (alone, upsampling) = model_alone(
+            &m,
+            &providers,
+            threads,
+            engine,
+            workers.max(1),
+            image,
+            options.model_runs.max(1),
+        )?;
         model = Some(ModelInfo {
             name: m.name.clone(),
             execution_provider: if providers.is_empty() {
@@ -351,24 +354,12 @@ pub fn bench(pipeline: &Pipeline, options: &BenchOptions) -> Result<BenchReport,
             },
             precision: m.precision(&providers),
             frame_size: [image.width, image.height],
-            batch,
+            batch: stage.batch,
             workers,
             threads,
-            tiling: tiling.is_some(),
-            resize_in_argmax: None,
+            tiling: stage.tiling.is_some(),
+            resize_in_argmax: upsampling.map(|u| u.to_string()),
         });
-        let alone = model_alone(
-            &m,
-            &providers,
-            threads,
-            engine,
-            workers.max(1),
-            image,
-            options.model_runs.max(1),
-        )?;
-        if let Some(info) = &mut model {
-            info.resize_in_argmax = alone.resize_in_argmax.clone();
-        }
         model_only = Some(alone);
     }
     let fps = report.steady_fps.unwrap_or_else(|| report.fps());

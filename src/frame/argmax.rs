@@ -98,7 +98,7 @@ impl Upsampling {
 
 /// Source samples per frame pixel along one axis: scores of size `out` cover the model input
 /// of size `model`, which covers the frame (`frame`) either stretched or padded.
-fn axis_scale(out: usize, model: u32, frame: u32, stretched: bool) -> f64 {
+pub(crate) fn axis_scale(out: usize, model: u32, frame: u32, stretched: bool) -> f64 {
     if stretched {
         out as f64 / frame as f64
     } else {

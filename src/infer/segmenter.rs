@@ -49,6 +49,22 @@ pub struct EngineOptions {
     pub fuse_resize: bool,
 }
 
+impl EngineOptions {
+    /// Whether `model`'s sessions are made without its final Resize, if it ends in one
+    /// (`fuse_resize` where the argmax can stand in for it).
+    pub fn fuses_resize(&self, model: &Model) -> bool {
+        self.fuse_resize
+            && self.pre_post == PrePost::Host
+            && self.tiling.is_none()
+            && !model.is_instance()
+            && matches!(model.config.input.size, SizePolicy::Pad { .. })
+            && matches!(
+                model.config.output,
+                OutputConfig::Logits { .. } | OutputConfig::Probabilities { .. }
+            )
+    }
+}
+
 /// The in-graph pre- and post-processing sessions (`pre_post = "graph"`), chained to the
 /// model's through IO bindings: the pre-processed input and the scores stay in the
 /// provider's memory (the GPU's with CUDA or TensorRT) from one session to the next, and
@@ -261,15 +277,7 @@ impl Segmenter {
         threads: usize,
         options: EngineOptions,
     ) -> Result<Self, InferError> {
-        let fuse = options.fuse_resize
-            && options.pre_post == PrePost::Host
-            && options.tiling.is_none()
-            && !model.is_instance()
-            && matches!(model.config.input.size, SizePolicy::Pad { .. })
-            && matches!(
-                model.config.output,
-                OutputConfig::Logits { .. } | OutputConfig::Probabilities { .. }
-            );
+        let fuse = options.fuses_resize(&model);
         let (session, upsampling) = open_session_fused(&model, providers, threads, fuse)?;
         let mut problems = check_model(&session, &model);
         let tile = match &options.tiling {

@@ -146,7 +146,6 @@ impl Pipeline {
         Ok((pipeline, p.into_vec()))
     }
 
-    /// Whether any source is live (then queues drop the oldest frames by default).
     /// Model sessions of all its transforms that share the cores (`threads = 0`).
     pub fn sessions_sharing_cores(&self) -> usize {
         (self.transforms.iter())
@@ -154,6 +153,7 @@ impl Pipeline {
             .sum()
     }
 
+    /// Whether any source is live (then queues drop the oldest frames by default).
     pub fn is_live(&self) -> bool {
         self.sources.iter().any(|s| s.config.is_live())
     }

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::frame::argmax::{taps, Tap};
+use crate::frame::argmax::{axis_scale, taps, Tap};
 use crate::frame::{
     argmax_scores, ClassScores, Frame, Geometry, Instance, LabelMap, RgbImage, ScoreKind,
 };
@@ -207,16 +207,9 @@ impl<'a> Resampler<'a> {
         // taken off.
         let (fy, fx) = s.upsampling.map_or((1, 1), |u| u.factor);
         let (uw, uh) = (w * fx as usize, h * fy as usize);
-        // Source samples per frame pixel, then per working pixel.
-        let (sx, sy) = if g.stretched {
-            (uw as f64 / fw as f64, uh as f64 / fh as f64)
-        } else {
-            (
-                uw as f64 / g.model_width as f64,
-                uh as f64 / g.model_height as f64,
-            )
-        };
-        let (sx, sy) = (sx * fw as f64 / ww as f64, sy * fh as f64 / wh as f64);
+        // Source samples per frame pixel, as infer's argmax maps them, then per working pixel.
+        let sx = axis_scale(uw, g.model_width, fw, g.stretched) * fw as f64 / ww as f64;
+        let sy = axis_scale(uh, g.model_height, fh, g.stretched) * fh as f64 / wh as f64;
         let (tx, ty) = match &s.upsampling {
             Some(u) => (
                 u.taps(ww as usize, w, fx, sx),
