@@ -549,7 +549,9 @@ impl Lattice {
         let m = keys.len();
 
         // Blur neighbours along each axis: all coordinates -1 except axis j at +d, and the
-        // opposite (the last axis is implicit in the key).
+        // opposite (the last axis is implicit in the key). The two are inverse steps, so
+        // one lookup per vertex and axis finds both: when `u` is the first neighbour of
+        // `v`, `v` is the second neighbour of `u`.
         refill(&mut neighbours, dp1 * m);
         neighbours
             .par_chunks_mut(m.max(1))
@@ -557,19 +559,21 @@ impl Lattice {
             .for_each(|(j, axis)| {
                 let mut c = [0i32; MAX_DIM];
                 let mut n1 = [0i32; MAX_DIM];
-                let mut n2 = [0i32; MAX_DIM];
                 for (v, nb) in axis.iter_mut().enumerate() {
                     unpack(keys[v], d, &mut c);
                     for k in 0..d {
                         n1[k] = c[k] - 1;
-                        n2[k] = c[k] + 1;
                     }
                     if j < d {
                         n1[j] = c[j] + d as i32;
-                        n2[j] = c[j] - d as i32;
                     }
-                    let find = |k: &[i32]| vertices.get(&pack(k)).copied().unwrap_or(0);
-                    *nb = [find(&n1[..d]), find(&n2[..d])];
+                    nb[0] = vertices.get(&pack(&n1[..d])).copied().unwrap_or(0);
+                }
+                for v in 0..axis.len() {
+                    let u = axis[v][0] as usize;
+                    if u != 0 {
+                        axis[u - 1][1] = v as u32 + 1;
+                    }
                 }
             });
 
@@ -944,6 +948,43 @@ mod tests {
                 "{threads} threads: neighbours"
             );
         }
+    }
+
+    /// Each vertex's two blur neighbours along each axis are the vertices at the two
+    /// offsets from its key (found with one lookup per vertex and axis).
+    #[test]
+    fn neighbours_are_the_keys_either_side_along_each_axis() {
+        let (w, h) = (90usize, 70usize);
+        let l = Lattice::new(w * h, 5, |i, f| {
+            let (x, y) = (i % w, i / w);
+            f[0] = x as f32 / 9.0;
+            f[1] = y as f32 / 9.0;
+            f[2] = ((x * 13 + y * 7) % 97) as f32 / 9.0;
+            f[3] = ((x / 5 + y / 3) % 11) as f32 / 2.0;
+            f[4] = ((x * y) % 31) as f32 / 5.0;
+        })
+        .unwrap();
+        let (d, m) = (5, l.vertices());
+        let numbering = &l.spare.1[0];
+        let (mut c, mut k) = ([0i32; MAX_DIM], [0i32; MAX_DIM]);
+        let mut found = 0;
+        for j in 0..=d {
+            for v in 0..m {
+                unpack(numbering.keys[v], d, &mut c);
+                for (side, step) in [(0, -1), (1, 1)] {
+                    for i in 0..d {
+                        k[i] = c[i] + step;
+                    }
+                    if j < d {
+                        k[j] = c[j] - step * d as i32;
+                    }
+                    let want = numbering.vertices.get(&pack(&k[..d])).copied().unwrap_or(0);
+                    assert_eq!(l.neighbours[j * m + v][side], want, "axis {j}, vertex {v}");
+                    found += (want != 0) as usize;
+                }
+            }
+        }
+        assert!(found > m, "{found} neighbours of {m} vertices");
     }
 
     #[test]

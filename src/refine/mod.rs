@@ -160,23 +160,30 @@ fn identity(s: &ClassScores, fw: u32, fh: u32, ww: u32, wh: u32) -> bool {
     covers && (s.width, s.height) == (ww, wh) && s.upsampling.is_none()
 }
 
-/// Mean of each `scale x scale` block (the part inside the image at the edges).
+/// Mean of each `scale x scale` block (the part inside the image at the edges). Each output
+/// row first sums its input rows into one row of totals (a loop over bytes that
+/// vectorizes), then sums each block's columns of it.
 fn downsample(image: &RgbImage, scale: u32, ww: u32, wh: u32) -> RgbImage {
     let (fw, fh, s) = (image.width as usize, image.height as usize, scale as usize);
     let mut data = vec![0u8; ww as usize * wh as usize * 3];
     data.par_chunks_mut(ww as usize * 3)
         .enumerate()
-        .for_each(|(y, row)| {
+        .for_each_init(Vec::new, |totals: &mut Vec<u32>, (y, row)| {
             let ys = y * s..((y + 1) * s).min(fh);
+            totals.clear();
+            totals.resize(fw * 3, 0);
+            for yy in ys.clone() {
+                let line = &image.data[yy * fw * 3..(yy + 1) * fw * 3];
+                for (t, &v) in totals.iter_mut().zip(line) {
+                    *t += v as u32;
+                }
+            }
             for (x, px) in row.chunks_exact_mut(3).enumerate() {
                 let xs = x * s..((x + 1) * s).min(fw);
                 let mut sum = [0u32; 3];
-                for yy in ys.clone() {
-                    for xx in xs.clone() {
-                        let i = (yy * fw + xx) * 3;
-                        for (s, &v) in sum.iter_mut().zip(&image.data[i..i + 3]) {
-                            *s += v as u32;
-                        }
+                for t in totals[xs.start * 3..xs.end * 3].chunks_exact(3) {
+                    for c in 0..3 {
+                        sum[c] += t[c];
                     }
                 }
                 let n = (ys.len() * xs.len()) as u32;
@@ -222,18 +229,40 @@ impl<'a> Resampler<'a> {
 
     /// Working row `y`, columns `xs`, into `rows` of `cp` lanes (class `c` in lane `c`):
     /// each sample mixes its four source samples directly, so down-sampling (the usual
-    /// case) reads only the source columns its taps name.
+    /// case) reads only the source columns its taps name. The mix down the two source rows
+    /// is done once per source column the run reaches (a loop that vectorizes), then
+    /// across for each sample: the same operations in the same order as mixing each
+    /// sample's four samples on their own.
     fn fill(&self, y: usize, xs: std::ops::Range<usize>, rows: &mut [f32], cp: usize) {
+        /// Most source columns one run mixes down at once.
+        const SPAN: usize = 1024;
         let s = self.scores;
         let w = s.width as usize;
         let Tap { i0, i1, w1: t } = self.ty[y];
         let tx = &self.tx[xs];
+        // Taps are in order, so the run reaches source columns `lo..=hi`.
+        let (lo, hi) = match (tx.first(), tx.last()) {
+            (Some(f), Some(l)) => (f.i0.min(f.i1), l.i0.max(l.i1)),
+            _ => return,
+        };
+        let mut down = [0f32; SPAN];
         for (c, plane) in s.data.chunks_exact(w * s.height as usize).enumerate() {
             let (a, b) = (&plane[i0 * w..(i0 + 1) * w], &plane[i1 * w..(i1 + 1) * w]);
-            for (row, x) in rows.chunks_exact_mut(cp).zip(tx) {
-                let v0 = a[x.i0] + t * (b[x.i0] - a[x.i0]);
-                let v1 = a[x.i1] + t * (b[x.i1] - a[x.i1]);
-                row[c] = v0 + x.w1 * (v1 - v0);
+            if hi - lo < SPAN {
+                let down = &mut down[..hi - lo + 1];
+                for ((d, &a), &b) in down.iter_mut().zip(&a[lo..=hi]).zip(&b[lo..=hi]) {
+                    *d = a + t * (b - a);
+                }
+                for (row, x) in rows.chunks_exact_mut(cp).zip(tx) {
+                    let (v0, v1) = (down[x.i0 - lo], down[x.i1 - lo]);
+                    row[c] = v0 + x.w1 * (v1 - v0);
+                }
+            } else {
+                for (row, x) in rows.chunks_exact_mut(cp).zip(tx) {
+                    let v0 = a[x.i0] + t * (b[x.i0] - a[x.i0]);
+                    let v1 = a[x.i1] + t * (b[x.i1] - a[x.i1]);
+                    row[c] = v0 + x.w1 * (v1 - v0);
+                }
             }
         }
     }
@@ -385,6 +414,61 @@ mod tests {
         assert!(!identity(&s, 6, 4, 6, 4));
         let labels: Vec<u8> = r.chunks_exact(2).map(|p| (p[1] > p[0]) as u8).collect();
         assert_eq!(labels, argmax_scores(&s.data, 2, 2, 4, &g).data);
+    }
+
+    /// The fill mixes each source column down once per run and then across; every working
+    /// sample gets the bits of mixing its own four source samples, down then across, for
+    /// down-sampled, up-sampled and Resize-composed taps, runs of any length and offset.
+    #[test]
+    fn fill_mixes_each_sample_as_its_four_samples_do() {
+        let g = |mw, mh| Geometry {
+            frame_width: 37,
+            frame_height: 23,
+            model_width: mw,
+            model_height: mh,
+            stretched: false,
+        };
+        let value = |c: usize, x: u32, y: u32| ((x * 7 + y * 13 + c as u32 * 5) % 17) as f32 * 0.37;
+        let mut low = scores(10, 6, g(40, 24), value);
+        low.upsampling = Some(crate::frame::Upsampling {
+            factor: (4, 4),
+            alignment: crate::frame::Alignment::Corners,
+        });
+        let cases = [
+            (scores(37, 23, g(37, 23), value), 10, 6),
+            (scores(37, 23, g(37, 23), value), 37, 23),
+            (scores(12, 7, g(48, 28), value), 37, 23),
+            (low, 19, 12),
+        ];
+        for (s, ww, wh) in &cases {
+            let r = Resampler::new(s, 37, 23, *ww, *wh);
+            let w = s.width as usize;
+            let plane = w * s.height as usize;
+            for y in 0..*wh as usize {
+                for (x0, x1) in [(0, *ww as usize), (3, 9), (5, 6)] {
+                    let mut rows = vec![0f32; (x1 - x0) * 2];
+                    r.fill(y, x0..x1, &mut rows, 2);
+                    let ty = r.ty[y];
+                    for (k, x) in (x0..x1).enumerate() {
+                        let tx = r.tx[x];
+                        for c in 0..2 {
+                            let (a, b) = (
+                                &s.data[c * plane + ty.i0 * w..],
+                                &s.data[c * plane + ty.i1 * w..],
+                            );
+                            let v0 = a[tx.i0] + ty.w1 * (b[tx.i0] - a[tx.i0]);
+                            let v1 = a[tx.i1] + ty.w1 * (b[tx.i1] - a[tx.i1]);
+                            let want = v0 + tx.w1 * (v1 - v0);
+                            assert_eq!(
+                                rows[k * 2 + c].to_bits(),
+                                want.to_bits(),
+                                "{ww}x{wh} at {x},{y}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Scores from before a model's final Resize (x4, corners aligned) are read as the
