@@ -72,6 +72,7 @@ impl RefineConfig {
             threads: self.threads,
             budget: self.budget_ms.map(std::time::Duration::from_millis),
             masks: self.masks,
+            keep_scores: true,
         }
     }
 }
@@ -124,8 +125,11 @@ impl TransformComponent for RefineConfig {
         self.queue
     }
 
-    fn build(&self, _cx: &BuildContext<'_>) -> Result<Workers, BoxError> {
-        let options = self.options();
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Workers, BoxError> {
+        let options = RefineOptions {
+            keep_scores: cx.wanted.contains(Facet::Scores),
+            ..self.options()
+        };
         Ok(Workers {
             stages: (0..self.workers)
                 .map(|_| Box::new(Refine::new(options)) as Box<dyn crate::runtime::Stage>)

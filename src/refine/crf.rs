@@ -103,7 +103,7 @@ pub enum CrfError {
 /// The CRF's result at the input's resolution.
 pub struct Refined {
     pub classes: usize,
-    /// `classes` planes of per-pixel probabilities.
+    /// `classes` planes of per-pixel probabilities (empty where they were not asked for).
     pub probabilities: Vec<f32>,
     /// The most probable class per pixel (ties to the lower class).
     pub labels: Vec<u8>,
@@ -165,6 +165,22 @@ pub fn mean_field_in(
     params: &CrfParams,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<Refined, CrfError> {
+    mean_field_planes(ws, image, scores, classes, kind, params, true, stop)
+}
+
+/// [`mean_field_in`], with the probability planes made only when `probabilities` (else
+/// [`Refined::probabilities`] is empty and only the labels are written).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn mean_field_planes(
+    ws: &mut Workspace,
+    image: &RgbImage,
+    scores: &[f32],
+    classes: usize,
+    kind: ScoreKind,
+    params: &CrfParams,
+    probabilities: bool,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Refined, CrfError> {
     let (w, h) = (image.width as usize, image.height as usize);
     let n = w * h;
     assert_eq!(
@@ -180,12 +196,14 @@ pub fn mean_field_in(
             }
         }
     };
-    mean_field_with(ws, image, &fill, classes, kind, params, stop)
+    mean_field_with(ws, image, &fill, classes, kind, params, probabilities, stop)
 }
 
 /// [`mean_field_in`] with the class scores written by `fill`, row by row, where pass 0
 /// needs them: scores at another resolution are resampled straight into the rows the
-/// passes read, never held as planes of the working size.
+/// passes read, never held as planes of the working size. The probability planes are made
+/// only when `keep`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn mean_field_with(
     ws: &mut Workspace,
     image: &RgbImage,
@@ -193,6 +211,7 @@ pub(crate) fn mean_field_with(
     classes: usize,
     kind: ScoreKind,
     params: &CrfParams,
+    keep: bool,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<Refined, CrfError> {
     let (w, h) = (image.width as usize, image.height as usize);
@@ -261,7 +280,13 @@ pub(crate) fn mean_field_with(
     if !fused {
         q.resize(n * cp, 0.0);
     }
-    let mut probabilities = vec![0f32; classes * n];
+    // A frame's worth of fresh memory (158 MB at 1080p with 19 classes), so not made when
+    // nothing reads it.
+    let mut probabilities = if keep {
+        vec![0f32; classes * n]
+    } else {
+        Vec::new()
+    };
     let mut labels = vec![0u8; n];
     let iterations = params.iterations;
     // Pass 0 makes -U and Q = softmax(-U); pass k > 0 is mean-field iteration k.
@@ -613,7 +638,9 @@ mod simd {
             if let Some((planes, labels)) = &mut sink.last {
                 let mut best = 0;
                 for (l, &v) in cur[..classes].iter().enumerate() {
-                    planes[l][j] = v;
+                    if let Some(plane) = planes.get_mut(l) {
+                        plane[j] = v;
+                    }
                     if v > cur[best] {
                         best = l;
                     }
@@ -650,7 +677,7 @@ mod simd {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     thread_local! {
@@ -660,6 +687,11 @@ mod tests {
     /// Whether this thread runs the portable pass even where AVX2 is there.
     pub(super) fn portable() -> bool {
         PORTABLE.with(|p| p.get())
+    }
+
+    /// Makes this thread run the portable pass (or not) from now on.
+    pub(in crate::refine) fn set_portable(portable: bool) {
+        PORTABLE.with(|p| p.set(portable));
     }
 
     /// The AVX2 pass (rows in registers, no maximum subtracted) and the portable pass

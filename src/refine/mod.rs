@@ -23,10 +23,10 @@ pub mod lattice;
 mod mask;
 
 pub use config::RefineConfig;
-use crf::mean_field_with;
 pub use crf::{
     mean_field, mean_field_in, Appearance, CrfError, CrfParams, Refined, Smooth, Workspace,
 };
+use crf::{mean_field_planes, mean_field_with};
 pub use mask::{refine_mask, refine_mask_with};
 
 use std::sync::Arc;
@@ -65,6 +65,9 @@ pub struct RefineOptions {
     pub budget: Option<Duration>,
     /// Also refine each instance's mask in its box.
     pub masks: bool,
+    /// Hand the refined probabilities on as the frame's scores (a later stage reads them);
+    /// else the frame leaves without scores, and at full scale none are made.
+    pub keep_scores: bool,
 }
 
 /// Refines one frame: `scores` (mapped onto `image` by their geometry) to refined labels at
@@ -89,6 +92,21 @@ pub fn refine_frame_in(
     scale: u32,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<(LabelMap, ClassScores), CrfError> {
+    let (labels, scores) = refine_labels_in(ws, image, scores, params, scale, true, stop)?;
+    Ok((labels, scores.expect("probabilities kept")))
+}
+
+/// [`refine_frame_in`], with the refined probabilities returned only when `keep`: at full
+/// scale they are then never made (at reduced scale the labels are up-sampled from them).
+fn refine_labels_in(
+    ws: &mut Workspace,
+    image: &RgbImage,
+    scores: &ClassScores,
+    params: &CrfParams,
+    scale: u32,
+    keep: bool,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<(LabelMap, Option<ClassScores>), CrfError> {
     let scale = scale.max(1);
     let (fw, fh) = (image.width, image.height);
     let (ww, wh) = (fw.div_ceil(scale), fh.div_ceil(scale));
@@ -103,8 +121,9 @@ pub fn refine_frame_in(
     p.smooth.sxy /= scale as f32;
     p.appearance.sxy /= scale as f32;
     let (classes, kind) = (scores.classes, scores.kind);
+    let planes = keep || scale > 1;
     let refined = if identity(scores, fw, fh, ww, wh) {
-        mean_field_in(ws, work, &scores.data, classes, kind, &p, stop)?
+        mean_field_planes(ws, work, &scores.data, classes, kind, &p, planes, stop)?
     } else {
         let r = Resampler::new(scores, fw, fh, ww, wh);
         mean_field_with(
@@ -114,6 +133,7 @@ pub fn refine_frame_in(
             classes,
             kind,
             &p,
+            planes,
             stop,
         )?
     };
@@ -135,18 +155,16 @@ pub fn refine_frame_in(
             &geometry,
         )
     };
-    Ok((
-        labels,
-        ClassScores {
-            kind: ScoreKind::Probabilities,
-            classes: refined.classes,
-            width: ww,
-            height: wh,
-            data: refined.probabilities,
-            geometry,
-            upsampling: None,
-        },
-    ))
+    let scores = keep.then_some(ClassScores {
+        kind: ScoreKind::Probabilities,
+        classes: refined.classes,
+        width: ww,
+        height: wh,
+        data: refined.probabilities,
+        geometry,
+        upsampling: None,
+    });
+    Ok((labels, scores))
 }
 
 /// Whether the scores already are the working grid, sample for sample.
@@ -314,7 +332,7 @@ impl Stage for Refine {
         let work = || {
             let labels = scores
                 .as_ref()
-                .map(|s| refine_frame_in(ws, image, s, &o.params, o.scale, &stop));
+                .map(|s| refine_labels_in(ws, image, s, &o.params, o.scale, o.keep_scores, &stop));
             // Each mask is a small CRF of its own; they refine in parallel.
             let masks = instances.filter(|_| masks && !stop()).map(|found| {
                 found
@@ -335,7 +353,7 @@ impl Stage for Refine {
         match labels {
             Some(Ok((labels, probabilities))) => {
                 frame.labels = Some(Arc::new(labels));
-                frame.scores = Some(Arc::new(probabilities));
+                frame.scores = probabilities.map(Arc::new);
             }
             Some(Err(CrfError::Stopped)) => skipped = true,
             Some(Err(source)) => {
@@ -556,6 +574,50 @@ mod tests {
         let d = downsample(&image, 2, 2, 1);
         // Block (0..2, 0..2) and the edge block (2..3, 0..2).
         assert_eq!(d.data, vec![60, 70, 80, 105, 115, 125]);
+    }
+
+    /// Without a later reader of the scores, the labels are the same and no probabilities
+    /// come back, at every scale; the portable pass leaves them out as the AVX2 one does.
+    #[test]
+    fn labels_without_probabilities_are_the_same_labels() {
+        let (w, h) = (61u32, 37u32);
+        let image = RgbImage::new(
+            w,
+            h,
+            (0..w * h * 3).map(|i| ((i * 37) % 251) as u8).collect(),
+        );
+        let g = Geometry {
+            frame_width: w,
+            frame_height: h,
+            model_width: w,
+            model_height: h,
+            stretched: false,
+        };
+        let s = scores(w, h, g, |c, x, y| {
+            ((x * 3 + y * 5 + c as u32 * 7) % 11) as f32 * 0.3
+        });
+        let params = CrfParams::default();
+        // One thread, so the portable switch (per thread) holds for the whole refinement.
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        for portable in [false, true] {
+            for scale in [1, 2, 3] {
+                let (all, probs, only, none) = one.install(|| {
+                    crf::tests::set_portable(portable);
+                    let mut ws = Workspace::default();
+                    let run = |ws: &mut Workspace, keep| {
+                        refine_labels_in(ws, &image, &s, &params, scale, keep, &|| false).unwrap()
+                    };
+                    let ((all, probs), (only, none)) = (run(&mut ws, true), run(&mut ws, false));
+                    crf::tests::set_portable(false);
+                    (all, probs, only, none)
+                });
+                assert!(probs.is_some() && none.is_none());
+                assert_eq!(all.data, only.data, "scale {scale}, portable {portable}");
+            }
+        }
     }
 
     #[test]
