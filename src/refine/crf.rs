@@ -147,31 +147,19 @@ pub fn mean_field(
     params: &CrfParams,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<Refined, CrfError> {
-    with_workspace(|ws| mean_field_in(ws, image, scores, classes, kind, params, stop))
+    with_workspace(|ws| mean_field_in(ws, image, scores, classes, kind, params, true, stop))
 }
 
-/// [`mean_field`] with the caller's workspace.
+/// [`mean_field`] with the caller's workspace, the probability planes made only when
+/// `probabilities` (else [`Refined::probabilities`] is empty and only the labels are
+/// written).
 ///
 /// Each pass reads `-U` and the two kernels' blurred values and, pixel by pixel, slices
 /// the messages, takes the softmax and splats the new `Q` straight into the next pass's
 /// kernels (per band of rows, so threads never share a row): `Q` itself is never stored,
 /// and a pass streams through memory once.
-pub fn mean_field_in(
-    ws: &mut Workspace,
-    image: &RgbImage,
-    scores: &[f32],
-    classes: usize,
-    kind: ScoreKind,
-    params: &CrfParams,
-    stop: &(dyn Fn() -> bool + Sync),
-) -> Result<Refined, CrfError> {
-    mean_field_planes(ws, image, scores, classes, kind, params, true, stop)
-}
-
-/// [`mean_field_in`], with the probability planes made only when `probabilities` (else
-/// [`Refined::probabilities`] is empty and only the labels are written).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn mean_field_planes(
+pub fn mean_field_in(
     ws: &mut Workspace,
     image: &RgbImage,
     scores: &[f32],

@@ -917,18 +917,24 @@ mod tests {
             .all(|&o| o >= 1 && o as usize <= l.vertices()));
     }
 
+    /// Five-dimensional features of a `w`-wide frame: position over `spread`, and three
+    /// patterned "colours" that revisit vertices in an irregular order.
+    fn textured(w: usize, spread: f32) -> impl Fn(usize, &mut [f32; MAX_DIM]) + Sync + Copy {
+        move |i, f| {
+            let (x, y) = (i % w, i / w);
+            f[0] = x as f32 / spread;
+            f[1] = y as f32 / spread;
+            f[2] = ((x * 13 + y * 7) % 97) as f32 / 9.0;
+            f[3] = ((x / 5 + y / 3) % 11) as f32 / 2.0;
+            f[4] = ((x * y) % 31) as f32 / 5.0;
+        }
+    }
+
     /// Numbering runs of points in parallel gives the numbering of one pass over them all.
     #[test]
     fn parallel_numbering_is_the_serial_one() {
         let (w, h) = (200usize, 180usize);
-        let feature = |i: usize, f: &mut [f32; MAX_DIM]| {
-            let (x, y) = (i % w, i / w);
-            f[0] = x as f32 / 7.0;
-            f[1] = y as f32 / 7.0;
-            f[2] = ((x * 13 + y * 7) % 97) as f32 / 9.0;
-            f[3] = ((x / 5 + y / 3) % 11) as f32 / 2.0;
-            f[4] = ((x * y) % 31) as f32 / 5.0;
-        };
+        let feature = textured(w, 7.0);
         let pool = |t| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(t)
@@ -955,15 +961,7 @@ mod tests {
     #[test]
     fn neighbours_are_the_keys_either_side_along_each_axis() {
         let (w, h) = (90usize, 70usize);
-        let l = Lattice::new(w * h, 5, |i, f| {
-            let (x, y) = (i % w, i / w);
-            f[0] = x as f32 / 9.0;
-            f[1] = y as f32 / 9.0;
-            f[2] = ((x * 13 + y * 7) % 97) as f32 / 9.0;
-            f[3] = ((x / 5 + y / 3) % 11) as f32 / 2.0;
-            f[4] = ((x * y) % 31) as f32 / 5.0;
-        })
-        .unwrap();
+        let l = Lattice::new(w * h, 5, textured(w, 9.0)).unwrap();
         let (d, m) = (5, l.vertices());
         let numbering = &l.spare.1[0];
         let (mut c, mut k) = ([0i32; MAX_DIM], [0i32; MAX_DIM]);

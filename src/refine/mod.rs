@@ -23,10 +23,10 @@ pub mod lattice;
 mod mask;
 
 pub use config::RefineConfig;
+use crf::mean_field_with;
 pub use crf::{
     mean_field, mean_field_in, Appearance, CrfError, CrfParams, Refined, Smooth, Workspace,
 };
-use crf::{mean_field_planes, mean_field_with};
 pub use mask::{refine_mask, refine_mask_with};
 
 use std::sync::Arc;
@@ -123,7 +123,7 @@ fn refine_labels_in(
     let (classes, kind) = (scores.classes, scores.kind);
     let planes = keep || scale > 1;
     let refined = if identity(scores, fw, fh, ww, wh) {
-        mean_field_planes(ws, work, &scores.data, classes, kind, &p, planes, stop)?
+        mean_field_in(ws, work, &scores.data, classes, kind, &p, planes, stop)?
     } else {
         let r = Resampler::new(scores, fw, fh, ww, wh);
         mean_field_with(
@@ -385,6 +385,17 @@ impl Stage for Refine {
 mod tests {
     use super::*;
 
+    /// Scores covering a `w x h` frame sample for sample.
+    fn whole(w: u32, h: u32) -> Geometry {
+        Geometry {
+            frame_width: w,
+            frame_height: h,
+            model_width: w,
+            model_height: h,
+            stretched: false,
+        }
+    }
+
     fn scores(
         w: u32,
         h: u32,
@@ -586,13 +597,7 @@ mod tests {
             h,
             (0..w * h * 3).map(|i| ((i * 37) % 251) as u8).collect(),
         );
-        let g = Geometry {
-            frame_width: w,
-            frame_height: h,
-            model_width: w,
-            model_height: h,
-            stretched: false,
-        };
+        let g = whole(w, h);
         let s = scores(w, h, g, |c, x, y| {
             ((x * 3 + y * 5 + c as u32 * 7) % 11) as f32 * 0.3
         });
@@ -624,13 +629,7 @@ mod tests {
     fn scaled_refinement_returns_frame_sized_labels() {
         let (w, h) = (64u32, 48u32);
         let image = RgbImage::new(w, h, vec![128; (w * h * 3) as usize]);
-        let g = Geometry {
-            frame_width: w,
-            frame_height: h,
-            model_width: w,
-            model_height: h,
-            stretched: false,
-        };
+        let g = whole(w, h);
         let s = scores(
             w,
             h,
