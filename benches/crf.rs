@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use segstream::frame::Geometry;
 use segstream::frame::{Alignment, ClassScores, RgbImage, ScoreKind, Upsampling};
-use segstream::refine::{refine_frame, CrfParams};
+use segstream::refine::{refine_frame, refine_labels_in, CrfParams, Workspace};
 
 const CLASSES: usize = 19;
 
@@ -186,6 +186,24 @@ fn bench(c: &mut Criterion) {
         })
         .unzip();
     let (ours_one, ours_cpu) = (median(walls), median(cpus));
+    // The same on one thread as the refine stage runs it when no later stage reads the
+    // frame's scores: labels only, no probability planes made.
+    let mut ws = Workspace::default();
+    let mut labels_only = || {
+        one.install(|| {
+            refine_labels_in(&mut ws, &image, &scores, &params, 1, false, &|| false).unwrap()
+        })
+    };
+    labels_only();
+    let ours_labels = median(
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                labels_only();
+                t.elapsed()
+            })
+            .collect(),
+    );
     let timed = |scale: u32| {
         run(scale);
         median(
@@ -261,6 +279,10 @@ fn bench(c: &mut Criterion) {
             cpu.as_secs_f64() / ours_cpu.as_secs_f64().max(1e-9)
         );
     }
+    println!(
+        "  segstream, 1 thread, labels only (no later stage reads the scores): {:>6.1} ms",
+        ms(ours_labels)
+    );
     println!(
         "  segstream, {cores} threads:              {:>8.1} ms",
         all.as_secs_f64() * 1e3

@@ -98,7 +98,8 @@ pub fn refine_frame_in(
 
 /// [`refine_frame_in`], with the refined probabilities returned only when `keep`: at full
 /// scale they are then never made (at reduced scale the labels are up-sampled from them).
-fn refine_labels_in(
+/// The refine stage keeps them only where a later stage reads the frame's scores.
+pub fn refine_labels_in(
     ws: &mut Workspace,
     image: &RgbImage,
     scores: &ClassScores,
