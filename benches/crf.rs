@@ -120,6 +120,21 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// Wall time of `f`, the median of three runs after one to warm up (steady-state video
+/// reuses each thread's buffers from frame to frame).
+fn warm_median(mut f: impl FnMut()) -> Duration {
+    f();
+    median(
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -189,49 +204,20 @@ fn bench(c: &mut Criterion) {
     // The same on one thread as the refine stage runs it when no later stage reads the
     // frame's scores: labels only, no probability planes made.
     let mut ws = Workspace::default();
-    let mut labels_only = || {
-        one.install(|| {
+    let labels_only = || {
+        drop(one.install(|| {
             refine_labels_in(&mut ws, &image, &scores, &params, 1, false, &|| false).unwrap()
-        })
+        }))
     };
-    labels_only();
-    let ours_labels = median(
-        (0..3)
-            .map(|_| {
-                let t = Instant::now();
-                labels_only();
-                t.elapsed()
-            })
-            .collect(),
-    );
-    let timed = |scale: u32| {
-        run(scale);
-        median(
-            (0..3)
-                .map(|_| {
-                    let t = Instant::now();
-                    run(scale);
-                    t.elapsed()
-                })
-                .collect(),
-        )
-    };
+    let ours_labels = warm_median(labels_only);
+    let timed = |scale: u32| warm_median(|| drop(run(scale)));
     let (all, half, quarter) = (timed(1), timed(2), timed(4));
     // At 1/4 scale from scores at a quarter of the resolution, as infer hands them on when
     // it took DeepLabV3+'s final x4 Resize off the model (`fuse_resize`): every fourth
     // sample of the same probabilities, read through that Resize (corners aligned).
     let low = quarter_resolution(&scores);
-    let run_low = || refine_frame(&image, &low, &params, 4, &|| false).unwrap();
-    run_low();
-    let quarter_low = median(
-        (0..3)
-            .map(|_| {
-                let t = Instant::now();
-                run_low();
-                t.elapsed()
-            })
-            .collect(),
-    );
+    let quarter_low =
+        warm_median(|| drop(refine_frame(&image, &low, &params, 4, &|| false).unwrap()));
     // Throughput at 1/4 scale as a refine stage with `workers = cores, threads = 1` runs
     // it: one frame per core at a time, each on its own one-thread pool.
     let frames = 4;

@@ -253,8 +253,11 @@ impl<'a> Resampler<'a> {
     /// across for each sample: the same operations in the same order as mixing each
     /// sample's four samples on their own.
     fn fill(&self, y: usize, xs: std::ops::Range<usize>, rows: &mut [f32], cp: usize) {
-        /// Most source columns one run mixes down at once.
-        const SPAN: usize = 1024;
+        thread_local! {
+            /// The run's source columns mixed down, kept between runs (each run writes the
+            /// columns it reads, so nothing is cleared).
+            static DOWN: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
         let s = self.scores;
         let w = s.width as usize;
         let Tap { i0, i1, w1: t } = self.ty[y];
@@ -264,11 +267,13 @@ impl<'a> Resampler<'a> {
             (Some(f), Some(l)) => (f.i0.min(f.i1), l.i0.max(l.i1)),
             _ => return,
         };
-        let mut down = [0f32; SPAN];
-        for (c, plane) in s.data.chunks_exact(w * s.height as usize).enumerate() {
-            let (a, b) = (&plane[i0 * w..(i0 + 1) * w], &plane[i1 * w..(i1 + 1) * w]);
-            if hi - lo < SPAN {
-                let down = &mut down[..hi - lo + 1];
+        DOWN.with_borrow_mut(|down| {
+            if down.len() <= hi - lo {
+                down.resize(hi - lo + 1, 0.0);
+            }
+            let down = &mut down[..hi - lo + 1];
+            for (c, plane) in s.data.chunks_exact(w * s.height as usize).enumerate() {
+                let (a, b) = (&plane[i0 * w..(i0 + 1) * w], &plane[i1 * w..(i1 + 1) * w]);
                 for ((d, &a), &b) in down.iter_mut().zip(&a[lo..=hi]).zip(&b[lo..=hi]) {
                     *d = a + t * (b - a);
                 }
@@ -276,14 +281,8 @@ impl<'a> Resampler<'a> {
                     let (v0, v1) = (down[x.i0 - lo], down[x.i1 - lo]);
                     row[c] = v0 + x.w1 * (v1 - v0);
                 }
-            } else {
-                for (row, x) in rows.chunks_exact_mut(cp).zip(tx) {
-                    let v0 = a[x.i0] + t * (b[x.i0] - a[x.i0]);
-                    let v1 = a[x.i1] + t * (b[x.i1] - a[x.i1]);
-                    row[c] = v0 + x.w1 * (v1 - v0);
-                }
             }
-        }
+        });
     }
 }
 
