@@ -141,9 +141,160 @@ struct At {
     corners: Option<Corners>,
 }
 
+/// Pixels are visited in order: the position advances without a division.
+struct Walk {
+    x: usize,
+    y: usize,
+}
+
+impl Walk {
+    /// Pixel `j` of the band (the next one in order).
+    #[inline(always)]
+    fn at(&mut self, k: &Kernels, j: usize) -> At {
+        let a = At {
+            j,
+            i: self.y * k.w + self.x,
+            corners: k.grid.map(|(g, _)| g.corners(self.x, self.y, k.cp)),
+        };
+        self.x += 1;
+        if self.x == k.w {
+            (self.x, self.y) = (0, self.y + 1);
+        }
+        a
+    }
+}
+
+/// Pass 0: `-U` from the pixel's scores (written into `base` by the fill, replaced by
+/// `-U`); later passes: `-U` plus the sliced messages. Then the softmax.
+#[inline(always)]
+unsafe fn row<const B: usize>(
+    k: &Kernels,
+    scores: FirstPass,
+    mask: __m256,
+    base: &mut [f32],
+    a: &At,
+) -> [__m256; B] {
+    let cp = k.cp;
+    let mut acc = [_mm256_setzero_ps(); B];
+    let mut acc2 = [_mm256_setzero_ps(); B];
+    if let Some((_, kind)) = scores {
+        let b = base[..cp].as_mut_ptr();
+        for (bk, v) in acc2.iter_mut().enumerate() {
+            *v = _mm256_loadu_ps(b.add(8 * bk));
+        }
+        let u = unary::<B>(acc2, mask, kind);
+        for (bk, u) in u.iter().enumerate() {
+            _mm256_storeu_ps(b.add(8 * bk), *u);
+        }
+        acc2 = [_mm256_setzero_ps(); B];
+    } else {
+        if let (Some((g, cells)), Some(c)) = (k.grid, &a.corners) {
+            let post = g.weight() * c.norm;
+            for &(at, wgt) in c.cells() {
+                gather::<B>(&mut acc, wgt * post, &cells[at..]);
+            }
+        }
+        if let Some((l, values)) = k.lattice {
+            let dp1 = l.dim() + 1;
+            let post = l.post[a.i];
+            let vertices = &l.offset[a.i * dp1..a.i * dp1 + dp1];
+            for (&o, &bary) in vertices.iter().zip(&l.bary[a.i * dp1..]) {
+                gather::<B>(&mut acc2, bary * post, &values[o as usize * cp..]);
+            }
+        }
+    }
+    let b = base[..cp].as_ptr();
+    for (bk, (v, v2)) in acc.iter_mut().zip(&acc2).enumerate() {
+        *v = _mm256_add_ps(_mm256_add_ps(*v, *v2), _mm256_loadu_ps(b.add(8 * bk)));
+    }
+    softmax::<B>(acc, mask)
+}
+
+/// After the last pass: rows of Q gathered for a run of pixels, then written to each
+/// class plane as one run (19 interleaved single-float streams choke the write buffers).
+const RUN: usize = 64;
+
+/// A run's rows of Q and their labels, and how many it holds.
+struct Tile {
+    q: [[f32; 32]; RUN],
+    labels: [u8; RUN],
+    held: usize,
+}
+
+impl Tile {
+    /// Writes the run that ends before pixel `end` to the class planes and labels.
+    fn flush(&mut self, sink: &mut Sink, end: usize) {
+        let (first, held) = (end - self.held, self.held);
+        if let Some((planes, labels)) = &mut sink.last {
+            for (l, plane) in planes.iter_mut().enumerate() {
+                for (o, t) in plane[first..first + held].iter_mut().zip(&self.q) {
+                    *o = t[l];
+                }
+            }
+            labels[first..first + held].copy_from_slice(&self.labels[..held]);
+        }
+        self.held = 0;
+    }
+}
+
+/// Where the pixel's new `Q` (`p`) goes: its stored row, the grid's cells, the lattice's
+/// vertex rows, and after the last pass the class planes and labels.
+#[inline(always)]
+unsafe fn emit<const B: usize>(
+    k: &Kernels,
+    sink: &mut Sink,
+    tile: &mut Tile,
+    a: &At,
+    p: &[__m256; B],
+) {
+    let (j, cp) = (a.j, k.cp);
+    if let Some(q) = &mut sink.q {
+        for (bk, p) in p.iter().enumerate() {
+            _mm256_storeu_ps(q[j * cp..j * cp + cp].as_mut_ptr().add(8 * bk), *p);
+        }
+    }
+    if let (Some((into, from)), Some(c)) = (&mut sink.cells, &a.corners) {
+        match c.single() {
+            Some(at) => {
+                let (n, row) = (
+                    _mm256_set1_ps(c.norm),
+                    into[at - *from..][..cp].as_mut_ptr(),
+                );
+                for (b, p) in p.iter().enumerate() {
+                    _mm256_storeu_ps(row.add(8 * b), _mm256_mul_ps(n, *p));
+                }
+            }
+            None => {
+                for &(at, wgt) in c.cells() {
+                    scatter::<B>(&mut into[at - *from..], wgt * c.norm, p);
+                }
+            }
+        }
+    }
+    if let (Some(into), Some((l, _))) = (&mut sink.vertices, k.lattice) {
+        let dp1 = l.dim() + 1;
+        let pre = l.pre[a.i];
+        let vertices = &l.offset[a.i * dp1..a.i * dp1 + dp1];
+        for (&o, &bary) in vertices.iter().zip(&l.bary[a.i * dp1..]) {
+            scatter::<B>(&mut into[o as usize * cp..], bary * pre, p);
+        }
+    }
+    if sink.last.is_some() {
+        for (bk, p) in p.iter().enumerate() {
+            _mm256_storeu_ps(tile.q[tile.held].as_mut_ptr().add(8 * bk), *p);
+        }
+        tile.labels[tile.held] = first_max::<B>(p);
+        tile.held += 1;
+        if tile.held == RUN {
+            tile.flush(sink, j + 1);
+        }
+    }
+}
+
 /// See [`super::crf`]'s portable band: the same pass, for `cp == 8 * B`. Pixels go in
 /// pairs, both slices and softmaxes before either splat, so the two pixels' long chains of
-/// dependent operations overlap.
+/// dependent operations overlap. The steps are functions inlined into this one (closures
+/// called from three places were not: each pixel's row then went through the stack).
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA.
@@ -155,123 +306,17 @@ pub(super) unsafe fn band<const B: usize>(
     base: &mut [f32],
     mut sink: Sink,
 ) {
-    let (w, cp, classes, grid, lattice) = (k.w, k.cp, k.classes, k.grid, k.lattice);
+    let (w, cp, classes) = (k.w, k.cp, k.classes);
     debug_assert_eq!(cp, 8 * B);
     // The lanes of the last block that hold classes.
     let live = classes - 8 * (B - 1);
     let lanes: [i32; 8] = std::array::from_fn(|l| if l < live { -1 } else { 0 });
     let mask = _mm256_castsi256_ps(_mm256_loadu_si256(lanes.as_ptr().cast()));
-    // Pixels are visited in order: the position advances without a division.
-    let (mut x, mut y) = (0usize, y0);
-    let mut at = |j: usize| {
-        let a = At {
-            j,
-            i: y * w + x,
-            corners: grid.map(|(g, _)| g.corners(x, y, cp)),
-        };
-        x += 1;
-        if x == w {
-            (x, y) = (0, y + 1);
-        }
-        a
-    };
-    // Pass 0: -U from the class planes; later passes: -U plus the sliced messages.
-    let row = |base: &mut [f32], a: &At| -> [__m256; B] {
-        let mut acc = [_mm256_setzero_ps(); B];
-        let mut acc2 = [_mm256_setzero_ps(); B];
-        if let Some((_, kind)) = scores {
-            // The row holds the pixel's scores (written by the fill); -U replaces them.
-            let b = base[..cp].as_mut_ptr();
-            for (bk, v) in acc2.iter_mut().enumerate() {
-                *v = _mm256_loadu_ps(b.add(8 * bk));
-            }
-            let u = unary::<B>(acc2, mask, kind);
-            for (bk, u) in u.iter().enumerate() {
-                _mm256_storeu_ps(b.add(8 * bk), *u);
-            }
-            acc2 = [_mm256_setzero_ps(); B];
-        } else {
-            if let (Some((g, cells)), Some(c)) = (grid, &a.corners) {
-                let post = g.weight() * c.norm;
-                for &(at, wgt) in c.cells() {
-                    gather::<B>(&mut acc, wgt * post, &cells[at..]);
-                }
-            }
-            if let Some((l, values)) = lattice {
-                let dp1 = l.dim() + 1;
-                let post = l.post[a.i];
-                let vertices = &l.offset[a.i * dp1..a.i * dp1 + dp1];
-                for (&o, &bary) in vertices.iter().zip(&l.bary[a.i * dp1..]) {
-                    gather::<B>(&mut acc2, bary * post, &values[o as usize * cp..]);
-                }
-            }
-        }
-        let b = base[..cp].as_ptr();
-        for (bk, (v, v2)) in acc.iter_mut().zip(&acc2).enumerate() {
-            *v = _mm256_add_ps(_mm256_add_ps(*v, *v2), _mm256_loadu_ps(b.add(8 * bk)));
-        }
-        softmax::<B>(acc, mask)
-    };
-    // After the last pass: rows of Q gathered for a run of pixels, then written to each
-    // class plane as one run (19 interleaved single-float streams choke the write buffers).
-    const RUN: usize = 64;
-    type Tile = ([[f32; 32]; RUN], [u8; RUN]);
-    let mut tile: Tile = ([[0f32; 32]; RUN], [0; RUN]);
-    let mut held = 0usize;
-    let flush = |sink: &mut Sink, first: usize, held: usize, tile: &Tile| {
-        if let Some((planes, labels)) = &mut sink.last {
-            for (l, plane) in planes.iter_mut().enumerate() {
-                for (o, t) in plane[first..first + held].iter_mut().zip(&tile.0) {
-                    *o = t[l];
-                }
-            }
-            labels[first..first + held].copy_from_slice(&tile.1[..held]);
-        }
-    };
-    let emit = |sink: &mut Sink, (tile, held): (&mut Tile, &mut usize), a: &At, p: &[__m256; B]| {
-        let j = a.j;
-        if let Some(q) = &mut sink.q {
-            for (bk, p) in p.iter().enumerate() {
-                _mm256_storeu_ps(q[j * cp..j * cp + cp].as_mut_ptr().add(8 * bk), *p);
-            }
-        }
-        if let (Some((into, from)), Some(c)) = (&mut sink.cells, &a.corners) {
-            match c.single() {
-                Some(at) => {
-                    let (n, row) = (
-                        _mm256_set1_ps(c.norm),
-                        into[at - *from..][..cp].as_mut_ptr(),
-                    );
-                    for (b, p) in p.iter().enumerate() {
-                        _mm256_storeu_ps(row.add(8 * b), _mm256_mul_ps(n, *p));
-                    }
-                }
-                None => {
-                    for &(at, wgt) in c.cells() {
-                        scatter::<B>(&mut into[at - *from..], wgt * c.norm, p);
-                    }
-                }
-            }
-        }
-        if let (Some(into), Some((l, _))) = (&mut sink.vertices, lattice) {
-            let dp1 = l.dim() + 1;
-            let pre = l.pre[a.i];
-            let vertices = &l.offset[a.i * dp1..a.i * dp1 + dp1];
-            for (&o, &bary) in vertices.iter().zip(&l.bary[a.i * dp1..]) {
-                scatter::<B>(&mut into[o as usize * cp..], bary * pre, p);
-            }
-        }
-        if sink.last.is_some() {
-            for (bk, p) in p.iter().enumerate() {
-                _mm256_storeu_ps(tile.0[*held].as_mut_ptr().add(8 * bk), *p);
-            }
-            tile.1[*held] = first_max::<B>(p);
-            *held += 1;
-            if *held == RUN {
-                flush(sink, j + 1 - RUN, RUN, tile);
-                *held = 0;
-            }
-        }
+    let mut walk = Walk { x: 0, y: y0 };
+    let mut tile = Tile {
+        q: [[0f32; 32]; RUN],
+        labels: [0; RUN],
+        held: 0,
     };
     let mut j = 0;
     for (r, line) in base.chunks_exact_mut(w * cp).enumerate() {
@@ -281,21 +326,24 @@ pub(super) unsafe fn band<const B: usize>(
         let mut rows = line.chunks_exact_mut(2 * cp);
         for pair in &mut rows {
             let (r0, r1) = pair.split_at_mut(cp);
-            let (a0, a1) = (at(j), at(j + 1));
-            let (p0, p1) = (row(r0, &a0), row(r1, &a1));
-            emit(&mut sink, (&mut tile, &mut held), &a0, &p0);
-            emit(&mut sink, (&mut tile, &mut held), &a1, &p1);
+            let (a0, a1) = (walk.at(k, j), walk.at(k, j + 1));
+            let (p0, p1) = (
+                row::<B>(k, scores, mask, r0, &a0),
+                row::<B>(k, scores, mask, r1, &a1),
+            );
+            emit(k, &mut sink, &mut tile, &a0, &p0);
+            emit(k, &mut sink, &mut tile, &a1, &p1);
             j += 2;
         }
         let rest = rows.into_remainder();
         if !rest.is_empty() {
-            let a = at(j);
-            let p = row(rest, &a);
-            emit(&mut sink, (&mut tile, &mut held), &a, &p);
+            let a = walk.at(k, j);
+            let p = row::<B>(k, scores, mask, rest, &a);
+            emit(k, &mut sink, &mut tile, &a, &p);
             j += 1;
         }
     }
-    if held > 0 {
-        flush(&mut sink, j - held, held, &tile);
+    if tile.held > 0 {
+        tile.flush(&mut sink, j);
     }
 }
