@@ -19,6 +19,27 @@ pub(crate) unsafe fn weighted_sum<const F: bool>(
     debug_assert!(cp.is_multiple_of(8) && out.len() >= cp);
     #[cfg(target_arch = "x86_64")]
     if F {
+        if count <= ROWS {
+            // The rows and their broadcast weights found once, not once per block.
+            use std::arch::x86_64::*;
+            let mut rows = [(std::ptr::null::<f32>(), _mm256_setzero_ps()); ROWS];
+            for (e, row) in rows.iter_mut().enumerate().take(count) {
+                let (p, w) = source(e);
+                *row = (p, _mm256_set1_ps(w));
+            }
+            let rows = &rows[..count];
+            let mut at = 0;
+            while cp - at >= 32 {
+                at += blocks::<4>(rows, at, out);
+            }
+            match (cp - at) / 8 {
+                0 => {}
+                1 => drop(blocks::<1>(rows, at, out)),
+                2 => drop(blocks::<2>(rows, at, out)),
+                _ => drop(blocks::<3>(rows, at, out)),
+            }
+            return;
+        }
         let mut at = 0;
         while at < cp {
             at += match (cp - at) / 8 {
@@ -63,6 +84,33 @@ pub(crate) unsafe fn sum(
         return avx2(count, source, cp, out);
     }
     weighted_sum::<false>(count, source, cp, out)
+}
+
+/// Most rows [`weighted_sum`] holds in registers and a small table (the grid's widest
+/// blurs have fewer taps).
+#[cfg(target_arch = "x86_64")]
+const ROWS: usize = 16;
+
+/// `B` blocks of the sum of `rows` (start, broadcast weight) from lane `at`, accumulated
+/// in registers in row order (the same bits as [`group`]); returns the lanes done.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn blocks<const B: usize>(
+    rows: &[(*const f32, std::arch::x86_64::__m256)],
+    at: usize,
+    out: &mut [f32],
+) -> usize {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm256_setzero_ps(); B];
+    for &(row, w) in rows {
+        for (b, acc) in acc.iter_mut().enumerate() {
+            *acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(row.add(at + 8 * b)), *acc);
+        }
+    }
+    for (b, acc) in acc.iter().enumerate() {
+        _mm256_storeu_ps(out.as_mut_ptr().add(at + 8 * b), *acc);
+    }
+    8 * B
 }
 
 /// `B` blocks of the sum from lane `at`, accumulated in registers; returns the lanes done.
