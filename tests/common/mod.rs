@@ -420,3 +420,26 @@ pub fn openvino_library() -> PathBuf {
     );
     path
 }
+
+/// Whether ONNX Runtime's Python API, with the OpenVINO plugin registered, is offered an
+/// OpenVINO CPU device here. The plugin offers Intel hardware only, so on an AMD CPU it is
+/// not, and tests then hold segstream to refusing `kind = "openvino"` by name instead.
+pub fn openvino_sees_cpu() -> bool {
+    static SEES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SEES.get_or_init(|| {
+        let library = openvino_library();
+        let seen = reference("openvino_devices.py", &[library.to_str().unwrap()]);
+        let cpu = seen.lines().any(|l| l.trim() == "CPU");
+        if !cpu {
+            eprintln!(
+                "ONNX Runtime's OpenVINO plugin offers no CPU device on this machine \
+                 (it offers: {:?}); OpenVINO must be refused by name",
+                seen.lines().collect::<Vec<_>>()
+            );
+        }
+        cpu
+    })
+}
+
+/// The reason segstream gives where OpenVINO has no CPU device ([`openvino_sees_cpu`]).
+pub const NO_OPENVINO_CPU: &str = "no OpenVINO CPU device on this machine";
