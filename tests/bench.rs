@@ -382,7 +382,7 @@ fn precision_table_scores_every_row() {
         ],
         "{table}"
     );
-    // Where ONNX Runtime's Python API is offered no OpenVINO CPU device (an AMD CPU), the
+    // Where ONNX Runtime's Python API is offered no OpenVINO CPU device (as on an AMD EPYC), the
     // OpenVINO rows are unavailable and say why.
     let openvino = openvino_sees_cpu();
     let mut pareto = 0;
@@ -634,7 +634,7 @@ fn cpu_rows_stay_on_the_cpu_after_openvino() {
     assert_eq!(rows[0]["provider"], "OpenVINO", "{table}");
     assert_eq!(rows[0]["available"], false, "{table}");
     // OpenVINO's own reason (it cannot load the model), or, where ONNX Runtime's Python
-    // API is offered no OpenVINO CPU device (an AMD CPU), that one: the plugin is
+    // API is offered no OpenVINO CPU device (as on an AMD EPYC), that one: the plugin is
     // registered either way, and the CPU row must still run on the CPU.
     let reason = rows[0]["reason"].as_str().unwrap();
     let expect = if openvino_sees_cpu() {

@@ -133,7 +133,7 @@ fn openvino_matches_onnxruntime_with_the_same_provider() {
     let config = edited_config(dir.path(), "deeplabv3plus_mobilenet_v2_synthetic", |t| t);
     let library = openvino_library();
     if !openvino_sees_cpu() {
-        // ONNX Runtime's Python API is offered no OpenVINO CPU device here (an AMD CPU):
+        // ONNX Runtime's Python API is offered no OpenVINO CPU device here (as on an AMD EPYC):
         // segstream must refuse by name, in one line, rather than run on another provider.
         let pipeline = pipeline_file(
             dir.path(),

@@ -422,8 +422,8 @@ pub fn openvino_library() -> PathBuf {
 }
 
 /// Whether ONNX Runtime's Python API, with the OpenVINO plugin registered, is offered an
-/// OpenVINO CPU device here. The plugin offers Intel hardware only, so on an AMD CPU it is
-/// not, and tests then hold segstream to refusing `kind = "openvino"` by name instead.
+/// OpenVINO CPU device here (on an AMD EPYC it was offered none); where it is not, tests
+/// hold segstream to refusing `kind = "openvino"` by name instead.
 pub fn openvino_sees_cpu() -> bool {
     static SEES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *SEES.get_or_init(|| {

@@ -1,8 +1,8 @@
 """Independent reference for where OpenVINO can run here: ONNX Runtime's Python API.
 
 Registers ONNX Runtime's OpenVINO plugin EP and prints the type of each hardware device it
-offers, one per line (CPU, GPU, NPU). The plugin offers Intel devices only: on an AMD CPU
-it prints nothing, and segstream must then refuse `kind = "openvino"` by name.
+offers, one per line (CPU, GPU, NPU). On an AMD EPYC the plugin offered none and this
+printed nothing; segstream must then refuse `kind = "openvino"` by name.
 
     python openvino_devices.py LIBRARY
 """
