@@ -23,8 +23,8 @@ pub(crate) struct Kernels<'a> {
 }
 
 /// Writes the class scores of image row `y`, columns `xs`, into `rows`: one row of `cp`
-/// lanes per pixel, class `c` in lane `c`, the other lanes left as they are. Called as
-/// `fill(y, xs, rows, cp)`.
+/// lanes per pixel, class `c` in lane `c`; the padding lanes are the fill's to leave or to
+/// zero (pass 0 sets them before it reads them). Called as `fill(y, xs, rows, cp)`.
 pub(crate) type Fill<'a> = dyn Fn(usize, std::ops::Range<usize>, &mut [f32], usize) + Sync + 'a;
 
 /// Pass 0's input: how each image row's scores are written, and what they hold.

@@ -177,12 +177,7 @@ pub fn mean_field_in(
         "scores are classes x height x width"
     );
     let fill = |y: usize, xs: std::ops::Range<usize>, rows: &mut [f32], cp: usize| {
-        for (c, plane) in scores.chunks_exact(n).enumerate() {
-            let src = &plane[y * w + xs.start..y * w + xs.end];
-            for (row, &v) in rows.chunks_exact_mut(cp).zip(src) {
-                row[c] = v;
-            }
-        }
+        transpose_into(scores, n, y * w + xs.start, xs.len(), rows, cp);
     };
     mean_field_with(ws, image, &fill, classes, kind, params, probabilities, stop)
 }
@@ -385,6 +380,83 @@ pub(crate) fn mean_field_with(
         probabilities,
         labels,
     })
+}
+
+/// Pixels `at..at + len` of the class planes in `scores` (`n` values each) into `rows`, one
+/// row of `cp` lanes per pixel, class `c` in lane `c`: eight pixels by eight classes at a
+/// time as an AVX2 transpose where the CPU has it (padding lanes of those blocks become
+/// 0), one value at a time elsewhere.
+fn transpose_into(scores: &[f32], n: usize, at: usize, len: usize, rows: &mut [f32], cp: usize) {
+    let classes = scores.len() / n.max(1);
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if super::lanes::avx2() && cp.is_multiple_of(8) {
+        // SAFETY: the CPU has AVX2; every block's loads lie in the planes (pixels below
+        // `at + len`, classes below `classes`) and its stores in `rows` (lanes below `cp`).
+        done = unsafe { transpose8(scores, n, at, len, rows, cp, classes) };
+    }
+    for (c, plane) in scores.chunks_exact(n.max(1)).enumerate() {
+        let src = &plane[at + done..at + len];
+        for (row, &v) in rows[done * cp..].chunks_exact_mut(cp).zip(src) {
+            row[c] = v;
+        }
+    }
+}
+
+/// The whole blocks of eight pixels of [`transpose_into`]; returns the pixels done.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn transpose8(
+    scores: &[f32],
+    n: usize,
+    at: usize,
+    len: usize,
+    rows: &mut [f32],
+    cp: usize,
+    classes: usize,
+) -> usize {
+    use std::arch::x86_64::*;
+    let whole = len / 8 * 8;
+    let (src, out) = (scores.as_ptr(), rows.as_mut_ptr());
+    for p in (0..whole).step_by(8) {
+        for c0 in (0..classes).step_by(8) {
+            let v: [__m256; 8] = std::array::from_fn(|k| match c0 + k < classes {
+                true => _mm256_loadu_ps(src.add((c0 + k) * n + at + p)),
+                false => _mm256_setzero_ps(),
+            });
+            // v[k] holds class c0 + k for pixels p..p + 8; t[j], pixel p + j's classes.
+            let a0 = _mm256_unpacklo_ps(v[0], v[1]);
+            let a1 = _mm256_unpackhi_ps(v[0], v[1]);
+            let a2 = _mm256_unpacklo_ps(v[2], v[3]);
+            let a3 = _mm256_unpackhi_ps(v[2], v[3]);
+            let a4 = _mm256_unpacklo_ps(v[4], v[5]);
+            let a5 = _mm256_unpackhi_ps(v[4], v[5]);
+            let a6 = _mm256_unpacklo_ps(v[6], v[7]);
+            let a7 = _mm256_unpackhi_ps(v[6], v[7]);
+            let b0 = _mm256_shuffle_ps::<0b01_00_01_00>(a0, a2);
+            let b1 = _mm256_shuffle_ps::<0b11_10_11_10>(a0, a2);
+            let b2 = _mm256_shuffle_ps::<0b01_00_01_00>(a1, a3);
+            let b3 = _mm256_shuffle_ps::<0b11_10_11_10>(a1, a3);
+            let b4 = _mm256_shuffle_ps::<0b01_00_01_00>(a4, a6);
+            let b5 = _mm256_shuffle_ps::<0b11_10_11_10>(a4, a6);
+            let b6 = _mm256_shuffle_ps::<0b01_00_01_00>(a5, a7);
+            let b7 = _mm256_shuffle_ps::<0b11_10_11_10>(a5, a7);
+            let t = [
+                _mm256_permute2f128_ps::<0x20>(b0, b4),
+                _mm256_permute2f128_ps::<0x20>(b1, b5),
+                _mm256_permute2f128_ps::<0x20>(b2, b6),
+                _mm256_permute2f128_ps::<0x20>(b3, b7),
+                _mm256_permute2f128_ps::<0x31>(b0, b4),
+                _mm256_permute2f128_ps::<0x31>(b1, b5),
+                _mm256_permute2f128_ps::<0x31>(b2, b6),
+                _mm256_permute2f128_ps::<0x31>(b3, b7),
+            ];
+            for (j, t) in t.iter().enumerate() {
+                _mm256_storeu_ps(out.add((p + j) * cp + c0), *t);
+            }
+        }
+    }
+    whole
 }
 
 /// Tests compare the AVX2 pass with the portable one on the same machine.
@@ -680,6 +752,27 @@ pub(super) mod tests {
     /// Makes this thread run the portable pass (or not) from now on.
     pub(in crate::refine) fn set_portable(portable: bool) {
         PORTABLE.with(|p| p.set(portable));
+    }
+
+    /// Class planes go into pixel rows value for value: whole blocks of eight pixels
+    /// (transposed with AVX2 where the CPU has it) and the pixels after them alike.
+    #[test]
+    fn planes_transpose_into_rows() {
+        let (n, classes, cp) = (53usize, 19usize, 24usize);
+        let scores: Vec<f32> = (0..classes * n).map(|k| k as f32 * 0.5 - 3.0).collect();
+        for (at, len) in [(0, 53), (5, 17), (8, 8), (13, 7), (0, 0)] {
+            let mut rows = vec![f32::NAN; len * cp];
+            transpose_into(&scores, n, at, len, &mut rows, cp);
+            for p in 0..len {
+                for c in 0..classes {
+                    assert_eq!(
+                        rows[p * cp + c],
+                        scores[c * n + at + p],
+                        "pixel {p} class {c}"
+                    );
+                }
+            }
+        }
     }
 
     /// The AVX2 pass (rows in registers, no maximum subtracted) and the portable pass
