@@ -120,12 +120,16 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// Wall time of `f`, the median of three runs after one to warm up (steady-state video
-/// reuses each thread's buffers from frame to frame).
+/// Wall time of `f`, the median of an odd 3 to 15 runs (as many as take about a second,
+/// so the quick 1/4-scale figures get more on a noisy machine) after one to warm up
+/// (steady-state video reuses each thread's buffers from frame to frame).
 fn warm_median(mut f: impl FnMut()) -> Duration {
+    let t = Instant::now();
     f();
+    let once = t.elapsed().as_secs_f64().max(1e-3);
+    let runs = ((1.0 / once) as usize).clamp(3, 15) | 1;
     median(
-        (0..3)
+        (0..runs)
             .map(|_| {
                 let t = Instant::now();
                 f();
