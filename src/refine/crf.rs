@@ -177,7 +177,7 @@ pub fn mean_field_in(
         "scores are classes x height x width"
     );
     let fill = |y: usize, xs: std::ops::Range<usize>, rows: &mut [f32], cp: usize| {
-        transpose_into(scores, n, y * w + xs.start, xs.len(), rows, cp);
+        transpose_into(scores, classes, y * w + xs.start, xs.len(), rows, cp);
     };
     mean_field_with(ws, image, &fill, classes, kind, params, probabilities, stop)
 }
@@ -382,12 +382,20 @@ pub(crate) fn mean_field_with(
     })
 }
 
-/// Pixels `at..at + len` of the class planes in `scores` (`n` values each) into `rows`, one
-/// row of `cp` lanes per pixel, class `c` in lane `c`: eight pixels by eight classes at a
-/// time as an AVX2 transpose where the CPU has it (padding lanes of those blocks become
-/// 0), one value at a time elsewhere.
-fn transpose_into(scores: &[f32], n: usize, at: usize, len: usize, rows: &mut [f32], cp: usize) {
-    let classes = scores.len() / n.max(1);
+/// Pixels `at..at + len` of the `classes` planes in `scores` into `rows`, one row of `cp`
+/// lanes per pixel, class `c` in lane `c`: eight pixels by eight classes at a time as an
+/// AVX2 transpose where the CPU has it (padding lanes of those blocks become 0), one value
+/// at a time elsewhere.
+fn transpose_into(
+    scores: &[f32],
+    classes: usize,
+    at: usize,
+    len: usize,
+    rows: &mut [f32],
+    cp: usize,
+) {
+    let n = scores.len() / classes;
+    assert!(at + len <= n && rows.len() >= len * cp && classes <= cp);
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if super::lanes::avx2() && cp.is_multiple_of(8) {
@@ -762,7 +770,7 @@ pub(super) mod tests {
         let scores: Vec<f32> = (0..classes * n).map(|k| k as f32 * 0.5 - 3.0).collect();
         for (at, len) in [(0, 53), (5, 17), (8, 8), (13, 7), (0, 0)] {
             let mut rows = vec![f32::NAN; len * cp];
-            transpose_into(&scores, n, at, len, &mut rows, cp);
+            transpose_into(&scores, classes, at, len, &mut rows, cp);
             for p in 0..len {
                 for c in 0..classes {
                     assert_eq!(

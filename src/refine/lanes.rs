@@ -19,34 +19,24 @@ pub(crate) unsafe fn weighted_sum<const F: bool>(
     debug_assert!(cp.is_multiple_of(8) && out.len() >= cp);
     #[cfg(target_arch = "x86_64")]
     if F {
-        if count <= ROWS {
-            // The rows and their broadcast weights found once, not once per block.
-            use std::arch::x86_64::*;
-            let mut rows = [(std::ptr::null::<f32>(), _mm256_setzero_ps()); ROWS];
-            for (e, row) in rows.iter_mut().enumerate().take(count) {
-                let (p, w) = source(e);
-                *row = (p, _mm256_set1_ps(w));
-            }
-            let rows = &rows[..count];
-            let mut at = 0;
-            while cp - at >= 32 {
-                at += blocks::<4>(rows, at, out);
-            }
-            match (cp - at) / 8 {
-                0 => {}
-                1 => drop(blocks::<1>(rows, at, out)),
-                2 => drop(blocks::<2>(rows, at, out)),
-                _ => drop(blocks::<3>(rows, at, out)),
-            }
-            return;
+        // The rows and their broadcast weights found once, not once per block.
+        use std::arch::x86_64::*;
+        assert!(count <= ROWS, "a weighted sum of {count} rows");
+        let mut rows = [(std::ptr::null::<f32>(), _mm256_setzero_ps()); ROWS];
+        for (e, row) in rows.iter_mut().enumerate().take(count) {
+            let (p, w) = source(e);
+            *row = (p, _mm256_set1_ps(w));
         }
+        let rows = &rows[..count];
         let mut at = 0;
-        while at < cp {
-            at += match (cp - at) / 8 {
-                1 => group::<1>(count, &source, at, out),
-                2 => group::<2>(count, &source, at, out),
-                _ => group::<3>(count, &source, at, out),
-            };
+        while cp - at >= 32 {
+            at += blocks::<4>(rows, at, out);
+        }
+        match (cp - at) / 8 {
+            0 => {}
+            1 => drop(blocks::<1>(rows, at, out)),
+            2 => drop(blocks::<2>(rows, at, out)),
+            _ => drop(blocks::<3>(rows, at, out)),
         }
         return;
     }
@@ -86,13 +76,13 @@ pub(crate) unsafe fn sum(
     weighted_sum::<false>(count, source, cp, out)
 }
 
-/// Most rows [`weighted_sum`] holds in registers and a small table (the grid's widest
-/// blurs have fewer taps).
+/// Most rows [`weighted_sum`] sums with AVX2: its table of rows and weights. The grid's
+/// blurs have at most 15 taps (a sampled Gaussian of at most 2 cells, cut at 1/1000).
 #[cfg(target_arch = "x86_64")]
 const ROWS: usize = 16;
 
 /// `B` blocks of the sum of `rows` (start, broadcast weight) from lane `at`, accumulated
-/// in registers in row order (the same bits as [`group`]); returns the lanes done.
+/// in registers in row order; returns the lanes done.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn blocks<const B: usize>(
@@ -103,30 +93,6 @@ unsafe fn blocks<const B: usize>(
     use std::arch::x86_64::*;
     let mut acc = [_mm256_setzero_ps(); B];
     for &(row, w) in rows {
-        for (b, acc) in acc.iter_mut().enumerate() {
-            *acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(row.add(at + 8 * b)), *acc);
-        }
-    }
-    for (b, acc) in acc.iter().enumerate() {
-        _mm256_storeu_ps(out.as_mut_ptr().add(at + 8 * b), *acc);
-    }
-    8 * B
-}
-
-/// `B` blocks of the sum from lane `at`, accumulated in registers; returns the lanes done.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn group<const B: usize>(
-    count: usize,
-    source: &impl Fn(usize) -> (*const f32, f32),
-    at: usize,
-    out: &mut [f32],
-) -> usize {
-    use std::arch::x86_64::*;
-    let mut acc = [_mm256_setzero_ps(); B];
-    for e in 0..count {
-        let (row, w) = source(e);
-        let w = _mm256_set1_ps(w);
         for (b, acc) in acc.iter_mut().enumerate() {
             *acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(row.add(at + 8 * b)), *acc);
         }
