@@ -13,21 +13,7 @@ use common::*;
 /// fails with one error line containing them too.
 fn refused(pipeline: &Path, extra: &[&str], expect: &[&str]) {
     for command in ["validate", "run"] {
-        let mut args = vec![command, pipeline.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let o = run_with_deadline(segstream(&args), Duration::from_secs(60));
-        let err = stderr(&o);
-        assert_eq!(o.status.code(), Some(1), "{command}: {err}");
-        assert!(!err.contains("panicked"), "{command} panicked: {err}");
-        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-        assert_eq!(lines.len(), 1, "{command}: expected one error line: {err}");
-        for e in expect {
-            assert!(
-                lines[0].contains(e),
-                "{command}: {:?} lacks {e:?}",
-                lines[0]
-            );
-        }
+        assert_refused(command, pipeline, extra, expect);
     }
 }
 

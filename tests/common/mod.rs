@@ -447,23 +447,33 @@ pub const NO_OPENVINO_CPU: &str = "no OpenVINO CPU device on this machine";
 /// Runs `segstream run PIPELINE [extra]` and checks for one clear error line containing
 /// every fragment in `expect`.
 pub fn assert_fails(pipeline: &Path, extra: &[&str], expect: &[&str]) {
-    let mut args = vec!["run", pipeline.to_str().unwrap()];
+    assert_refused("run", pipeline, extra, expect);
+}
+
+/// Runs `segstream COMMAND PIPELINE [extra]` and checks for exit 1, no panic, and one error
+/// line containing every fragment in `expect`.
+pub fn assert_refused(command: &str, pipeline: &Path, extra: &[&str], expect: &[&str]) {
+    let mut args = vec![command, pipeline.to_str().unwrap()];
     args.extend_from_slice(extra);
     let o = run_with_deadline(segstream(&args), Duration::from_secs(60));
     let err = stderr(&o);
     assert_eq!(
         o.status.code(),
         Some(1),
-        "expected exit 1, got {:?}; stderr: {err}",
+        "{command}: expected exit 1, got {:?}; stderr: {err}",
         o.status
     );
-    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(!err.contains("panicked"), "{command} panicked: {err}");
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "{command}: expected one error line, got: {err}"
+    );
     for e in expect {
         assert!(
             lines[0].contains(e),
-            "error line {:?} does not mention {e:?}",
+            "{command}: error line {:?} does not mention {e:?}",
             lines[0]
         );
     }
