@@ -854,7 +854,12 @@ fn resolution_change_mid_stream_keeps_every_frame() {
     }
 }
 
-// With a preset other than the default, so the server's encoder takes the setting too.
+// With a preset other than the default, so the server's encoder takes the setting too. Snow
+// at 20 Mbit/s fills the stalled client's socket (4 MB at most here) within about 2 s, so the
+// server is truly stuck on it, alone, before the second client comes: gst-rtsp-server's
+// sender then takes no more packets, and the second client got none until the sink learnt
+// to wake it (8 s and more of stall failed every time before; a trickle of `ball` at 2 Mbit/s
+// stalled in CI only when its socket buffer happened to be small).
 #[test]
 fn rtsp_sink_serves_clients_and_a_stalled_one_does_not_slow_the_others() {
     let dir = tempfile::tempdir().unwrap();
@@ -864,10 +869,10 @@ fn rtsp_sink_serves_clients_and_a_stalled_one_does_not_slow_the_others() {
         dir.path(),
         "p.toml",
         &format!(
-            "[source]\ntype = \"test\"\npattern = \"ball\"\nwidth = 640\nheight = 360\n\
+            "[source]\ntype = \"test\"\npattern = \"snow\"\nwidth = 640\nheight = 360\n\
              live = true\n\n\
              [[sinks]]\ntype = \"rtsp\"\naddress = \"127.0.0.1:{port}\"\nmount = \"/seg\"\n\
-             preset = \"ultrafast\"\n"
+             preset = \"ultrafast\"\nbitrate_kbps = 20000\n"
         ),
     );
     let mut run = Running::start(&p, &["--log-level", "info"]);
@@ -885,7 +890,7 @@ fn rtsp_sink_serves_clients_and_a_stalled_one_does_not_slow_the_others() {
         .read_line(&mut first)
         .unwrap();
     assert_eq!(first.trim(), "stalled");
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(10));
     // FFmpeg's RTSP client still gets a live stream: 150 frames at 30 fps take 5 s; a
     // stalled server would not deliver them at all.
     let got = reference("rtsp_client.py", &["count", &url, "150"]);

@@ -8,6 +8,13 @@
 //! encoder falls behind (counted as drops of this sink), and a client that stops reading has
 //! its backlog dropped by the server while the others go on. With several sources, stream 0
 //! is served.
+//!
+//! gst-rtsp-server's sender thread sleeps until a new packet or a sent message wakes it, and
+//! it takes no packet while every client has one still unsent. So when the only client stops
+//! reading, the media's pipeline blocks, and nothing wakes the sender for a client that
+//! comes next: it would get no data at all. The sink wakes the sender whenever a client
+//! starts playing (as a sent message does); the sender then feeds the new client and drops
+//! the stalled one when its backlog is full.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -130,6 +137,19 @@ struct State {
     caps: Arc<Mutex<Option<gst::Caps>>>,
 }
 
+/// Wakes the sender threads of `media`'s streams, as a message sent to one of their clients
+/// would: each then sends what it holds to every client able to take it.
+fn wake_senders(media: &rtsp::RTSPMedia) {
+    for i in 0..media.n_streams() {
+        let Some(stream) = media.stream(i) else {
+            continue;
+        };
+        if let Some(transport) = stream.transport_filter(None).first() {
+            transport.message_sent();
+        }
+    }
+}
+
 /// Width, height and frame rate (when known).
 type Format = (u32, u32, Option<(i32, i32)>);
 
@@ -159,6 +179,7 @@ impl Stage for RtspSink {
             .parse()
             .map_err(|_| self.err("not an IP:PORT address"))?;
         let appsrc: Arc<Mutex<Option<gst_app::AppSrc>>> = Arc::default();
+        let media: Arc<Mutex<Option<rtsp::RTSPMedia>>> = Arc::default();
         let caps: Arc<Mutex<Option<gst::Caps>>> = Arc::default();
         let context = glib::MainContext::new();
         let main_loop = glib::MainLoop::new(Some(&context), false);
@@ -176,8 +197,9 @@ impl Stage for RtspSink {
         ));
         factory.set_shared(true);
         {
-            let (appsrc, caps) = (appsrc.clone(), caps.clone());
+            let (appsrc, caps, shared) = (appsrc.clone(), caps.clone(), media.clone());
             factory.connect_media_configure(move |_, media| {
+                *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(media.clone());
                 let Some(bin) = media.element().downcast::<gst::Bin>().ok() else {
                     return;
                 };
@@ -200,6 +222,23 @@ impl Stage for RtspSink {
             .mount_points()
             .ok_or_else(|| self.err("the server has no mount points"))?
             .add_factory(&self.settings.mount, factory);
+        {
+            let context = context.clone();
+            server.connect_client_connected(move |_, client| {
+                let (media, context) = (media.clone(), context.clone());
+                client.connect_play_request(move |_, _| {
+                    // After the request's handling, once the new client's transport is in.
+                    let media = media.clone();
+                    glib::idle_source_new(None, glib::Priority::DEFAULT, move || {
+                        if let Some(m) = media.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                            wake_senders(m);
+                        }
+                        glib::ControlFlow::Break
+                    })
+                    .attach(Some(&context));
+                });
+            });
+        }
         let source = server
             .attach(Some(&context))
             .map_err(|e| self.err(format!("{e} (is the port in use?)")))?;
