@@ -205,6 +205,18 @@ fn bench(c: &mut Criterion) {
         })
         .unzip();
     let (ours_one, ours_cpu) = (median(walls), median(cpus));
+    // Exact mean field (no pixel settles), and how many labels settling changed.
+    let exact = CrfParams {
+        settle: 1.0,
+        ..params
+    };
+    let run_exact = |scale: u32| refine_frame(&image, &scores, &exact, scale, &|| false).unwrap();
+    let ours_exact = warm_median(|| drop(one.install(|| run_exact(1))));
+    let agree = |scale: u32| {
+        let (a, b) = (run(scale).0, run_exact(scale).0);
+        a.data.iter().zip(&b.data).filter(|(x, y)| x != y).count()
+    };
+    let (agree_all, agree_quarter) = (agree(1), agree(4));
     // The same on one thread as the refine stage runs it when no later stage reads the
     // frame's scores: labels only, no probability planes made.
     let mut ws = Workspace::default();
@@ -222,6 +234,8 @@ fn bench(c: &mut Criterion) {
     let low = quarter_resolution(&scores);
     let quarter_low =
         warm_median(|| drop(refine_frame(&image, &low, &params, 4, &|| false).unwrap()));
+    let quarter_low_exact =
+        warm_median(|| drop(refine_frame(&image, &low, &exact, 4, &|| false).unwrap()));
     // Throughput at 1/4 scale as a refine stage with `workers = cores, threads = 1` runs
     // it: one frame per core at a time, each on its own one-thread pool.
     let frames = 4;
@@ -274,6 +288,20 @@ fn bench(c: &mut Criterion) {
         ms(ours_labels)
     );
     println!(
+        "  segstream, 1 thread, exact (settle = 1): {:>8.1} ms wall{}",
+        ms(ours_exact),
+        reference.map_or(String::new(), |(wall, _)| format!(
+            ", {:.2}x densecrf",
+            wall.as_secs_f64() / ours_exact.as_secs_f64()
+        ))
+    );
+    println!(
+        "  labels other than exact mean field's (settle = {}): {agree_all} of {} pixels at \
+         full scale, {agree_quarter} at 1/4 scale",
+        params.settle,
+        w * h
+    );
+    println!(
         "  segstream, {cores} threads:              {:>8.1} ms",
         all.as_secs_f64() * 1e3
     );
@@ -290,8 +318,10 @@ fn bench(c: &mut Criterion) {
         quarter_each.as_secs_f64() * 1e3
     );
     println!(
-        "  segstream, {cores} threads, 1/4 scale, from 1/4-resolution scores: {:>6.1} ms",
-        quarter_low.as_secs_f64() * 1e3
+        "  segstream, {cores} threads, 1/4 scale, from 1/4-resolution scores: {:>6.1} ms \
+         (exact: {:.1} ms)",
+        ms(quarter_low),
+        ms(quarter_low_exact)
     );
 
     let mut g = c.benchmark_group(format!("crf {w}x{h}"));

@@ -209,6 +209,21 @@ fn validate_refuses_what_run_would_refuse() {
             &format!("expected 0 to 256; counts above this machine's {cores} cores are capped"),
         ],
     );
+    // A settle threshold is a probability, from 0.5 (half the pixels' iterations skipped
+    // early) to 1 (exact mean field).
+    let settle = pipeline_file(
+        dir.path(),
+        "settle.toml",
+        &format!(
+            "{TEST_SOURCE}\n[[transforms]]\ntype = \"infer\"\nmodel = \"deeplabv3plus_mobilenet_v2\"\n\n\
+             [[transforms]]\ntype = \"refine\"\nsettle = 1.5\n\n[[sinks]]\ntype = \"null\"\n"
+        ),
+    );
+    refused(
+        &settle,
+        &[],
+        &["transforms[1].settle: 1.5 is out of range (expected 0.5 to 1)"],
+    );
     // More threads than cores (a file written for a bigger machine): capped, with a warning.
     let more = pipeline_file(
         dir.path(),

@@ -162,6 +162,15 @@ impl Walk {
         }
         a
     }
+
+    /// Passes over the next pixel (a settled one: nothing of its place is needed).
+    #[inline(always)]
+    fn skip(&mut self, k: &Kernels) {
+        self.x += 1;
+        if self.x == k.w {
+            (self.x, self.y) = (0, self.y + 1);
+        }
+    }
 }
 
 /// Pass 0: `-U` from the pixel's scores (written into `base` by the fill, replaced by
@@ -238,7 +247,8 @@ impl Tile {
 }
 
 /// Where the pixel's new `Q` (`p`) goes: its stored row, the grid's cells, the lattice's
-/// vertex rows, and after the last pass the class planes and labels.
+/// vertex rows (the frozen buffers instead when it `settles`), and after the last pass
+/// the class planes and labels.
 #[inline(always)]
 unsafe fn emit<const B: usize>(
     k: &Kernels,
@@ -246,6 +256,7 @@ unsafe fn emit<const B: usize>(
     tile: &mut Tile,
     a: &At,
     p: &[__m256; B],
+    settles: bool,
 ) {
     let (j, cp) = (a.j, k.cp);
     if let Some(q) = &mut sink.q {
@@ -253,7 +264,14 @@ unsafe fn emit<const B: usize>(
             _mm256_storeu_ps(q[j * cp..j * cp + cp].as_mut_ptr().add(8 * bk), *p);
         }
     }
-    if let (Some((into, from)), Some(c)) = (&mut sink.cells, &a.corners) {
+    let from = sink.cells.as_ref().map(|c| c.1);
+    if let (true, Some(into), Some(c), Some(from)) =
+        (settles, &mut sink.frozen_cells, &a.corners, from)
+    {
+        for &(at, wgt) in c.cells() {
+            scatter::<B>(&mut into[at - from..], wgt * c.norm, p);
+        }
+    } else if let (Some((into, from)), Some(c)) = (&mut sink.cells, &a.corners) {
         match c.single() {
             Some(at) => {
                 let (n, row) = (
@@ -271,7 +289,11 @@ unsafe fn emit<const B: usize>(
             }
         }
     }
-    if let (Some(into), Some((l, _))) = (&mut sink.vertices, k.lattice) {
+    let vertices_into = match &mut sink.frozen_vertices {
+        Some(frozen) if settles => Some(frozen),
+        _ => sink.vertices.as_mut(),
+    };
+    if let (Some(into), Some((l, _))) = (vertices_into, k.lattice) {
         let dp1 = l.dim() + 1;
         let pre = l.pre[a.i];
         let vertices = &l.offset[a.i * dp1..a.i * dp1 + dp1];
@@ -279,6 +301,12 @@ unsafe fn emit<const B: usize>(
             scatter::<B>(&mut into[o as usize * cp..], bary * pre, p);
         }
     }
+    output(sink, tile, j, p);
+}
+
+/// After the last pass: pixel `j`'s final `Q` (`p`) and its label into the tile.
+#[inline(always)]
+unsafe fn output<const B: usize>(sink: &mut Sink, tile: &mut Tile, j: usize, p: &[__m256; B]) {
     if sink.last.is_some() {
         for (bk, p) in p.iter().enumerate() {
             _mm256_storeu_ps(tile.q[tile.held].as_mut_ptr().add(8 * bk), *p);
@@ -289,6 +317,71 @@ unsafe fn emit<const B: usize>(
             tile.flush(sink, j + 1);
         }
     }
+}
+
+/// Whether the pixel settles in this pass: its largest probability exceeds the pass's
+/// threshold. Then its `Q` (`p`) goes into its row of `base`, which later passes read
+/// instead of computing it.
+#[inline(always)]
+unsafe fn settles<const B: usize>(
+    sink: &mut Sink,
+    j: usize,
+    p: &[__m256; B],
+    base: &mut [f32],
+) -> bool {
+    let Some(t) = sink.settle else {
+        return false;
+    };
+    let t = _mm256_set1_ps(t);
+    let mut over = _mm256_cmp_ps::<_CMP_GT_OQ>(p[0], t);
+    for v in &p[1..] {
+        over = _mm256_or_ps(over, _mm256_cmp_ps::<_CMP_GT_OQ>(*v, t));
+    }
+    if _mm256_movemask_ps(over) == 0 {
+        return false;
+    }
+    if let Some(s) = &mut sink.settled {
+        s[j] = 1;
+    }
+    let b = base[..8 * B].as_mut_ptr();
+    for (bk, p) in p.iter().enumerate() {
+        _mm256_storeu_ps(b.add(8 * bk), *p);
+    }
+    true
+}
+
+/// A settled pixel: skipped, but after the last pass its final `Q` (its row) is output.
+#[inline(always)]
+unsafe fn settled<const B: usize>(sink: &mut Sink, tile: &mut Tile, j: usize, base: &[f32]) {
+    if sink.last.is_some() {
+        let b = base[..8 * B].as_ptr();
+        let p: [__m256; B] = std::array::from_fn(|bk| _mm256_loadu_ps(b.add(8 * bk)));
+        output(sink, tile, j, &p);
+    }
+}
+
+/// The next pixel (`j`) on its own: settled, or sliced, emitted and perhaps settled.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn single<const B: usize>(
+    k: &Kernels,
+    scores: FirstPass,
+    mask: __m256,
+    sink: &mut Sink,
+    tile: &mut Tile,
+    walk: &mut Walk,
+    base: &mut [f32],
+    j: usize,
+) {
+    if sink.is_settled(j) {
+        walk.skip(k);
+        settled::<B>(sink, tile, j, base);
+        return;
+    }
+    let a = walk.at(k, j);
+    let p = row::<B>(k, scores, mask, base, &a);
+    let s = settles(sink, j, &p, base);
+    emit(k, sink, tile, &a, &p, s);
 }
 
 /// See [`super::crf`]'s portable band: the same pass, for `cp == 8 * B`. Pixels go in
@@ -326,20 +419,27 @@ pub(super) unsafe fn band<const B: usize>(
         let mut rows = line.chunks_exact_mut(2 * cp);
         for pair in &mut rows {
             let (r0, r1) = pair.split_at_mut(cp);
-            let (a0, a1) = (walk.at(k, j), walk.at(k, j + 1));
-            let (p0, p1) = (
-                row::<B>(k, scores, mask, r0, &a0),
-                row::<B>(k, scores, mask, r1, &a1),
-            );
-            emit(k, &mut sink, &mut tile, &a0, &p0);
-            emit(k, &mut sink, &mut tile, &a1, &p1);
+            if sink.is_settled(j) || sink.is_settled(j + 1) {
+                single::<B>(k, scores, mask, &mut sink, &mut tile, &mut walk, r0, j);
+                single::<B>(k, scores, mask, &mut sink, &mut tile, &mut walk, r1, j + 1);
+            } else {
+                let (a0, a1) = (walk.at(k, j), walk.at(k, j + 1));
+                let (p0, p1) = (
+                    row::<B>(k, scores, mask, r0, &a0),
+                    row::<B>(k, scores, mask, r1, &a1),
+                );
+                let (s0, s1) = (
+                    settles(&mut sink, a0.j, &p0, r0),
+                    settles(&mut sink, a1.j, &p1, r1),
+                );
+                emit(k, &mut sink, &mut tile, &a0, &p0, s0);
+                emit(k, &mut sink, &mut tile, &a1, &p1, s1);
+            }
             j += 2;
         }
         let rest = rows.into_remainder();
         if !rest.is_empty() {
-            let a = walk.at(k, j);
-            let p = row::<B>(k, scores, mask, rest, &a);
-            emit(k, &mut sink, &mut tile, &a, &p);
+            single::<B>(k, scores, mask, &mut sink, &mut tile, &mut walk, rest, j);
             j += 1;
         }
     }

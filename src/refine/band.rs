@@ -52,4 +52,25 @@ pub(crate) struct Sink<'a> {
     pub(crate) vertices: Option<&'a mut [f32]>,
     /// After the last pass: the band's part of each class plane, and its labels.
     pub(crate) last: Option<(Vec<&'a mut [f32]>, &'a mut [u8])>,
+    /// The band's settled pixels (1 each, else 0), when the CRF settles any: a settled
+    /// pixel is skipped, its final `Q` in its `base` row, its splats in the frozen
+    /// buffers (or kept where nothing clears them: the exact grid's cells, stored `Q`
+    /// rows).
+    pub(crate) settled: Option<&'a mut [u8]>,
+    /// Whether pixels settled in earlier passes (from pass 2 on): `settled` is read.
+    pub(crate) skip: bool,
+    /// This pass settles each pixel whose largest probability exceeds this.
+    pub(crate) settle: Option<f32>,
+    /// Where a pixel settling in this pass splats instead: the band's frozen grid cells
+    /// (at `cells`'s offset) and vertex rows, which every later pass's sum adds in.
+    pub(crate) frozen_cells: Option<&'a mut [f32]>,
+    pub(crate) frozen_vertices: Option<&'a mut [f32]>,
+}
+
+impl Sink<'_> {
+    /// Whether pixel `j` of the band has settled.
+    #[inline(always)]
+    pub(crate) fn is_settled(&self, j: usize) -> bool {
+        self.skip && self.settled.as_ref().is_some_and(|s| s[j] != 0)
+    }
 }

@@ -1,6 +1,7 @@
 //! The `refine` transform's settings.
 //!
 //! `[[transforms]] type = "refine", iterations = 5, scale = 2, workers = 2, budget_ms = 80`
+//! (`settle = 1` for exact mean field)
 
 use serde::Deserialize;
 
@@ -26,6 +27,11 @@ pub struct RefineConfig {
     /// Appearance kernel on position and colour: `{ sxy, srgb, weight }`.
     #[serde(default)]
     pub appearance: Appearance,
+    /// A pixel whose largest probability exceeds this after an iteration keeps its
+    /// probabilities for the iterations left, which skip it; 1 computes every pixel in
+    /// every iteration (exact mean field).
+    #[serde(default = "default_settle")]
+    pub settle: f32,
     /// Run the CRF at 1/scale of the frame's resolution (1, 2 or 4) and up-sample the
     /// refined probabilities; kernel sizes stay in frame pixels.
     #[serde(default = "one_u32")]
@@ -52,6 +58,9 @@ pub struct RefineConfig {
 fn default_iterations() -> usize {
     CrfParams::default().iterations
 }
+fn default_settle() -> f32 {
+    CrfParams::default().settle
+}
 fn one() -> usize {
     1
 }
@@ -67,6 +76,7 @@ impl RefineConfig {
                 iterations: self.iterations,
                 smooth: self.smooth,
                 appearance: self.appearance,
+                settle: self.settle,
             },
             scale: self.scale,
             threads: self.threads,
@@ -85,6 +95,7 @@ impl Component for RefineConfig {
         p.range("appearance.sxy", self.appearance.sxy, 0.1, 1000.0);
         p.range("appearance.srgb", self.appearance.srgb, 0.1, 1000.0);
         p.range("appearance.weight", self.appearance.weight, 0.0, 1000.0);
+        p.range("settle", self.settle, 0.5, 1.0);
         if ![1, 2, 4].contains(&self.scale) {
             p.push("scale", format!("{} is not one of 1, 2, 4", self.scale));
         }

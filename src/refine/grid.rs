@@ -322,33 +322,62 @@ pub(crate) struct GridBuffers {
     cells: Vec<f32>,
     /// The blur's rings, one per band.
     rings: Vec<Vec<f32>>,
+    /// Per band, the splats of its settled pixels, which every later pass starts from
+    /// (unused on the exact grid, where a skipped pixel's cell keeps its value).
+    frozen: Vec<Vec<f32>>,
 }
 
 impl GridBuffers {
-    /// Zeroed splat buffers for `bands` bands of `band_rows` pixel rows.
-    pub(crate) fn reset(&mut self, g: &Grid, bands: usize, band_rows: usize, cp: usize) {
+    /// Zeroed splat buffers for `bands` bands of `band_rows` pixel rows; with `freeze` (the
+    /// first pass that settles pixels), zeroed frozen buffers too.
+    pub(crate) fn reset(
+        &mut self,
+        g: &Grid,
+        (bands, band_rows, cp): (usize, usize, usize),
+        freeze: bool,
+    ) {
         if g.exact {
-            // Every cell is written by the pass: no zeroing.
+            // Every cell is written by the pass, or keeps its settled pixel's value: no
+            // zeroing, no frozen buffers.
             self.parts.resize_with(1, Vec::new);
             self.parts[0].resize(g.len(cp), 0.0);
             return;
         }
-        self.parts.resize_with(bands, Vec::new);
-        self.parts.par_iter_mut().enumerate().for_each(|(b, v)| {
+        let len = |b: usize| {
             let (c0, c1) = g.band_cells(b, band_rows);
-            v.clear();
-            v.resize(g.row_len(cp) * (c1 - c0), 0.0);
-        });
+            g.row_len(cp) * (c1 - c0)
+        };
+        let mut buffers = vec![&mut self.parts];
+        if freeze {
+            buffers.push(&mut self.frozen);
+        }
+        for v in buffers {
+            v.resize_with(bands, Vec::new);
+            v.par_iter_mut().enumerate().for_each(|(b, v)| {
+                v.clear();
+                v.resize(len(b), 0.0);
+            });
+        }
     }
 
     /// The blurred cells a pass slices, and per band where it splats (after [`Self::reset`]):
     /// its buffer and the offset of the buffer's first value among the grid's cells.
+    ///
+    /// With `frozen` (a pass that settles pixels, off the exact grid), also each band's
+    /// frozen splats.
+    #[allow(clippy::type_complexity)]
     pub(crate) fn split(
         &mut self,
         g: &Grid,
         band_rows: usize,
         cp: usize,
-    ) -> (&[f32], Vec<(&mut [f32], usize)>) {
+        frozen: bool,
+    ) -> (&[f32], Vec<(&mut [f32], usize)>, Vec<&mut [f32]>) {
+        let frozen = if frozen && !g.exact {
+            self.frozen.iter_mut().map(|v| &mut v[..]).collect()
+        } else {
+            Vec::new()
+        };
         let into = if g.exact {
             let band = band_rows * g.row_len(cp);
             (self.parts.iter_mut().take(1))
@@ -360,17 +389,20 @@ impl GridBuffers {
                 .map(|(b, v)| (&mut v[..], g.band_cells(b, band_rows).0 * g.row_len(cp)))
                 .collect()
         };
-        (&self.cells, into)
+        (&self.cells, into, frozen)
     }
 
-    /// The splats of a pass, summed over bands and blurred: what the next pass slices.
-    pub(crate) fn blur(&mut self, g: &Grid, band_rows: usize, cp: usize) {
+    /// The splats of a pass, summed over bands (with the frozen ones when `frozen`) and
+    /// blurred: what the next pass slices.
+    pub(crate) fn blur(&mut self, g: &Grid, band_rows: usize, cp: usize, frozen: bool) {
         self.cells.resize(g.len(cp), 0.0);
         if g.exact {
             g.blur_from(&self.parts[0], &mut self.cells, &mut self.rings, cp);
             return;
         }
+        let frozen = if frozen { &self.frozen[..] } else { &[] };
         let parts: Vec<(&[f32], usize)> = (self.parts.iter().enumerate())
+            .chain(frozen.iter().enumerate())
             .map(|(b, part)| (&part[..], g.band_cells(b, band_rows).0 * g.row_len(cp)))
             .collect();
         self.sum.resize(g.len(cp), 0.0);
