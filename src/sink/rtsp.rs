@@ -13,8 +13,9 @@
 //! it takes no packet while every client has one still unsent. So when the only client stops
 //! reading, the media's pipeline blocks, and nothing wakes the sender for a client that
 //! comes next: it would get no data at all. The sink wakes the sender whenever a client
-//! starts playing (as a sent message does); the sender then feeds the new client and drops
-//! the stalled one when its backlog is full.
+//! starts playing (as a sent message does), and twice a second besides, in case the new
+//! client's transport was not in yet; the sender then feeds the new client and drops the
+//! stalled one when its backlog is full.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -222,6 +223,22 @@ impl Stage for RtspSink {
             .mount_points()
             .ok_or_else(|| self.err("the server has no mount points"))?
             .add_factory(&self.settings.mount, factory);
+        let wake = {
+            let media = media.clone();
+            let source = glib::timeout_source_new(
+                std::time::Duration::from_millis(500),
+                None,
+                glib::Priority::DEFAULT,
+                move || {
+                    if let Some(m) = media.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                        wake_senders(m);
+                    }
+                    glib::ControlFlow::Continue
+                },
+            );
+            source.attach(Some(&context));
+            source
+        };
         {
             let context = context.clone();
             server.connect_client_connected(move |_, client| {
@@ -251,6 +268,7 @@ impl Stage for RtspSink {
                 if let Some(listener) = ctx.find_source_by_id(&source) {
                     listener.destroy();
                 }
+                wake.destroy();
                 while ctx.iteration(false) {}
             })
             .map_err(|e| self.err(e.to_string()))?;
