@@ -156,10 +156,7 @@ impl Walk {
             i: self.y * k.w + self.x,
             corners: k.grid.map(|(g, _)| g.corners(self.x, self.y, k.cp)),
         };
-        self.x += 1;
-        if self.x == k.w {
-            (self.x, self.y) = (0, self.y + 1);
-        }
+        self.skip(k);
         a
     }
 

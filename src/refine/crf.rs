@@ -29,7 +29,7 @@ use super::band::{Fill, FirstPass, Kernels, Sink, PAD};
 use super::grid::{Grid, GridBuffers};
 use super::lanes::sum_into;
 use super::lattice::{
-    FilterBuffers, Lattice, LatticeBuffers, LatticeError, MAX_DIM, SCATTER_LIMIT,
+    refill, FilterBuffers, Lattice, LatticeBuffers, LatticeError, MAX_DIM, SCATTER_LIMIT,
 };
 use crate::frame::{RgbImage, ScoreKind};
 
@@ -318,10 +318,7 @@ pub(crate) fn mean_field_with(
                 }
                 for v in buffers {
                     v.resize_with(bands, Vec::new);
-                    v.par_iter_mut().for_each(|v| {
-                        v.clear();
-                        v.resize(len, 0.0);
-                    });
+                    v.par_iter_mut().for_each(|v| refill(v, len));
                 }
             }
         }

@@ -17,6 +17,7 @@
 use rayon::prelude::*;
 
 use super::lanes::sum_into;
+use super::lattice::refill;
 
 /// One axis of the grid: per pixel, its cell and the weight of the next cell.
 struct Axis {
@@ -353,10 +354,9 @@ impl GridBuffers {
         }
         for v in buffers {
             v.resize_with(bands, Vec::new);
-            v.par_iter_mut().enumerate().for_each(|(b, v)| {
-                v.clear();
-                v.resize(len(b), 0.0);
-            });
+            v.par_iter_mut()
+                .enumerate()
+                .for_each(|(b, v)| refill(v, len(b)));
         }
     }
 

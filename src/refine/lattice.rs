@@ -382,7 +382,7 @@ pub struct FilterBuffers {
 pub(crate) const SCATTER_LIMIT: usize = 16 << 20;
 
 /// `v` emptied and refilled with `len` default values, keeping its allocation.
-fn refill<T: Copy + Default>(v: &mut Vec<T>, len: usize) {
+pub(crate) fn refill<T: Copy + Default>(v: &mut Vec<T>, len: usize) {
     v.clear();
     v.resize(len, T::default());
 }
